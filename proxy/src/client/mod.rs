@@ -1,0 +1,296 @@
+//! [`PrismClient`]: a gRPC client implementing every interface trait, so code written
+//! against the traits (the acceptance suites, the load generator) runs over the wire
+//! unchanged. Errors come back as the [`BackendError`] the server raised.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use prism_proto::keyvalue::v1::{
+    self as kv, key_value_basic_client::KeyValueBasicClient, key_value_batch_client::KeyValueBatchClient,
+    key_value_scan_client::KeyValueScanClient, key_value_ttl_client::KeyValueTtlClient,
+};
+use prism_proto::meta::v1::{self as meta, meta_client::MetaClient};
+use prism_proto::pubsub::v1::{self as ps, pub_sub_basic_client::PubSubBasicClient, subscribe_response::Event as SubEvent};
+use prism_proto::queue::v1::{self as q, queue_basic_client::QueueBasicClient};
+use prism_proto::timeseries::v1::{self as ts, time_series_basic_client::TimeSeriesBasicClient};
+use tonic::metadata::AsciiMetadataValue;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Request;
+
+use crate::interfaces::{
+    AggregateRow, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, Query,
+    QueueBasic, ReceivedMessage, ScanPage, Subscription, TimeSeriesBasic, TtlState,
+};
+use crate::server::NAMESPACE_HEADER;
+use crate::status::from_status;
+use crate::{wire, BackendError, BackendResult, Interface};
+
+/// A connection to a Prism endpoint, bound to one namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct PrismClient {
+    channel: Channel,
+    namespace: AsciiMetadataValue,
+    timeout: Option<Duration>,
+}
+
+/// What a namespace serves, as the server describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub namespace: String,
+    pub backend: String,
+    pub interfaces: Vec<Interface>,
+}
+
+impl PrismClient {
+    /// Connects to `endpoint` (`http://host:port`) for `namespace`.
+    pub async fn connect(endpoint: &str, namespace: &str) -> BackendResult<PrismClient> {
+        let endpoint = Endpoint::from_shared(endpoint.to_string())
+            .map_err(|e| BackendError::invalid("endpoint", format!("{endpoint:?} is not a URI: {e}")))?
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("cannot connect to {}: {e}", endpoint.uri())))?;
+        PrismClient::from_channel(channel, namespace)
+    }
+
+    /// Uses an existing channel (to share one HTTP/2 connection across namespaces).
+    pub fn from_channel(channel: Channel, namespace: &str) -> BackendResult<PrismClient> {
+        let namespace = namespace
+            .parse()
+            .map_err(|_| BackendError::invalid("namespace", format!("{namespace:?} is not valid metadata")))?;
+        Ok(PrismClient { channel, namespace, timeout: None })
+    }
+
+    /// Sets a deadline sent with every call (`grpc-timeout`).
+    pub fn with_timeout(mut self, timeout: Duration) -> PrismClient {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        request.metadata_mut().insert(NAMESPACE_HEADER, self.namespace.clone());
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
+        }
+        request
+    }
+
+    pub async fn describe(&self) -> BackendResult<NamespaceInfo> {
+        let response = MetaClient::new(self.channel.clone())
+            .describe_namespace(self.request(meta::DescribeNamespaceRequest {}))
+            .await
+            .map_err(|s| from_status(&s))?
+            .into_inner();
+        Ok(NamespaceInfo {
+            namespace: response.namespace,
+            backend: response.backend,
+            interfaces: response.interfaces.iter().filter_map(|i| Interface::parse(i)).collect(),
+        })
+    }
+
+    fn kv_basic(&self) -> KeyValueBasicClient<Channel> {
+        KeyValueBasicClient::new(self.channel.clone())
+    }
+    fn kv_ttl(&self) -> KeyValueTtlClient<Channel> {
+        KeyValueTtlClient::new(self.channel.clone())
+    }
+    fn kv_scan(&self) -> KeyValueScanClient<Channel> {
+        KeyValueScanClient::new(self.channel.clone())
+    }
+    fn kv_batch(&self) -> KeyValueBatchClient<Channel> {
+        KeyValueBatchClient::new(self.channel.clone())
+    }
+    fn pubsub(&self) -> PubSubBasicClient<Channel> {
+        PubSubBasicClient::new(self.channel.clone())
+    }
+    fn queue(&self) -> QueueBasicClient<Channel> {
+        QueueBasicClient::new(self.channel.clone())
+    }
+    fn series(&self) -> TimeSeriesBasicClient<Channel> {
+        TimeSeriesBasicClient::new(self.channel.clone())
+    }
+}
+
+/// Unwraps a unary response into its message or the server's error.
+fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> BackendResult<T> {
+    result.map(tonic::Response::into_inner).map_err(|s| from_status(&s))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+impl KeyValueBasic for PrismClient {
+    async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
+        answer(self.kv_basic().set(self.request(kv::SetRequest { key, value })).await).map(|_| ())
+    }
+
+    async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
+        let r = answer(self.kv_basic().get(self.request(kv::GetRequest { key })).await)?;
+        Ok(r.found.then_some(r.value))
+    }
+
+    async fn delete(&self, key: Bytes) -> BackendResult<bool> {
+        answer(self.kv_basic().delete(self.request(kv::DeleteRequest { key })).await).map(|r| r.existed)
+    }
+
+    async fn exists(&self, key: Bytes) -> BackendResult<bool> {
+        answer(self.kv_basic().exists(self.request(kv::ExistsRequest { key })).await).map(|r| r.exists)
+    }
+}
+
+#[async_trait]
+impl KeyValueTtl for PrismClient {
+    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> BackendResult<()> {
+        let request = kv::SetWithTtlRequest { key, value, ttl_ms: millis(ttl) };
+        answer(self.kv_ttl().set_with_ttl(self.request(request)).await).map(|_| ())
+    }
+
+    async fn expire(&self, key: Bytes, ttl: Duration) -> BackendResult<bool> {
+        let request = kv::ExpireRequest { key, ttl_ms: millis(ttl) };
+        answer(self.kv_ttl().expire(self.request(request)).await).map(|r| r.applied)
+    }
+
+    async fn ttl(&self, key: Bytes) -> BackendResult<TtlState> {
+        wire::ttl_from_proto(answer(self.kv_ttl().ttl(self.request(kv::TtlRequest { key })).await)?)
+    }
+
+    async fn persist(&self, key: Bytes) -> BackendResult<bool> {
+        answer(self.kv_ttl().persist(self.request(kv::PersistRequest { key })).await).map(|r| r.applied)
+    }
+}
+
+#[async_trait]
+impl KeyValueScan for PrismClient {
+    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> BackendResult<ScanPage> {
+        let request = kv::ScanRequest { prefix, limit, cursor: cursor.unwrap_or_default() };
+        let r = answer(self.kv_scan().scan(self.request(request)).await)?;
+        Ok(ScanPage {
+            keys: r.keys,
+            next_cursor: (!r.next_cursor.is_empty()).then_some(r.next_cursor),
+        })
+    }
+
+    async fn count(&self, prefix: Bytes) -> BackendResult<u64> {
+        answer(self.kv_scan().count(self.request(kv::CountRequest { prefix })).await).map(|r| r.count)
+    }
+}
+
+#[async_trait]
+impl KeyValueBatch for PrismClient {
+    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> BackendResult<Vec<bool>> {
+        let entries = entries.into_iter().map(|(key, value)| kv::KeyValue { key, value }).collect();
+        answer(self.kv_batch().batch_set(self.request(kv::BatchSetRequest { entries })).await).map(|r| r.stored)
+    }
+
+    async fn batch_get(&self, keys: Vec<Bytes>) -> BackendResult<Vec<Option<Bytes>>> {
+        let r = answer(self.kv_batch().batch_get(self.request(kv::BatchGetRequest { keys })).await)?;
+        Ok(r.results.into_iter().map(|g| g.found.then_some(g.value)).collect())
+    }
+
+    async fn batch_delete(&self, keys: Vec<Bytes>) -> BackendResult<Vec<bool>> {
+        answer(self.kv_batch().batch_delete(self.request(kv::BatchDeleteRequest { keys })).await).map(|r| r.existed)
+    }
+}
+
+#[async_trait]
+impl PubSubBasic for PrismClient {
+    async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
+        answer(self.pubsub().publish(self.request(ps::PublishRequest { topic, payload })).await).map(|r| r.delivered_to)
+    }
+
+    async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
+        // No deadline on the stream itself: it lives until dropped.
+        let mut request = Request::new(ps::SubscribeRequest { topic });
+        request.metadata_mut().insert(NAMESPACE_HEADER, self.namespace.clone());
+        let mut stream = answer(self.pubsub().subscribe(request).await)?;
+        // The server's first message confirms the subscription is live.
+        let id = match stream.message().await.map_err(|s| from_status(&s))? {
+            Some(ps::SubscribeResponse { event: Some(SubEvent::Subscribed(s)) }) => s.subscription_id,
+            other => {
+                return Err(BackendError::Internal(format!(
+                    "expected a `subscribed` confirmation first, got {other:?}"
+                )));
+            }
+        };
+        let messages = futures::stream::unfold(stream, |mut stream| async move {
+            loop {
+                return match stream.message().await {
+                    Ok(Some(ps::SubscribeResponse { event: Some(SubEvent::Message(m)) })) => {
+                        Some((Ok(wire::message_from_proto(m)), stream))
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => None,
+                    Err(status) => Some((Err(from_status(&status)), stream)),
+                };
+            }
+        })
+        .boxed();
+        Ok(Subscription { id, messages })
+    }
+
+    async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
+        let request = ps::UnsubscribeRequest { subscription_id: subscription_id.to_string() };
+        answer(self.pubsub().unsubscribe(self.request(request)).await).map(|r| r.existed)
+    }
+}
+
+#[async_trait]
+impl QueueBasic for PrismClient {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+        answer(self.queue().enqueue(self.request(q::EnqueueRequest { queue, payload })).await).map(|r| r.message_id)
+    }
+
+    async fn receive(&self, queue: String, max: u32, visibility: Duration, wait: Duration) -> BackendResult<Vec<ReceivedMessage>> {
+        let request = q::ReceiveRequest {
+            queue,
+            max_messages: max,
+            visibility_timeout_ms: millis(visibility),
+            wait_ms: millis(wait),
+        };
+        let mut request = self.request(request);
+        if let Some(timeout) = self.timeout {
+            // A long poll must not be cut off by the per-call deadline.
+            request.set_timeout(timeout + wait);
+        }
+        let r = answer(self.queue().receive(request).await)?;
+        Ok(r.messages.into_iter().map(wire::received_from_proto).collect())
+    }
+
+    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+        answer(self.queue().ack(self.request(q::AckRequest { queue, receipt })).await).map(|r| r.acknowledged)
+    }
+
+    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+        answer(self.queue().nack(self.request(q::NackRequest { queue, receipt })).await).map(|r| r.requeued)
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBasic for PrismClient {
+    async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64> {
+        let events = events.into_iter().map(wire::event_to_proto).collect();
+        answer(self.series().append(self.request(ts::AppendRequest { stream, events })).await).map(|r| r.appended)
+    }
+
+    async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>> {
+        let r = answer(self.series().query(self.request(wire::query_to_proto(stream, query))).await)?;
+        Ok(r.events.into_iter().map(wire::event_from_proto).collect())
+    }
+
+    async fn aggregate(&self, stream: String, aggregation: Aggregation) -> BackendResult<Vec<AggregateRow>> {
+        let request = wire::aggregation_to_proto(stream, aggregation);
+        let r = answer(self.series().aggregate(self.request(request)).await)?;
+        Ok(r.rows.into_iter().map(wire::row_from_proto).collect())
+    }
+}

@@ -1,0 +1,252 @@
+//! The proxy's YAML configuration.
+//!
+//! ```yaml
+//! listen: 127.0.0.1:50051        # gRPC
+//! admin_listen: 127.0.0.1:9090   # /healthz, /readyz, /metrics
+//! drain_timeout: 10s
+//! auth: none
+//! namespaces:
+//!   default:
+//!     backend: { type: memstore }
+//!     interfaces: [keyvalue_basic, keyvalue_scan]   # optional; default: all the backend has
+//!     limits: { max_value_bytes: 65536 }            # optional; see `Limits`
+//! ```
+//!
+//! Unknown keys are errors. Every error names the file, and the line and column or the
+//! field at fault.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::backends::memstore::MemStore;
+use crate::backends::Backend;
+use crate::limits::Limits;
+use crate::Interface;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Admin HTTP listen address.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// How long a drain (SIGTERM/SIGINT) may wait for in-flight requests.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    #[serde(default)]
+    pub auth: AuthMode,
+    #[serde(deserialize_with = "unique_namespaces")]
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+}
+
+/// A YAML map of namespaces that rejects a name given twice (serde would keep the last).
+fn unique_namespaces<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, NamespaceConfig>, D::Error> {
+    struct Visitor;
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = BTreeMap<String, NamespaceConfig>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map from namespace name to its settings")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                if out.contains_key(&name) {
+                    return Err(serde::de::Error::custom(format!("duplicate namespace `{name}`")));
+                }
+                let value = map.next_value()?;
+                out.insert(name, value);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visitor)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// No authentication: for local use only.
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    pub backend: BackendConfig,
+    /// Interfaces served; all the backend implements when absent.
+    #[serde(default)]
+    pub interfaces: Option<Vec<Interface>>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// The in-process store; data lives as long as the proxy.
+    Memstore,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9090))
+}
+
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates `text`; `path` is only used in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            // serde_yaml appends "at line L column C"; the location leads our message.
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        })?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// A config with one memstore namespace, as `prism-proxy` runs with no file.
+    pub fn single_memstore(namespace: &str) -> Config {
+        Config {
+            listen: default_listen(),
+            admin_listen: default_admin_listen(),
+            drain_timeout: default_drain_timeout(),
+            auth: AuthMode::None,
+            namespaces: [(
+                namespace.to_string(),
+                NamespaceConfig {
+                    backend: BackendConfig::Memstore,
+                    interfaces: None,
+                    limits: Limits::default(),
+                },
+            )]
+            .into(),
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |field: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+        };
+        if self.namespaces.is_empty() {
+            return Err(invalid("namespaces".into(), "at least one namespace is needed".into()));
+        }
+        for (name, ns) in &self.namespaces {
+            let field = |f: &str| format!("namespaces.{name}{f}");
+            if !valid_namespace_name(name) {
+                return Err(invalid(
+                    field(""),
+                    "a namespace name is 1-64 characters of a-z, 0-9, '_', '-' and '.'".into(),
+                ));
+            }
+            if let Some(interfaces) = &ns.interfaces {
+                let supported = ns.backend.interfaces();
+                for interface in interfaces {
+                    if !supported.contains(interface) {
+                        return Err(invalid(
+                            field(".interfaces"),
+                            format!(
+                                "backend {} does not implement {interface} (it implements: {})",
+                                ns.backend.kind(),
+                                supported.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            if ns.limits.max_in_flight == 0 {
+                return Err(invalid(field(".limits.max_in_flight"), "must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn valid_namespace_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl BackendConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Memstore => "memstore",
+        }
+    }
+
+    /// What this backend type implements (without connecting).
+    pub fn interfaces(&self) -> Vec<Interface> {
+        match self {
+            BackendConfig::Memstore => Interface::ALL.to_vec(),
+        }
+    }
+
+    /// Creates the driver instance.
+    pub async fn connect(&self) -> crate::BackendResult<Backend> {
+        match self {
+            BackendConfig::Memstore => Ok(MemStore::new().backend()),
+        }
+    }
+}
+
+impl NamespaceConfig {
+    /// Interfaces this namespace serves.
+    pub fn served(&self) -> Vec<Interface> {
+        self.interfaces.clone().unwrap_or_else(|| self.backend.interfaces())
+    }
+}

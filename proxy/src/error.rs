@@ -1,0 +1,75 @@
+//! The one error type every interface call returns, whatever the backend.
+//!
+//! It maps one-to-one onto gRPC status codes (see `server::status`), so an error raised
+//! by a backend reaches a remote client as the same variant through [`crate::client`].
+
+use prism_proto::common::v1::ErrorReason;
+
+pub type BackendResult<T> = Result<T, BackendError>;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// The request is malformed or over a limit. `field` names the request field.
+    #[error("invalid {field}: {message}")]
+    InvalidArgument {
+        field: String,
+        message: String,
+        /// The limit exceeded, as `name=value` (e.g. `max_value_bytes=1048576`).
+        limit: Option<String>,
+    },
+    /// Something the call refers to does not exist (not used for missing keys).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The backend cannot be reached or failed in a way a retry may fix.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    #[error("deadline exceeded: {0}")]
+    DeadlineExceeded(String),
+    /// Too much work in flight; retry after a short delay.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    /// The namespace or backend does not serve this interface.
+    #[error("not served: {0}")]
+    Unimplemented(String),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A bug or an answer the driver did not expect; not retryable.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl BackendError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        BackendError::InvalidArgument {
+            field: field.into(),
+            message: message.into(),
+            limit: None,
+        }
+    }
+
+    /// Whether sending the same request again can succeed.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            BackendError::Unavailable(_)
+                | BackendError::DeadlineExceeded(_)
+                | BackendError::Overloaded(_)
+        )
+    }
+
+    pub fn reason(&self) -> ErrorReason {
+        match self {
+            BackendError::InvalidArgument { .. } => ErrorReason::InvalidArgument,
+            BackendError::NotFound(_) => ErrorReason::NotFound,
+            BackendError::Unavailable(_) => ErrorReason::BackendUnavailable,
+            BackendError::DeadlineExceeded(_) => ErrorReason::DeadlineExceeded,
+            BackendError::Overloaded(_) => ErrorReason::Overloaded,
+            BackendError::Unimplemented(_) => ErrorReason::InterfaceNotServed,
+            BackendError::Unauthenticated(_) => ErrorReason::Unauthenticated,
+            BackendError::PermissionDenied(_) => ErrorReason::PermissionDenied,
+            BackendError::Internal(_) => ErrorReason::Internal,
+        }
+    }
+}

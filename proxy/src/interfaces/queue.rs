@@ -1,0 +1,36 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::BackendResult;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub message_id: String,
+    /// Names this delivery; `ack` and `nack` take it.
+    pub receipt: String,
+    pub payload: Bytes,
+    /// 1 on first delivery.
+    pub delivery_count: u32,
+}
+
+/// queue_basic: at-least-once delivery with visibility timeouts.
+#[async_trait]
+pub trait QueueBasic: Send + Sync {
+    /// Returns the new message's id.
+    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String>;
+    /// Up to `max` visible messages, each hidden from other receivers for `visibility`;
+    /// waits up to `wait` for the first one.
+    async fn receive(
+        &self,
+        queue: String,
+        max: u32,
+        visibility: Duration,
+        wait: Duration,
+    ) -> BackendResult<Vec<ReceivedMessage>>;
+    /// Removes the message for good; `false` when the receipt is unknown or expired.
+    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool>;
+    /// Makes the message visible again now; `false` when the receipt is unknown or expired.
+    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool>;
+}

@@ -1,0 +1,204 @@
+//! timeseries_basic, plus the reference aggregation that in-process backends use and that
+//! tests compare real backends against.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::{BackendError, BackendResult};
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Event {
+    pub timestamp_ms: i64,
+    pub tags: BTreeMap<String, String>,
+    pub fields: BTreeMap<String, f64>,
+}
+
+/// Events with `start_ms <= timestamp_ms < end_ms` whose tags equal every filter.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Query {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub filters: BTreeMap<String, String>,
+    /// At most this many events (the server fills in its maximum for 0).
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggregateFunction {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    P95,
+    P99,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregation {
+    pub start_ms: i64,
+    pub end_ms: i64,
+    pub filters: BTreeMap<String, String>,
+    pub bucket_ms: u64,
+    pub metric: String,
+    pub function: AggregateFunction,
+    pub group_by: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    pub bucket_start_ms: i64,
+    pub group: BTreeMap<String, String>,
+    pub value: f64,
+    pub count: u64,
+}
+
+/// timeseries_basic.
+#[async_trait]
+pub trait TimeSeriesBasic: Send + Sync {
+    /// Returns how many events were stored.
+    async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64>;
+    /// Ordered by time; ties in append order.
+    async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>>;
+    /// One row per (bucket, group) having at least one value of `metric`, ordered by
+    /// bucket then group.
+    async fn aggregate(&self, stream: String, aggregation: Aggregation) -> BackendResult<Vec<AggregateRow>>;
+}
+
+impl Query {
+    /// `limit` as a count, 0 meaning no limit.
+    pub fn max_events(&self) -> usize {
+        if self.limit == 0 { usize::MAX } else { self.limit as usize }
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        event.timestamp_ms >= self.start_ms
+            && event.timestamp_ms < self.end_ms
+            && matches_filters(&self.filters, event)
+    }
+}
+
+fn matches_filters(filters: &BTreeMap<String, String>, event: &Event) -> bool {
+    filters.iter().all(|(k, v)| event.tags.get(k) == Some(v))
+}
+
+impl Aggregation {
+    pub fn validate(&self) -> BackendResult<()> {
+        if self.bucket_ms == 0 {
+            return Err(BackendError::invalid("bucket_ms", "must be greater than 0"));
+        }
+        if self.metric.is_empty() {
+            return Err(BackendError::invalid("metric", "must name a field"));
+        }
+        Ok(())
+    }
+
+    pub fn matches(&self, event: &Event) -> bool {
+        event.timestamp_ms >= self.start_ms
+            && event.timestamp_ms < self.end_ms
+            && matches_filters(&self.filters, event)
+    }
+
+    /// Start of the (epoch-aligned) bucket holding `timestamp_ms`.
+    pub fn bucket_of(&self, timestamp_ms: i64) -> i64 {
+        let width = i64::try_from(self.bucket_ms).unwrap_or(i64::MAX);
+        timestamp_ms.div_euclid(width) * width
+    }
+
+    /// The reference computation: aggregates `events` (any order) exactly as the
+    /// interface defines it. Tags missing from an event group as "".
+    pub fn compute<'a>(&self, events: impl IntoIterator<Item = &'a Event>) -> Vec<AggregateRow> {
+        let mut groups: BTreeMap<(i64, Vec<String>), Vec<f64>> = BTreeMap::new();
+        for event in events {
+            if !self.matches(event) {
+                continue;
+            }
+            let Some(value) = event.fields.get(&self.metric) else {
+                continue;
+            };
+            let group = self
+                .group_by
+                .iter()
+                .map(|tag| event.tags.get(tag).cloned().unwrap_or_default())
+                .collect();
+            groups
+                .entry((self.bucket_of(event.timestamp_ms), group))
+                .or_default()
+                .push(*value);
+        }
+        groups
+            .into_iter()
+            .map(|((bucket_start_ms, group), mut values)| AggregateRow {
+                bucket_start_ms,
+                group: self.group_by.iter().cloned().zip(group).collect(),
+                count: values.len() as u64,
+                value: self.function.apply(&mut values),
+            })
+            .collect()
+    }
+}
+
+impl AggregateFunction {
+    /// Applies the function to a non-empty set of values (sorting them for percentiles).
+    pub fn apply(self, values: &mut [f64]) -> f64 {
+        let n = values.len();
+        match self {
+            AggregateFunction::Count => n as f64,
+            AggregateFunction::Sum => values.iter().sum(),
+            AggregateFunction::Avg => values.iter().sum::<f64>() / n as f64,
+            AggregateFunction::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+            AggregateFunction::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            AggregateFunction::P95 => nearest_rank(values, 0.95),
+            AggregateFunction::P99 => nearest_rank(values, 0.99),
+        }
+    }
+}
+
+/// The value at rank ceil(p * n) (1-based) of the sorted values.
+fn nearest_rank(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = (p * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ts: i64, host: &str, v: f64) -> Event {
+        Event {
+            timestamp_ms: ts,
+            tags: [("host".to_string(), host.to_string())].into(),
+            fields: [("v".to_string(), v)].into(),
+        }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(nearest_rank(&mut values, 0.95), 95.0);
+        assert_eq!(nearest_rank(&mut values, 0.99), 99.0);
+        assert_eq!(nearest_rank(&mut [7.0], 0.99), 7.0);
+    }
+
+    #[test]
+    fn buckets_align_to_epoch_including_negative_times() {
+        let agg = Aggregation {
+            start_ms: i64::MIN,
+            end_ms: i64::MAX,
+            filters: BTreeMap::new(),
+            bucket_ms: 10,
+            metric: "v".into(),
+            function: AggregateFunction::Sum,
+            group_by: vec!["host".into()],
+        };
+        let events = [event(-1, "a", 1.0), event(0, "a", 2.0), event(9, "a", 3.0), event(5, "b", 4.0)];
+        let rows = agg.compute(&events);
+        let summary: Vec<(i64, &str, f64)> = rows
+            .iter()
+            .map(|r| (r.bucket_start_ms, r.group["host"].as_str(), r.value))
+            .collect();
+        assert_eq!(summary, vec![(-10, "a", 1.0), (0, "a", 5.0), (0, "b", 4.0)]);
+    }
+}

@@ -1,0 +1,133 @@
+//! Per-namespace request limits, enforced at the edge (the gRPC services) before a
+//! request reaches any backend, so every backend sees the same bounds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BackendError, BackendResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest key, in bytes (keys must also be non-empty).
+    pub max_key_bytes: u32,
+    /// Largest value or payload, in bytes.
+    pub max_value_bytes: u32,
+    /// Most entries in one batch call or one time-series append.
+    pub max_batch_entries: u32,
+    /// Most keys in one scan page, and the page size when a request asks for 0.
+    pub max_scan_page: u32,
+    /// Most events one query returns, and the limit used when a request asks for 0.
+    pub max_query_events: u32,
+    /// Longest topic, queue or stream name, in bytes.
+    pub max_name_bytes: u32,
+    /// Requests served at once in this namespace; more fail with RESOURCE_EXHAUSTED.
+    pub max_in_flight: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 1024,
+            max_value_bytes: 1024 * 1024,
+            max_batch_entries: 1000,
+            max_scan_page: 1000,
+            max_query_events: 10_000,
+            max_name_bytes: 256,
+            max_in_flight: 1024,
+        }
+    }
+}
+
+fn over(field: &str, what: &str, limit_name: &str, limit: u32, actual: usize) -> BackendError {
+    BackendError::InvalidArgument {
+        field: field.to_string(),
+        message: format!("{what} is {actual}, over the limit {limit_name}={limit}"),
+        limit: Some(format!("{limit_name}={limit}")),
+    }
+}
+
+impl Limits {
+    pub fn check_key(&self, field: &str, key: &[u8]) -> BackendResult<()> {
+        if key.is_empty() {
+            return Err(BackendError::invalid(field, "must not be empty"));
+        }
+        if key.len() > self.max_key_bytes as usize {
+            return Err(over(field, "size in bytes", "max_key_bytes", self.max_key_bytes, key.len()));
+        }
+        Ok(())
+    }
+
+    pub fn check_value(&self, field: &str, value: &[u8]) -> BackendResult<()> {
+        if value.len() > self.max_value_bytes as usize {
+            return Err(over(field, "size in bytes", "max_value_bytes", self.max_value_bytes, value.len()));
+        }
+        Ok(())
+    }
+
+    pub fn check_batch(&self, field: &str, entries: usize) -> BackendResult<()> {
+        if entries == 0 {
+            return Err(BackendError::invalid(field, "must hold at least one entry"));
+        }
+        if entries > self.max_batch_entries as usize {
+            return Err(over(field, "number of entries", "max_batch_entries", self.max_batch_entries, entries));
+        }
+        Ok(())
+    }
+
+    /// A topic, queue or stream name: non-empty, bounded, printable UTF-8.
+    pub fn check_name(&self, field: &str, name: &str) -> BackendResult<()> {
+        if name.is_empty() {
+            return Err(BackendError::invalid(field, "must not be empty"));
+        }
+        if name.len() > self.max_name_bytes as usize {
+            return Err(over(field, "size in bytes", "max_name_bytes", self.max_name_bytes, name.len()));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(BackendError::invalid(field, "must not contain control characters"));
+        }
+        Ok(())
+    }
+
+    /// The scan page size to use: the request's, or the maximum for 0.
+    pub fn scan_page(&self, requested: u32) -> BackendResult<u32> {
+        match requested {
+            0 => Ok(self.max_scan_page),
+            n if n > self.max_scan_page => Err(over("limit", "page size", "max_scan_page", self.max_scan_page, n as usize)),
+            n => Ok(n),
+        }
+    }
+
+    /// The query limit to use: the request's, or the maximum for 0.
+    pub fn query_events(&self, requested: u32) -> BackendResult<u32> {
+        match requested {
+            0 => Ok(self.max_query_events),
+            n if n > self.max_query_events => {
+                Err(over("limit", "event limit", "max_query_events", self.max_query_events, n as usize))
+            }
+            n => Ok(n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_name_field_and_limit() {
+        let limits = Limits { max_value_bytes: 4, ..Limits::default() };
+        assert!(limits.check_value("value", b"1234").is_ok());
+        let err = limits.check_value("value", b"12345").unwrap_err();
+        match err {
+            BackendError::InvalidArgument { field, limit, message } => {
+                assert_eq!(field, "value");
+                assert_eq!(limit.as_deref(), Some("max_value_bytes=4"));
+                assert!(message.contains("5"), "{message}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(limits.check_key("key", b"").is_err());
+        assert_eq!(limits.scan_page(0).unwrap(), limits.max_scan_page);
+        assert!(limits.scan_page(limits.max_scan_page + 1).is_err());
+    }
+}

@@ -1,0 +1,135 @@
+//! Prometheus metrics: requests, errors and latency per namespace and operation.
+//!
+//! Series for the success path are resolved once per namespace at startup, so recording
+//! a request costs no label lookup.
+
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::server::Operation;
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    in_flight: IntGaugeVec,
+}
+
+/// Pre-resolved series of one namespace.
+pub struct NamespaceMetrics {
+    namespace: String,
+    ok: Vec<prometheus::IntCounter>,
+    latency: Vec<prometheus::Histogram>,
+    pub in_flight: prometheus::IntGauge,
+    requests: IntCounterVec,
+}
+
+const BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("prism_requests_total", "Requests handled, by namespace, operation and gRPC status code"),
+            &["namespace", "operation", "code"],
+        )
+        .expect("static metric definition");
+        let latency = HistogramVec::new(
+            HistogramOpts::new("prism_request_duration_seconds", "Time to serve a request, by namespace and operation")
+                .buckets(BUCKETS.to_vec()),
+            &["namespace", "operation"],
+        )
+        .expect("static metric definition");
+        let in_flight = IntGaugeVec::new(
+            Opts::new("prism_requests_in_flight", "Requests being served, by namespace"),
+            &["namespace"],
+        )
+        .expect("static metric definition");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(latency.clone()),
+            Box::new(in_flight.clone()),
+        ] {
+            registry.register(collector).expect("metrics registered once");
+        }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+        }
+    }
+
+    pub fn namespace(&self, namespace: &str) -> NamespaceMetrics {
+        NamespaceMetrics {
+            namespace: namespace.to_string(),
+            ok: Operation::ALL
+                .iter()
+                .map(|op| self.requests.with_label_values(&[namespace, op.as_str(), "OK"]))
+                .collect(),
+            latency: Operation::ALL
+                .iter()
+                .map(|op| self.latency.with_label_values(&[namespace, op.as_str()]))
+                .collect(),
+            in_flight: self.in_flight.with_label_values(&[namespace]),
+            requests: self.requests.clone(),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut out).is_err() {
+            return String::new();
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl NamespaceMetrics {
+    pub fn record(&self, op: Operation, elapsed: Duration, code: tonic::Code) {
+        let i = op as usize;
+        self.latency[i].observe(elapsed.as_secs_f64());
+        if code == tonic::Code::Ok {
+            self.ok[i].inc();
+        } else {
+            self.requests
+                .with_label_values(&[self.namespace.as_str(), op.as_str(), code_name(code)])
+                .inc();
+        }
+    }
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,41 @@
+//! gRPC service describing a namespace (what it serves, its limits).
+
+use std::sync::Arc;
+
+use prism_proto::meta::v1::{self as pb, meta_server};
+use tonic::{Request, Response, Status};
+
+use super::{Operation, Router};
+
+pub struct MetaService {
+    router: Arc<Router>,
+}
+
+impl MetaService {
+    pub fn new(router: Arc<Router>) -> MetaService {
+        MetaService { router }
+    }
+}
+
+#[tonic::async_trait]
+impl meta_server::Meta for MetaService {
+    async fn describe_namespace(
+        &self,
+        request: Request<pb::DescribeNamespaceRequest>,
+    ) -> Result<Response<pb::DescribeNamespaceResponse>, Status> {
+        let ns = self.router.namespace(request.metadata())?;
+        let limits = ns.limits;
+        let response = pb::DescribeNamespaceResponse {
+            namespace: ns.name.clone(),
+            backend: ns.backend.kind.to_string(),
+            interfaces: ns.backend.interfaces().iter().map(|i| i.as_str().to_string()).collect(),
+            limits: Some(pb::Limits {
+                max_key_bytes: limits.max_key_bytes,
+                max_value_bytes: limits.max_value_bytes,
+                max_batch_entries: limits.max_batch_entries,
+                max_in_flight: limits.max_in_flight,
+            }),
+        };
+        ns.run(Operation::MetaDescribe, async move { Ok(response) }).await
+    }
+}

@@ -1,0 +1,238 @@
+//! The gRPC side of the proxy: one service per interface, all routing through
+//! [`Router`]; plus health, reflection and the admin HTTP listener.
+//!
+//! [`start`] binds and serves; [`RunningProxy::drain`] stops accepting, lets in-flight
+//! requests finish, and gives up after a timeout.
+
+mod keyvalue;
+mod meta;
+mod namespace;
+mod operation;
+mod pubsub;
+mod queue;
+mod timeseries;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prism_proto::keyvalue::v1::{
+    key_value_basic_server::KeyValueBasicServer, key_value_batch_server::KeyValueBatchServer,
+    key_value_scan_server::KeyValueScanServer, key_value_ttl_server::KeyValueTtlServer,
+};
+use prism_proto::meta::v1::meta_server::MetaServer;
+use prism_proto::pubsub::v1::pub_sub_basic_server::PubSubBasicServer;
+use prism_proto::queue::v1::queue_basic_server::QueueBasicServer;
+use prism_proto::timeseries::v1::time_series_basic_server::TimeSeriesBasicServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+pub use namespace::{Namespace, Router, NAMESPACE_HEADER};
+pub use operation::Operation;
+
+use crate::admin;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::BackendError;
+
+/// Largest gRPC message accepted: room for a maximal batch of small values; a value over
+/// its own limit still gets the INVALID_ARGUMENT naming that limit.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} for the {what}{hint}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        hint: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("namespace {namespace}: cannot connect its {backend} backend")]
+    Backend {
+        namespace: String,
+        backend: &'static str,
+        #[source]
+        source: BackendError,
+    },
+    #[error("gRPC reflection setup failed: {0}")]
+    Reflection(String),
+}
+
+async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        what,
+        addr,
+        hint: match source.kind() {
+            std::io::ErrorKind::AddrInUse => " (another process holds this port; choose another with the flag or the config)",
+            std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
+            std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+            _ => "",
+        },
+        source,
+    })
+}
+
+/// A proxy serving on its listeners.
+pub struct RunningProxy {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub router: Arc<Router>,
+    shutdown: CancellationToken,
+    health: tonic_health::server::HealthReporter,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    admin: JoinHandle<std::io::Result<()>>,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// Every in-flight request finished.
+    Clean,
+    /// The timeout passed with requests still in flight; they were cut off.
+    TimedOut,
+}
+
+/// Binds the listeners, connects every namespace's backend, and starts serving.
+pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
+    let metrics = Metrics::new();
+    let mut namespaces = Vec::new();
+    for (name, ns) in &config.namespaces {
+        let backend = ns.backend.connect().await.map_err(|source| StartError::Backend {
+            namespace: name.clone(),
+            backend: ns.backend.kind(),
+            source,
+        })?;
+        let backend = backend.restrict(&ns.served());
+        namespaces.push(Namespace::new(name.clone(), backend, ns.limits, metrics.namespace(name)));
+    }
+    let router = Arc::new(Router::new(namespaces));
+
+    let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;
+    let admin_listener = bind(config.admin_listen, "admin HTTP listener (admin_listen)").await?;
+    let grpc_addr = local_addr(&grpc_listener, config.listen);
+    let admin_addr = local_addr(&admin_listener, config.admin_listen);
+
+    let shutdown = CancellationToken::new();
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+
+    let kv = Arc::new(keyvalue::KeyValueService::new(router.clone()));
+    let services = ServiceNames::new();
+    for name in &services.0 {
+        health.set_service_status(*name, ServingStatus::Serving).await;
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(limit(KeyValueBasicServer::from_arc(kv.clone())))
+        .add_service(limit(KeyValueTtlServer::from_arc(kv.clone())))
+        .add_service(limit(KeyValueScanServer::from_arc(kv.clone())))
+        .add_service(limit(KeyValueBatchServer::from_arc(kv)))
+        .add_service(limit(PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))))
+        .add_service(limit(QueueBasicServer::new(queue::QueueService::new(router.clone()))))
+        .add_service(limit(TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))))
+        .add_service(MetaServer::new(meta::MetaService::new(router.clone())))
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            shutdown.clone().cancelled_owned(),
+        );
+    let grpc = tokio::spawn(grpc);
+    let admin = tokio::spawn(admin::serve(
+        admin_listener,
+        admin::AdminState::new(router.clone(), metrics, shutdown.clone()),
+        shutdown.clone(),
+    ));
+    tracing::info!(%grpc_addr, %admin_addr, namespaces = config.namespaces.len(), "prism-proxy serving");
+    Ok(RunningProxy { grpc_addr, admin_addr, router, shutdown, health, grpc, admin })
+}
+
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+/// Applies the message size cap to a generated server.
+trait MessageLimit {
+    fn capped(self) -> Self;
+}
+
+macro_rules! message_limit {
+    ($($server:ident),*) => {$(
+        impl<T> MessageLimit for $server<T> {
+            fn capped(self) -> Self {
+                self.max_decoding_message_size(MAX_MESSAGE_BYTES)
+            }
+        }
+    )*};
+}
+message_limit!(KeyValueBasicServer, KeyValueTtlServer, KeyValueScanServer, KeyValueBatchServer, PubSubBasicServer, QueueBasicServer, TimeSeriesBasicServer);
+
+fn limit<S: MessageLimit>(server: S) -> S {
+    server.capped()
+}
+
+struct ServiceNames([&'static str; 8]);
+
+impl ServiceNames {
+    fn new() -> ServiceNames {
+        use prism_proto::{keyvalue::v1 as kv, meta::v1 as meta, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts};
+        ServiceNames([
+            kv::key_value_basic_server::SERVICE_NAME,
+            kv::key_value_ttl_server::SERVICE_NAME,
+            kv::key_value_scan_server::SERVICE_NAME,
+            kv::key_value_batch_server::SERVICE_NAME,
+            ps::pub_sub_basic_server::SERVICE_NAME,
+            q::queue_basic_server::SERVICE_NAME,
+            ts::time_series_basic_server::SERVICE_NAME,
+            meta::meta_server::SERVICE_NAME,
+        ])
+    }
+}
+
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
+
+impl RunningProxy {
+    /// Stops accepting, waits up to `timeout` for in-flight requests, then stops.
+    pub async fn drain(self, timeout: Duration) -> DrainOutcome {
+        let services = ServiceNames::new();
+        for name in std::iter::once("").chain(services.0) {
+            self.health.set_service_status(name, ServingStatus::NotServing).await;
+        }
+        self.shutdown.cancel();
+        let (grpc, admin) = (self.grpc, self.admin);
+        let both = async {
+            let (g, a) = tokio::join!(grpc, admin);
+            if let Ok(Err(e)) = g {
+                tracing::warn!(error = %e, "gRPC server ended with an error");
+            }
+            if let Ok(Err(e)) = a {
+                tracing::warn!(error = %e, "admin server ended with an error");
+            }
+        };
+        match tokio::time::timeout(timeout, both).await {
+            Ok(()) => DrainOutcome::Clean,
+            Err(_) => DrainOutcome::TimedOut,
+        }
+    }
+
+    /// A token cancelled when the drain begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
