@@ -38,8 +38,7 @@ pub mod meta {
 }
 
 /// Encoded `FileDescriptorSet` of every Prism proto, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/prism_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/prism_descriptor.bin"));
 
 /// Error domain used in `google.rpc.ErrorInfo` details of every Prism error.
 pub const ERROR_DOMAIN: &str = "prism.dev";

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -26,7 +26,11 @@ pub struct AdminState {
 
 impl AdminState {
     pub fn new(router: Arc<Router>, metrics: Metrics, draining: CancellationToken) -> AdminState {
-        AdminState { router, metrics, draining }
+        AdminState {
+            router,
+            metrics,
+            draining,
+        }
     }
 }
 
@@ -63,7 +67,11 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         };
         body.push_str(&format!("{} ({}): {verdict}\n", ns.name, ns.backend.kind));
     }
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (code, body)
 }
 

@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::backends::memstore::MemStore;
-use crate::backends::Backend;
-use crate::limits::Limits;
 use crate::Interface;
+use crate::backends::Backend;
+use crate::backends::memstore::MemStore;
+use crate::limits::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

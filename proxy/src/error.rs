@@ -53,9 +53,7 @@ impl BackendError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            BackendError::Unavailable(_)
-                | BackendError::DeadlineExceeded(_)
-                | BackendError::Overloaded(_)
+            BackendError::Unavailable(_) | BackendError::DeadlineExceeded(_) | BackendError::Overloaded(_)
         )
     }
 

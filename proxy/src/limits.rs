@@ -52,14 +52,26 @@ impl Limits {
             return Err(BackendError::invalid(field, "must not be empty"));
         }
         if key.len() > self.max_key_bytes as usize {
-            return Err(over(field, "size in bytes", "max_key_bytes", self.max_key_bytes, key.len()));
+            return Err(over(
+                field,
+                "size in bytes",
+                "max_key_bytes",
+                self.max_key_bytes,
+                key.len(),
+            ));
         }
         Ok(())
     }
 
     pub fn check_value(&self, field: &str, value: &[u8]) -> BackendResult<()> {
         if value.len() > self.max_value_bytes as usize {
-            return Err(over(field, "size in bytes", "max_value_bytes", self.max_value_bytes, value.len()));
+            return Err(over(
+                field,
+                "size in bytes",
+                "max_value_bytes",
+                self.max_value_bytes,
+                value.len(),
+            ));
         }
         Ok(())
     }
@@ -69,7 +81,13 @@ impl Limits {
             return Err(BackendError::invalid(field, "must hold at least one entry"));
         }
         if entries > self.max_batch_entries as usize {
-            return Err(over(field, "number of entries", "max_batch_entries", self.max_batch_entries, entries));
+            return Err(over(
+                field,
+                "number of entries",
+                "max_batch_entries",
+                self.max_batch_entries,
+                entries,
+            ));
         }
         Ok(())
     }
@@ -80,7 +98,13 @@ impl Limits {
             return Err(BackendError::invalid(field, "must not be empty"));
         }
         if name.len() > self.max_name_bytes as usize {
-            return Err(over(field, "size in bytes", "max_name_bytes", self.max_name_bytes, name.len()));
+            return Err(over(
+                field,
+                "size in bytes",
+                "max_name_bytes",
+                self.max_name_bytes,
+                name.len(),
+            ));
         }
         if name.chars().any(char::is_control) {
             return Err(BackendError::invalid(field, "must not contain control characters"));
@@ -92,7 +116,13 @@ impl Limits {
     pub fn scan_page(&self, requested: u32) -> BackendResult<u32> {
         match requested {
             0 => Ok(self.max_scan_page),
-            n if n > self.max_scan_page => Err(over("limit", "page size", "max_scan_page", self.max_scan_page, n as usize)),
+            n if n > self.max_scan_page => Err(over(
+                "limit",
+                "page size",
+                "max_scan_page",
+                self.max_scan_page,
+                n as usize,
+            )),
             n => Ok(n),
         }
     }
@@ -101,9 +131,13 @@ impl Limits {
     pub fn query_events(&self, requested: u32) -> BackendResult<u32> {
         match requested {
             0 => Ok(self.max_query_events),
-            n if n > self.max_query_events => {
-                Err(over("limit", "event limit", "max_query_events", self.max_query_events, n as usize))
-            }
+            n if n > self.max_query_events => Err(over(
+                "limit",
+                "event limit",
+                "max_query_events",
+                self.max_query_events,
+                n as usize,
+            )),
             n => Ok(n),
         }
     }
@@ -115,7 +149,10 @@ mod tests {
 
     #[test]
     fn errors_name_field_and_limit() {
-        let limits = Limits { max_value_bytes: 4, ..Limits::default() };
+        let limits = Limits {
+            max_value_bytes: 4,
+            ..Limits::default()
+        };
         assert!(limits.check_value("value", b"1234").is_ok());
         let err = limits.check_value("value", b"12345").unwrap_err();
         match err {

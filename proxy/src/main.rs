@@ -20,7 +20,12 @@ use prism_proxy::server::{self, DrainOutcome};
 /// On SIGTERM or SIGINT the proxy stops accepting, lets in-flight requests finish and
 /// exits 0; if they do not finish within the drain timeout it exits 1.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about, after_help = "Example:\n  prism-proxy --config proxy/config/memstore.yaml --listen 127.0.0.1:50051")]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Example:\n  prism-proxy --config proxy/config/memstore.yaml --listen 127.0.0.1:50051"
+)]
 struct Args {
     /// YAML config (listeners, namespaces, limits). Without it: one memstore namespace
     /// called `default`.
@@ -42,9 +47,7 @@ struct Args {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
@@ -102,7 +105,7 @@ async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
 }
 
 async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {

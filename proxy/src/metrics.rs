@@ -34,13 +34,19 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("prism_requests_total", "Requests handled, by namespace, operation and gRPC status code"),
+            Opts::new(
+                "prism_requests_total",
+                "Requests handled, by namespace, operation and gRPC status code",
+            ),
             &["namespace", "operation", "code"],
         )
         .expect("static metric definition");
         let latency = HistogramVec::new(
-            HistogramOpts::new("prism_request_duration_seconds", "Time to serve a request, by namespace and operation")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "prism_request_duration_seconds",
+                "Time to serve a request, by namespace and operation",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["namespace", "operation"],
         )
         .expect("static metric definition");

@@ -68,7 +68,12 @@ pub fn from_status(status: &Status) -> BackendError {
             let meta = details.error_info().map(|i| &i.metadata);
             let field = meta
                 .and_then(|m| m.get("field").cloned())
-                .or_else(|| details.bad_request().and_then(|b| b.field_violations.first()).map(|v| v.field.clone()))
+                .or_else(|| {
+                    details
+                        .bad_request()
+                        .and_then(|b| b.field_violations.first())
+                        .map(|v| v.field.clone())
+                })
                 .unwrap_or_default();
             let limit = meta.and_then(|m| m.get("limit").cloned());
             BackendError::InvalidArgument { field, message, limit }

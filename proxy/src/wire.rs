@@ -5,14 +5,22 @@ use std::time::Duration;
 
 use prism_proto::{keyvalue::v1 as kv, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts};
 
-use crate::interfaces::{AggregateFunction, AggregateRow, Aggregation, Event, Message, Query, ReceivedMessage, TtlState};
+use crate::interfaces::{
+    AggregateFunction, AggregateRow, Aggregation, Event, Message, Query, ReceivedMessage, TtlState,
+};
 use crate::{BackendError, BackendResult};
 
 pub fn ttl_to_proto(state: TtlState) -> kv::TtlResponse {
     use kv::ttl_response::State;
     match state {
-        TtlState::Missing => kv::TtlResponse { state: State::Missing as i32, remaining_ms: 0 },
-        TtlState::Persistent => kv::TtlResponse { state: State::Persistent as i32, remaining_ms: 0 },
+        TtlState::Missing => kv::TtlResponse {
+            state: State::Missing as i32,
+            remaining_ms: 0,
+        },
+        TtlState::Persistent => kv::TtlResponse {
+            state: State::Persistent as i32,
+            remaining_ms: 0,
+        },
         TtlState::Expiring(left) => kv::TtlResponse {
             state: State::Expiring as i32,
             // Never report 0 for a key that is still there.
@@ -32,11 +40,19 @@ pub fn ttl_from_proto(response: kv::TtlResponse) -> BackendResult<TtlState> {
 }
 
 pub fn message_to_proto(m: Message) -> ps::Message {
-    ps::Message { topic: m.topic, payload: m.payload, published_at_ms: m.published_at_ms }
+    ps::Message {
+        topic: m.topic,
+        payload: m.payload,
+        published_at_ms: m.published_at_ms,
+    }
 }
 
 pub fn message_from_proto(m: ps::Message) -> Message {
-    Message { topic: m.topic, payload: m.payload, published_at_ms: m.published_at_ms }
+    Message {
+        topic: m.topic,
+        payload: m.payload,
+        published_at_ms: m.published_at_ms,
+    }
 }
 
 pub fn received_to_proto(m: ReceivedMessage) -> q::ReceivedMessage {

@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::interfaces::{
-    Interface, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, QueueBasic,
-    TimeSeriesBasic,
-};
 use crate::BackendResult;
+use crate::interfaces::{
+    Interface, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, QueueBasic, TimeSeriesBasic,
+};
 
 /// Whether a backend can serve requests now (`/readyz`).
 #[async_trait]
@@ -39,10 +38,7 @@ pub struct Backend {
 impl Backend {
     /// The interfaces this backend implements, in canonical order.
     pub fn interfaces(&self) -> Vec<Interface> {
-        Interface::ALL
-            .into_iter()
-            .filter(|i| self.implements(*i))
-            .collect()
+        Interface::ALL.into_iter().filter(|i| self.implements(*i)).collect()
     }
 
     pub fn implements(&self, interface: Interface) -> bool {

@@ -12,12 +12,14 @@ use prism_proto::keyvalue::v1::{
     key_value_scan_client::KeyValueScanClient, key_value_ttl_client::KeyValueTtlClient,
 };
 use prism_proto::meta::v1::{self as meta, meta_client::MetaClient};
-use prism_proto::pubsub::v1::{self as ps, pub_sub_basic_client::PubSubBasicClient, subscribe_response::Event as SubEvent};
+use prism_proto::pubsub::v1::{
+    self as ps, pub_sub_basic_client::PubSubBasicClient, subscribe_response::Event as SubEvent,
+};
 use prism_proto::queue::v1::{self as q, queue_basic_client::QueueBasicClient};
 use prism_proto::timeseries::v1::{self as ts, time_series_basic_client::TimeSeriesBasicClient};
+use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Request;
 
 use crate::interfaces::{
     AggregateRow, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, Query,
@@ -25,7 +27,7 @@ use crate::interfaces::{
 };
 use crate::server::NAMESPACE_HEADER;
 use crate::status::from_status;
-use crate::{wire, BackendError, BackendResult, Interface};
+use crate::{BackendError, BackendResult, Interface, wire};
 
 /// A connection to a Prism endpoint, bound to one namespace. Cheap to clone.
 #[derive(Clone)]
@@ -62,7 +64,11 @@ impl PrismClient {
         let namespace = namespace
             .parse()
             .map_err(|_| BackendError::invalid("namespace", format!("{namespace:?} is not valid metadata")))?;
-        Ok(PrismClient { channel, namespace, timeout: None })
+        Ok(PrismClient {
+            channel,
+            namespace,
+            timeout: None,
+        })
     }
 
     /// Sets a deadline sent with every call (`grpc-timeout`).
@@ -152,12 +158,19 @@ impl KeyValueBasic for PrismClient {
 #[async_trait]
 impl KeyValueTtl for PrismClient {
     async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> BackendResult<()> {
-        let request = kv::SetWithTtlRequest { key, value, ttl_ms: millis(ttl) };
+        let request = kv::SetWithTtlRequest {
+            key,
+            value,
+            ttl_ms: millis(ttl),
+        };
         answer(self.kv_ttl().set_with_ttl(self.request(request)).await).map(|_| ())
     }
 
     async fn expire(&self, key: Bytes, ttl: Duration) -> BackendResult<bool> {
-        let request = kv::ExpireRequest { key, ttl_ms: millis(ttl) };
+        let request = kv::ExpireRequest {
+            key,
+            ttl_ms: millis(ttl),
+        };
         answer(self.kv_ttl().expire(self.request(request)).await).map(|r| r.applied)
     }
 
@@ -173,7 +186,11 @@ impl KeyValueTtl for PrismClient {
 #[async_trait]
 impl KeyValueScan for PrismClient {
     async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> BackendResult<ScanPage> {
-        let request = kv::ScanRequest { prefix, limit, cursor: cursor.unwrap_or_default() };
+        let request = kv::ScanRequest {
+            prefix,
+            limit,
+            cursor: cursor.unwrap_or_default(),
+        };
         let r = answer(self.kv_scan().scan(self.request(request)).await)?;
         Ok(ScanPage {
             keys: r.keys,
@@ -189,24 +206,46 @@ impl KeyValueScan for PrismClient {
 #[async_trait]
 impl KeyValueBatch for PrismClient {
     async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> BackendResult<Vec<bool>> {
-        let entries = entries.into_iter().map(|(key, value)| kv::KeyValue { key, value }).collect();
-        answer(self.kv_batch().batch_set(self.request(kv::BatchSetRequest { entries })).await).map(|r| r.stored)
+        let entries = entries
+            .into_iter()
+            .map(|(key, value)| kv::KeyValue { key, value })
+            .collect();
+        answer(
+            self.kv_batch()
+                .batch_set(self.request(kv::BatchSetRequest { entries }))
+                .await,
+        )
+        .map(|r| r.stored)
     }
 
     async fn batch_get(&self, keys: Vec<Bytes>) -> BackendResult<Vec<Option<Bytes>>> {
-        let r = answer(self.kv_batch().batch_get(self.request(kv::BatchGetRequest { keys })).await)?;
+        let r = answer(
+            self.kv_batch()
+                .batch_get(self.request(kv::BatchGetRequest { keys }))
+                .await,
+        )?;
         Ok(r.results.into_iter().map(|g| g.found.then_some(g.value)).collect())
     }
 
     async fn batch_delete(&self, keys: Vec<Bytes>) -> BackendResult<Vec<bool>> {
-        answer(self.kv_batch().batch_delete(self.request(kv::BatchDeleteRequest { keys })).await).map(|r| r.existed)
+        answer(
+            self.kv_batch()
+                .batch_delete(self.request(kv::BatchDeleteRequest { keys }))
+                .await,
+        )
+        .map(|r| r.existed)
     }
 }
 
 #[async_trait]
 impl PubSubBasic for PrismClient {
     async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
-        answer(self.pubsub().publish(self.request(ps::PublishRequest { topic, payload })).await).map(|r| r.delivered_to)
+        answer(
+            self.pubsub()
+                .publish(self.request(ps::PublishRequest { topic, payload }))
+                .await,
+        )
+        .map(|r| r.delivered_to)
     }
 
     async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
@@ -216,7 +255,9 @@ impl PubSubBasic for PrismClient {
         let mut stream = answer(self.pubsub().subscribe(request).await)?;
         // The server's first message confirms the subscription is live.
         let id = match stream.message().await.map_err(|s| from_status(&s))? {
-            Some(ps::SubscribeResponse { event: Some(SubEvent::Subscribed(s)) }) => s.subscription_id,
+            Some(ps::SubscribeResponse {
+                event: Some(SubEvent::Subscribed(s)),
+            }) => s.subscription_id,
             other => {
                 return Err(BackendError::Internal(format!(
                     "expected a `subscribed` confirmation first, got {other:?}"
@@ -226,9 +267,9 @@ impl PubSubBasic for PrismClient {
         let messages = futures::stream::unfold(stream, |mut stream| async move {
             loop {
                 return match stream.message().await {
-                    Ok(Some(ps::SubscribeResponse { event: Some(SubEvent::Message(m)) })) => {
-                        Some((Ok(wire::message_from_proto(m)), stream))
-                    }
+                    Ok(Some(ps::SubscribeResponse {
+                        event: Some(SubEvent::Message(m)),
+                    })) => Some((Ok(wire::message_from_proto(m)), stream)),
                     Ok(Some(_)) => continue,
                     Ok(None) => None,
                     Err(status) => Some((Err(from_status(&status)), stream)),
@@ -240,7 +281,9 @@ impl PubSubBasic for PrismClient {
     }
 
     async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
-        let request = ps::UnsubscribeRequest { subscription_id: subscription_id.to_string() };
+        let request = ps::UnsubscribeRequest {
+            subscription_id: subscription_id.to_string(),
+        };
         answer(self.pubsub().unsubscribe(self.request(request)).await).map(|r| r.existed)
     }
 }
@@ -248,10 +291,21 @@ impl PubSubBasic for PrismClient {
 #[async_trait]
 impl QueueBasic for PrismClient {
     async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
-        answer(self.queue().enqueue(self.request(q::EnqueueRequest { queue, payload })).await).map(|r| r.message_id)
+        answer(
+            self.queue()
+                .enqueue(self.request(q::EnqueueRequest { queue, payload }))
+                .await,
+        )
+        .map(|r| r.message_id)
     }
 
-    async fn receive(&self, queue: String, max: u32, visibility: Duration, wait: Duration) -> BackendResult<Vec<ReceivedMessage>> {
+    async fn receive(
+        &self,
+        queue: String,
+        max: u32,
+        visibility: Duration,
+        wait: Duration,
+    ) -> BackendResult<Vec<ReceivedMessage>> {
         let request = q::ReceiveRequest {
             queue,
             max_messages: max,
@@ -280,11 +334,20 @@ impl QueueBasic for PrismClient {
 impl TimeSeriesBasic for PrismClient {
     async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64> {
         let events = events.into_iter().map(wire::event_to_proto).collect();
-        answer(self.series().append(self.request(ts::AppendRequest { stream, events })).await).map(|r| r.appended)
+        answer(
+            self.series()
+                .append(self.request(ts::AppendRequest { stream, events }))
+                .await,
+        )
+        .map(|r| r.appended)
     }
 
     async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>> {
-        let r = answer(self.series().query(self.request(wire::query_to_proto(stream, query))).await)?;
+        let r = answer(
+            self.series()
+                .query(self.request(wire::query_to_proto(stream, query)))
+                .await,
+        )?;
         Ok(r.events.into_iter().map(wire::event_from_proto).collect())
     }
 

@@ -69,13 +69,15 @@ pub trait TimeSeriesBasic: Send + Sync {
 impl Query {
     /// `limit` as a count, 0 meaning no limit.
     pub fn max_events(&self) -> usize {
-        if self.limit == 0 { usize::MAX } else { self.limit as usize }
+        if self.limit == 0 {
+            usize::MAX
+        } else {
+            self.limit as usize
+        }
     }
 
     pub fn matches(&self, event: &Event) -> bool {
-        event.timestamp_ms >= self.start_ms
-            && event.timestamp_ms < self.end_ms
-            && matches_filters(&self.filters, event)
+        event.timestamp_ms >= self.start_ms && event.timestamp_ms < self.end_ms && matches_filters(&self.filters, event)
     }
 }
 
@@ -95,9 +97,7 @@ impl Aggregation {
     }
 
     pub fn matches(&self, event: &Event) -> bool {
-        event.timestamp_ms >= self.start_ms
-            && event.timestamp_ms < self.end_ms
-            && matches_filters(&self.filters, event)
+        event.timestamp_ms >= self.start_ms && event.timestamp_ms < self.end_ms && matches_filters(&self.filters, event)
     }
 
     /// Start of the (epoch-aligned) bucket holding `timestamp_ms`.
@@ -193,7 +193,12 @@ mod tests {
             function: AggregateFunction::Sum,
             group_by: vec!["host".into()],
         };
-        let events = [event(-1, "a", 1.0), event(0, "a", 2.0), event(9, "a", 3.0), event(5, "b", 4.0)];
+        let events = [
+            event(-1, "a", 1.0),
+            event(0, "a", 2.0),
+            event(9, "a", 3.0),
+            event(5, "b", 4.0),
+        ];
         let rows = agg.compute(&events);
         let summary: Vec<(i64, &str, f64)> = rows
             .iter()

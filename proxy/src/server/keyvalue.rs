@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prism_proto::keyvalue::v1::{self as pb, key_value_basic_server, key_value_batch_server, key_value_scan_server, key_value_ttl_server};
+use prism_proto::keyvalue::v1::{
+    self as pb, key_value_basic_server, key_value_batch_server, key_value_scan_server, key_value_ttl_server,
+};
 use tonic::{Request, Response, Status};
 
 use super::{Operation, Router};
-use crate::{wire, BackendError, Interface};
+use crate::{BackendError, Interface, wire};
 
 pub struct KeyValueService {
     router: Arc<Router>,
@@ -48,7 +50,10 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
         ns.run(Operation::KvGet, async move {
             limits.check_key("key", &req.key)?;
             let value = kv.get(req.key).await?;
-            Ok(pb::GetResponse { found: value.is_some(), value: value.unwrap_or_default() })
+            Ok(pb::GetResponse {
+                found: value.is_some(),
+                value: value.unwrap_or_default(),
+            })
         })
         .await
     }
@@ -59,7 +64,9 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvDelete, async move {
             limits.check_key("key", &req.key)?;
-            Ok(pb::DeleteResponse { existed: kv.delete(req.key).await? })
+            Ok(pb::DeleteResponse {
+                existed: kv.delete(req.key).await?,
+            })
         })
         .await
     }
@@ -70,7 +77,9 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvExists, async move {
             limits.check_key("key", &req.key)?;
-            Ok(pb::ExistsResponse { exists: kv.exists(req.key).await? })
+            Ok(pb::ExistsResponse {
+                exists: kv.exists(req.key).await?,
+            })
         })
         .await
     }
@@ -97,7 +106,9 @@ impl key_value_ttl_server::KeyValueTtl for KeyValueService {
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvExpire, async move {
             limits.check_key("key", &req.key)?;
-            Ok(pb::ExpireResponse { applied: kv.expire(req.key, ttl("ttl_ms", req.ttl_ms)?).await? })
+            Ok(pb::ExpireResponse {
+                applied: kv.expire(req.key, ttl("ttl_ms", req.ttl_ms)?).await?,
+            })
         })
         .await
     }
@@ -119,7 +130,9 @@ impl key_value_ttl_server::KeyValueTtl for KeyValueService {
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvPersist, async move {
             limits.check_key("key", &req.key)?;
-            Ok(pb::PersistResponse { applied: kv.persist(req.key).await? })
+            Ok(pb::PersistResponse {
+                applied: kv.persist(req.key).await?,
+            })
         })
         .await
     }
@@ -138,7 +151,10 @@ impl key_value_scan_server::KeyValueScan for KeyValueService {
             let page_size = limits.scan_page(req.limit)?;
             let cursor = (!req.cursor.is_empty()).then_some(req.cursor);
             let page = kv.scan(req.prefix, page_size, cursor).await?;
-            Ok(pb::ScanResponse { keys: page.keys, next_cursor: page.next_cursor.unwrap_or_default() })
+            Ok(pb::ScanResponse {
+                keys: page.keys,
+                next_cursor: page.next_cursor.unwrap_or_default(),
+            })
         })
         .await
     }
@@ -151,7 +167,9 @@ impl key_value_scan_server::KeyValueScan for KeyValueService {
             if req.prefix.len() > limits.max_key_bytes as usize {
                 limits.check_key("prefix", &req.prefix)?;
             }
-            Ok(pb::CountResponse { count: kv.count(req.prefix).await? })
+            Ok(pb::CountResponse {
+                count: kv.count(req.prefix).await?,
+            })
         })
         .await
     }
@@ -170,7 +188,9 @@ impl key_value_batch_server::KeyValueBatch for KeyValueService {
                 limits.check_value(&format!("entries[{i}].value"), &entry.value)?;
             }
             let entries = req.entries.into_iter().map(|e| (e.key, e.value)).collect();
-            Ok(pb::BatchSetResponse { stored: kv.batch_set(entries).await? })
+            Ok(pb::BatchSetResponse {
+                stored: kv.batch_set(entries).await?,
+            })
         })
         .await
     }
@@ -185,20 +205,28 @@ impl key_value_batch_server::KeyValueBatch for KeyValueService {
                 .batch_get(req.keys)
                 .await?
                 .into_iter()
-                .map(|v| pb::GetResponse { found: v.is_some(), value: v.unwrap_or_default() })
+                .map(|v| pb::GetResponse {
+                    found: v.is_some(),
+                    value: v.unwrap_or_default(),
+                })
                 .collect();
             Ok(pb::BatchGetResponse { results })
         })
         .await
     }
 
-    async fn batch_delete(&self, request: Request<pb::BatchDeleteRequest>) -> Result<Response<pb::BatchDeleteResponse>, Status> {
+    async fn batch_delete(
+        &self,
+        request: Request<pb::BatchDeleteRequest>,
+    ) -> Result<Response<pb::BatchDeleteResponse>, Status> {
         let ns = self.router.namespace(request.metadata())?;
         let kv = ns.serve(&ns.backend.keyvalue_batch, Interface::KeyvalueBatch)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvBatchDelete, async move {
             check_keys(&limits, &req.keys)?;
-            Ok(pb::BatchDeleteResponse { existed: kv.batch_delete(req.keys).await? })
+            Ok(pb::BatchDeleteResponse {
+                existed: kv.batch_delete(req.keys).await?,
+            })
         })
         .await
     }

@@ -30,13 +30,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-pub use namespace::{Namespace, Router, NAMESPACE_HEADER};
+pub use namespace::{NAMESPACE_HEADER, Namespace, Router};
 pub use operation::Operation;
 
+use crate::BackendError;
 use crate::admin;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::BackendError;
 
 /// Largest gRPC message accepted: room for a maximal batch of small values; a value over
 /// its own limit still gets the INVALID_ARGUMENT naming that limit.
@@ -68,7 +68,9 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Start
         what,
         addr,
         hint: match source.kind() {
-            std::io::ErrorKind::AddrInUse => " (another process holds this port; choose another with the flag or the config)",
+            std::io::ErrorKind::AddrInUse => {
+                " (another process holds this port; choose another with the flag or the config)"
+            }
             std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
             std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
             _ => "",
@@ -83,6 +85,8 @@ pub struct RunningProxy {
     pub admin_addr: SocketAddr,
     pub router: Arc<Router>,
     shutdown: CancellationToken,
+    /// Stops the admin listener; later than `shutdown`, so `/readyz` can say "draining".
+    admin_stop: CancellationToken,
     health: tonic_health::server::HealthReporter,
     grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     admin: JoinHandle<std::io::Result<()>>,
@@ -108,7 +112,12 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
             source,
         })?;
         let backend = backend.restrict(&ns.served());
-        namespaces.push(Namespace::new(name.clone(), backend, ns.limits, metrics.namespace(name)));
+        namespaces.push(Namespace::new(
+            name.clone(),
+            backend,
+            ns.limits,
+            metrics.namespace(name),
+        ));
     }
     let router = Arc::new(Router::new(namespaces));
 
@@ -141,22 +150,37 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         .add_service(limit(KeyValueTtlServer::from_arc(kv.clone())))
         .add_service(limit(KeyValueScanServer::from_arc(kv.clone())))
         .add_service(limit(KeyValueBatchServer::from_arc(kv)))
-        .add_service(limit(PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))))
+        .add_service(limit(PubSubBasicServer::new(pubsub::PubSubService::new(
+            router.clone(),
+            shutdown.clone(),
+        ))))
         .add_service(limit(QueueBasicServer::new(queue::QueueService::new(router.clone()))))
-        .add_service(limit(TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))))
+        .add_service(limit(TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(
+            router.clone(),
+        ))))
         .add_service(MetaServer::new(meta::MetaService::new(router.clone())))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
         );
     let grpc = tokio::spawn(grpc);
+    let admin_stop = CancellationToken::new();
     let admin = tokio::spawn(admin::serve(
         admin_listener,
         admin::AdminState::new(router.clone(), metrics, shutdown.clone()),
-        shutdown.clone(),
+        admin_stop.clone(),
     ));
     tracing::info!(%grpc_addr, %admin_addr, namespaces = config.namespaces.len(), "prism-proxy serving");
-    Ok(RunningProxy { grpc_addr, admin_addr, router, shutdown, health, grpc, admin })
+    Ok(RunningProxy {
+        grpc_addr,
+        admin_addr,
+        router,
+        shutdown,
+        admin_stop,
+        health,
+        grpc,
+        admin,
+    })
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
@@ -179,7 +203,15 @@ macro_rules! message_limit {
         }
     )*};
 }
-message_limit!(KeyValueBasicServer, KeyValueTtlServer, KeyValueScanServer, KeyValueBatchServer, PubSubBasicServer, QueueBasicServer, TimeSeriesBasicServer);
+message_limit!(
+    KeyValueBasicServer,
+    KeyValueTtlServer,
+    KeyValueScanServer,
+    KeyValueBatchServer,
+    PubSubBasicServer,
+    QueueBasicServer,
+    TimeSeriesBasicServer
+);
 
 fn limit<S: MessageLimit>(server: S) -> S {
     server.capped()
@@ -189,7 +221,9 @@ struct ServiceNames([&'static str; 8]);
 
 impl ServiceNames {
     fn new() -> ServiceNames {
-        use prism_proto::{keyvalue::v1 as kv, meta::v1 as meta, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts};
+        use prism_proto::{
+            keyvalue::v1 as kv, meta::v1 as meta, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts,
+        };
         ServiceNames([
             kv::key_value_basic_server::SERVICE_NAME,
             kv::key_value_ttl_server::SERVICE_NAME,
@@ -215,20 +249,19 @@ impl RunningProxy {
             self.health.set_service_status(name, ServingStatus::NotServing).await;
         }
         self.shutdown.cancel();
-        let (grpc, admin) = (self.grpc, self.admin);
-        let both = async {
-            let (g, a) = tokio::join!(grpc, admin);
-            if let Ok(Err(e)) = g {
+        let outcome = match tokio::time::timeout(timeout, self.grpc).await {
+            Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "gRPC server ended with an error");
+                DrainOutcome::Clean
             }
-            if let Ok(Err(e)) = a {
-                tracing::warn!(error = %e, "admin server ended with an error");
-            }
-        };
-        match tokio::time::timeout(timeout, both).await {
-            Ok(()) => DrainOutcome::Clean,
+            Ok(_) => DrainOutcome::Clean,
             Err(_) => DrainOutcome::TimedOut,
+        };
+        self.admin_stop.cancel();
+        if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(1), self.admin).await {
+            tracing::warn!(error = %e, "admin server ended with an error");
         }
+        outcome
     }
 
     /// A token cancelled when the drain begins.

@@ -54,14 +54,23 @@ impl Namespace {
             let err = BackendError::Unimplemented(format!(
                 "namespace {} does not serve {interface} (it serves: {})",
                 self.name,
-                self.backend.interfaces().iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+                self.backend
+                    .interfaces()
+                    .iter()
+                    .map(|i| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             to_status(&err, Some(&self.name))
         })
     }
 
     /// Runs one request: in-flight limit, metrics, error mapping.
-    pub async fn run<R>(&self, op: Operation, work: impl Future<Output = BackendResult<R>>) -> Result<tonic::Response<R>, Status> {
+    pub async fn run<R>(
+        &self,
+        op: Operation,
+        work: impl Future<Output = BackendResult<R>>,
+    ) -> Result<tonic::Response<R>, Status> {
         let start = Instant::now();
         let Ok(_permit) = self.permits.try_acquire() else {
             let err = BackendError::Overloaded(format!(
@@ -111,10 +120,7 @@ impl Router {
         self.namespaces.get(name).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
             known.sort_unstable();
-            let err = BackendError::NotFound(format!(
-                "no namespace {name:?} (configured: {})",
-                known.join(", ")
-            ));
+            let err = BackendError::NotFound(format!("no namespace {name:?} (configured: {})", known.join(", ")));
             to_status_with_reason(&err, "UNKNOWN_NAMESPACE", None)
         })
     }

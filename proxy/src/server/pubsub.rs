@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 
 use super::{Operation, Router};
 use crate::status::to_status;
-use crate::{wire, Interface};
+use crate::{Interface, wire};
 
 pub struct PubSubService {
     router: Arc<Router>,
@@ -35,7 +35,9 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
         ns.run(Operation::PubsubPublish, async move {
             limits.check_name("topic", &req.topic)?;
             limits.check_value("payload", &req.payload)?;
-            Ok(pb::PublishResponse { delivered_to: pubsub.publish(req.topic, req.payload).await? })
+            Ok(pb::PublishResponse {
+                delivered_to: pubsub.publish(req.topic, req.payload).await?,
+            })
         })
         .await
     }
@@ -54,11 +56,15 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
             .await?
             .into_inner();
         let subscribed = pb::SubscribeResponse {
-            event: Some(Event::Subscribed(pb::Subscribed { subscription_id: subscription.id })),
+            event: Some(Event::Subscribed(pb::Subscribed {
+                subscription_id: subscription.id,
+            })),
         };
         let namespace = ns.name.clone();
         let messages = subscription.messages.map(move |item| match item {
-            Ok(message) => Ok(pb::SubscribeResponse { event: Some(Event::Message(wire::message_to_proto(message))) }),
+            Ok(message) => Ok(pb::SubscribeResponse {
+                event: Some(Event::Message(wire::message_to_proto(message))),
+            }),
             Err(err) => Err(to_status(&err, Some(&namespace))),
         });
         let stream = futures::stream::once(async { Ok(subscribed) })
@@ -67,13 +73,18 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn unsubscribe(&self, request: Request<pb::UnsubscribeRequest>) -> Result<Response<pb::UnsubscribeResponse>, Status> {
+    async fn unsubscribe(
+        &self,
+        request: Request<pb::UnsubscribeRequest>,
+    ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
         let ns = self.router.namespace(request.metadata())?;
         let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::PubsubUnsubscribe, async move {
             limits.check_name("subscription_id", &req.subscription_id)?;
-            Ok(pb::UnsubscribeResponse { existed: pubsub.unsubscribe(&req.subscription_id).await? })
+            Ok(pb::UnsubscribeResponse {
+                existed: pubsub.unsubscribe(&req.subscription_id).await?,
+            })
         })
         .await
     }

@@ -7,7 +7,7 @@ use prism_proto::queue::v1::{self as pb, queue_basic_server};
 use tonic::{Request, Response, Status};
 
 use super::{Operation, Router};
-use crate::{wire, BackendError, Interface};
+use crate::{BackendError, Interface, wire};
 
 /// Longest a receive may wait for a message, so a client cannot pin a permit forever.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -45,7 +45,9 @@ impl queue_basic_server::QueueBasic for QueueService {
         ns.run(Operation::QueueEnqueue, async move {
             limits.check_name("queue", &req.queue)?;
             limits.check_value("payload", &req.payload)?;
-            Ok(pb::EnqueueResponse { message_id: queue.enqueue(req.queue, req.payload).await? })
+            Ok(pb::EnqueueResponse {
+                message_id: queue.enqueue(req.queue, req.payload).await?,
+            })
         })
         .await
     }
@@ -62,7 +64,9 @@ impl queue_basic_server::QueueBasic for QueueService {
             let visibility = bounded("visibility_timeout_ms", req.visibility_timeout_ms, MAX_VISIBILITY)?;
             let wait = bounded("wait_ms", req.wait_ms, MAX_WAIT)?;
             let messages = queue.receive(req.queue, req.max_messages, visibility, wait).await?;
-            Ok(pb::ReceiveResponse { messages: messages.into_iter().map(wire::received_to_proto).collect() })
+            Ok(pb::ReceiveResponse {
+                messages: messages.into_iter().map(wire::received_to_proto).collect(),
+            })
         })
         .await
     }
@@ -74,7 +78,9 @@ impl queue_basic_server::QueueBasic for QueueService {
         ns.run(Operation::QueueAck, async move {
             limits.check_name("queue", &req.queue)?;
             limits.check_name("receipt", &req.receipt)?;
-            Ok(pb::AckResponse { acknowledged: queue.ack(req.queue, req.receipt).await? })
+            Ok(pb::AckResponse {
+                acknowledged: queue.ack(req.queue, req.receipt).await?,
+            })
         })
         .await
     }
@@ -86,7 +92,9 @@ impl queue_basic_server::QueueBasic for QueueService {
         ns.run(Operation::QueueNack, async move {
             limits.check_name("queue", &req.queue)?;
             limits.check_name("receipt", &req.receipt)?;
-            Ok(pb::NackResponse { requeued: queue.nack(req.queue, req.receipt).await? })
+            Ok(pb::NackResponse {
+                requeued: queue.nack(req.queue, req.receipt).await?,
+            })
         })
         .await
     }

@@ -6,7 +6,7 @@ use prism_proto::timeseries::v1::{self as pb, time_series_basic_server};
 use tonic::{Request, Response, Status};
 
 use super::{Operation, Router};
-use crate::{wire, Interface};
+use crate::{Interface, wire};
 
 pub struct TimeSeriesService {
     router: Arc<Router>,
@@ -28,7 +28,9 @@ impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
             limits.check_name("stream", &req.stream)?;
             limits.check_batch("events", req.events.len())?;
             let events = req.events.into_iter().map(wire::event_from_proto).collect();
-            Ok(pb::AppendResponse { appended: series.append(req.stream, events).await? })
+            Ok(pb::AppendResponse {
+                appended: series.append(req.stream, events).await?,
+            })
         })
         .await
     }
@@ -42,12 +44,17 @@ impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
             let mut query = wire::query_from_proto(&mut req);
             query.limit = limits.query_events(query.limit)?;
             let events = series.query(req.stream, query).await?;
-            Ok(pb::QueryResponse { events: events.into_iter().map(wire::event_to_proto).collect() })
+            Ok(pb::QueryResponse {
+                events: events.into_iter().map(wire::event_to_proto).collect(),
+            })
         })
         .await
     }
 
-    async fn aggregate(&self, request: Request<pb::AggregateRequest>) -> Result<Response<pb::AggregateResponse>, Status> {
+    async fn aggregate(
+        &self,
+        request: Request<pb::AggregateRequest>,
+    ) -> Result<Response<pb::AggregateResponse>, Status> {
         let ns = self.router.namespace(request.metadata())?;
         let series = ns.serve(&ns.backend.timeseries_basic, Interface::TimeseriesBasic)?;
         let (limits, mut req) = (ns.limits, request.into_inner());
@@ -55,7 +62,9 @@ impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
             limits.check_name("stream", &req.stream)?;
             let aggregation = wire::aggregation_from_proto(&mut req)?;
             let rows = series.aggregate(req.stream, aggregation).await?;
-            Ok(pb::AggregateResponse { rows: rows.into_iter().map(wire::row_to_proto).collect() })
+            Ok(pb::AggregateResponse {
+                rows: rows.into_iter().map(wire::row_to_proto).collect(),
+            })
         })
         .await
     }

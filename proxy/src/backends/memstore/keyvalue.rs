@@ -58,10 +58,7 @@ impl KvStore {
 
     fn live_value(&self, key: &[u8]) -> Option<Bytes> {
         let now = Instant::now();
-        self.read()
-            .get(key)
-            .filter(|e| e.live(now))
-            .map(|e| e.value.clone())
+        self.read().get(key).filter(|e| e.live(now)).map(|e| e.value.clone())
     }
 
     fn put(&self, key: Bytes, value: Bytes, expires_at: Option<Instant>) {
@@ -213,7 +210,13 @@ impl KeyValueBatch for KvStore {
         Ok(entries
             .into_iter()
             .map(|(key, value)| {
-                map.insert(key, Entry { value, expires_at: None });
+                map.insert(
+                    key,
+                    Entry {
+                        value,
+                        expires_at: None,
+                    },
+                );
                 true
             })
             .collect())

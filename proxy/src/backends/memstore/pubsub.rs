@@ -55,11 +55,7 @@ impl Drop for SubscriptionGuard {
         state.subscriptions.remove(&self.id);
         // The dropped receiver may not be released yet: remove the topic only when no
         // other subscriber is left (count 1 = the receiver inside this very stream).
-        if state
-            .topics
-            .get(&self.topic)
-            .is_some_and(|tx| tx.receiver_count() <= 1)
-        {
+        if state.topics.get(&self.topic).is_some_and(|tx| tx.receiver_count() <= 1) {
             state.topics.remove(&self.topic);
         }
     }

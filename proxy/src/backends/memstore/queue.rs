@@ -109,10 +109,7 @@ impl Queues {
                 inner.ready.remove(&id);
                 let stored = inner.messages.get_mut(&id)?;
                 stored.deliveries += 1;
-                let receipt = format!(
-                    "{id}.{}",
-                    self.next_receipt.fetch_add(1, Ordering::Relaxed) + 1
-                );
+                let receipt = format!("{id}.{}", self.next_receipt.fetch_add(1, Ordering::Relaxed) + 1);
                 stored.receipt = Some(receipt.clone());
                 let message = ReceivedMessage {
                     message_id: id.to_string(),

@@ -6,8 +6,8 @@ use std::sync::RwLock;
 
 use async_trait::async_trait;
 
-use crate::interfaces::{AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
 use crate::BackendResult;
+use crate::interfaces::{AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
 
 #[derive(Default)]
 pub struct SeriesStore {
@@ -52,8 +52,10 @@ impl TimeSeriesBasic for SeriesStore {
 
     async fn aggregate(&self, stream: String, aggregation: Aggregation) -> BackendResult<Vec<AggregateRow>> {
         aggregation.validate()?;
-        Ok(self.with_range(&stream, aggregation.start_ms, aggregation.end_ms, |events| {
-            aggregation.compute(events)
-        }))
+        Ok(
+            self.with_range(&stream, aggregation.start_ms, aggregation.end_ms, |events| {
+                aggregation.compute(events)
+            }),
+        )
     }
 }

@@ -1,0 +1,151 @@
+//! Starts the real `prism-proxy` binary on free loopback ports for end-to-end tests.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use prism_proxy::client::PrismClient;
+
+pub struct Proxy {
+    child: Child,
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+    _dir: tempfile::TempDir,
+    stderr: Option<std::process::ChildStderr>,
+}
+
+/// A config with ports left to the command line.
+pub const CONFIG: &str = r#"
+drain_timeout: 5s
+namespaces:
+  default:
+    backend: { type: memstore }
+  sessions:
+    backend: { type: memstore }
+    interfaces: [keyvalue_basic, keyvalue_ttl]
+    limits: { max_value_bytes: 65536 }
+  tiny:
+    backend: { type: memstore }
+    limits: { max_in_flight: 2 }
+"#;
+
+impl Proxy {
+    pub fn start(config: &str) -> Proxy {
+        Proxy::start_with_args(config, &[])
+    }
+
+    pub fn start_with_args(config: &str, extra: &[&str]) -> Proxy {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("proxy.yaml");
+        std::fs::write(&path, config).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_prism-proxy"))
+            .arg("--config")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn prism-proxy");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read ready line");
+        assert!(
+            line.starts_with("prism-proxy ready "),
+            "unexpected first line: {line:?}"
+        );
+        let field = |name: &str| -> SocketAddr {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(&format!("{name}=")))
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| panic!("no {name}= in {line:?}"))
+        };
+        let stderr = child.stderr.take();
+        Proxy {
+            grpc: field("grpc"),
+            admin: field("admin"),
+            child,
+            _dir: dir,
+            stderr,
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub async fn client(&self, namespace: &str) -> PrismClient {
+        PrismClient::connect(&self.endpoint(), namespace)
+            .await
+            .expect("connect")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit (panics after `limit`); returns its status and stderr.
+    pub fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, String) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                let mut err = String::new();
+                if let Some(mut s) = self.stderr.take() {
+                    let _ = s.read_to_string(&mut err);
+                }
+                return (status, err);
+            }
+            assert!(start.elapsed() < limit, "proxy did not exit within {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary to completion with `args`; returns (exit code, stderr).
+pub fn run_binary(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prism-proxy"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run prism-proxy");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A plain HTTP/1.1 GET for the admin endpoints; returns (status code, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect admin");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("bad HTTP response {response:?}"));
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}

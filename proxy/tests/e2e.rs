@@ -1,0 +1,483 @@
+//! End to end: the real `prism-proxy` binary on 127.0.0.1:0, called over gRPC through
+//! `PrismClient` (and the raw generated clients where the wire itself is under test).
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{CONFIG, Proxy, http_get, run_binary};
+use futures::StreamExt;
+use prism_proto::keyvalue::v1::{GetRequest, key_value_basic_client::KeyValueBasicClient};
+use prism_proxy::BackendError;
+use prism_proxy::interfaces::*;
+use prism_proxy::status::is_retryable;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+const VIS: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn every_interface_over_grpc() {
+    let proxy = Proxy::start(CONFIG);
+    let c = proxy.client("default").await;
+
+    // keyvalue_basic
+    assert_eq!(c.get(b("missing")).await.unwrap(), None);
+    c.set(b("k"), b("")).await.unwrap();
+    assert_eq!(
+        c.get(b("k")).await.unwrap(),
+        Some(b("")),
+        "empty value is distinct from missing"
+    );
+    c.set(b("k"), b("v2")).await.unwrap();
+    assert_eq!(c.get(b("k")).await.unwrap(), Some(b("v2")));
+    assert!(c.exists(b("k")).await.unwrap());
+    assert!(c.delete(b("k")).await.unwrap());
+    assert!(!c.delete(b("k")).await.unwrap());
+
+    // keyvalue_ttl
+    c.set_with_ttl(b("t"), b("v"), Duration::from_millis(300))
+        .await
+        .unwrap();
+    match c.ttl(b("t")).await.unwrap() {
+        TtlState::Expiring(left) => assert!(left <= Duration::from_millis(300) && !left.is_zero(), "{left:?}"),
+        other => panic!("expected expiring, got {other:?}"),
+    }
+    assert_eq!(c.ttl(b("nope")).await.unwrap(), TtlState::Missing);
+    c.set(b("p"), b("v")).await.unwrap();
+    assert_eq!(c.ttl(b("p")).await.unwrap(), TtlState::Persistent);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(c.get(b("t")).await.unwrap(), None, "expired over the wire too");
+
+    // keyvalue_scan + keyvalue_batch
+    let entries = (0..25).map(|i| (b(&format!("s:{i:02}")), b("x"))).collect();
+    assert_eq!(c.batch_set(entries).await.unwrap(), vec![true; 25]);
+    let mut keys = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = c.scan(b("s:"), 10, cursor).await.unwrap();
+        keys.extend(page.keys);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(keys, (0..25).map(|i| b(&format!("s:{i:02}"))).collect::<Vec<_>>());
+    assert_eq!(c.count(b("s:")).await.unwrap(), 25);
+    assert_eq!(
+        c.batch_get(vec![b("s:01"), b("zz")]).await.unwrap(),
+        vec![Some(b("x")), None]
+    );
+    assert_eq!(
+        c.batch_delete(vec![b("s:01"), b("s:01")]).await.unwrap(),
+        vec![true, false]
+    );
+
+    // pubsub_basic: fan-out to 3, nothing from before subscribing
+    c.publish("news".into(), b("early")).await.unwrap();
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        subs.push(c.subscribe("news".into()).await.unwrap());
+    }
+    assert_eq!(c.publish("news".into(), b("hello")).await.unwrap(), 3);
+    for sub in &mut subs {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload, b("hello"));
+    }
+    assert!(c.unsubscribe(&subs[0].id).await.unwrap());
+    let ended = tokio::time::timeout(Duration::from_secs(5), subs[0].messages.next())
+        .await
+        .unwrap();
+    assert!(ended.is_none(), "unsubscribe ends the stream");
+
+    // queue_basic
+    c.enqueue("jobs".into(), b("j1")).await.unwrap();
+    let got = c
+        .receive("jobs".into(), 5, Duration::from_millis(200), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    let again = c.receive("jobs".into(), 5, VIS, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(again.len(), 1, "redelivered after the visibility timeout");
+    assert_eq!(again[0].delivery_count, 2);
+    assert!(c.ack("jobs".into(), again[0].receipt.clone()).await.unwrap());
+    assert!(!c.nack("jobs".into(), again[0].receipt.clone()).await.unwrap());
+
+    // timeseries_basic
+    let ev = |ts: i64, v: f64| Event {
+        timestamp_ms: ts,
+        tags: [("h".into(), "a".into())].into(),
+        fields: [("cpu".into(), v)].into(),
+    };
+    assert_eq!(
+        c.append("m".into(), vec![ev(5, 1.0), ev(15, 3.0), ev(12, 2.0)])
+            .await
+            .unwrap(),
+        3
+    );
+    let q = Query {
+        start_ms: 0,
+        end_ms: 15,
+        filters: [("h".into(), "a".into())].into(),
+        limit: 0,
+    };
+    let events = c.query("m".into(), q).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.timestamp_ms).collect::<Vec<_>>(), vec![5, 12]);
+    let agg = Aggregation {
+        start_ms: 0,
+        end_ms: 100,
+        filters: Default::default(),
+        bucket_ms: 10,
+        metric: "cpu".into(),
+        function: AggregateFunction::Sum,
+        group_by: vec!["h".into()],
+    };
+    let rows = c.aggregate("m".into(), agg).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|r| (r.bucket_start_ms, r.value)).collect::<Vec<_>>(),
+        vec![(0, 1.0), (10, 5.0)]
+    );
+    assert_eq!(rows[1].group.get("h").map(String::as_str), Some("a"));
+
+    // meta
+    let info = c.describe().await.unwrap();
+    assert_eq!((info.backend.as_str(), info.interfaces.len()), ("memstore", 7));
+}
+
+#[tokio::test]
+async fn namespaces_are_isolated() {
+    let proxy = Proxy::start(CONFIG);
+    let a = proxy.client("default").await;
+    let b_ = proxy.client("tiny").await;
+    a.set(b("k"), b("a")).await.unwrap();
+    assert_eq!(b_.get(b("k")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn unknown_or_missing_namespace_is_refused_with_reason() {
+    let proxy = Proxy::start(CONFIG);
+    let err = proxy.client("nope").await.get(b("k")).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::NotFound(m) if m.contains("nope") && m.contains("default")),
+        "{err:?}"
+    );
+
+    let mut raw = KeyValueBasicClient::connect(proxy.endpoint()).await.unwrap();
+    let status = raw.get(GetRequest { key: b("k") }).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("x-prism-namespace"), "{}", status.message());
+    let info = status
+        .get_error_details()
+        .error_info()
+        .cloned()
+        .expect("ErrorInfo detail");
+    assert_eq!(info.reason, "UNKNOWN_NAMESPACE");
+    assert_eq!(info.domain, prism_proto::ERROR_DOMAIN);
+    assert!(!is_retryable(&status));
+}
+
+#[tokio::test]
+async fn oversize_value_names_field_and_limit() {
+    let proxy = Proxy::start(CONFIG);
+    let c = proxy.client("sessions").await;
+    c.set(b("k"), Bytes::from(vec![7u8; 65536]))
+        .await
+        .expect("value at the limit is fine");
+    let err = c.set(b("k"), Bytes::from(vec![7u8; 65537])).await.unwrap_err();
+    match err {
+        BackendError::InvalidArgument { field, limit, message } => {
+            assert_eq!(field, "value");
+            assert_eq!(limit.as_deref(), Some("max_value_bytes=65536"));
+            assert!(message.contains("65537"), "{message}");
+        }
+        other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+    }
+    let err = c.get(Bytes::from(vec![1u8; 1025])).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::InvalidArgument { field, .. } if field == "key"),
+        "{err:?}"
+    );
+    let err = c.get(Bytes::new()).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::InvalidArgument { field, .. } if field == "key"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn interface_not_served_is_unimplemented() {
+    let proxy = Proxy::start(CONFIG);
+    let c = proxy.client("sessions").await;
+    let err = c.enqueue("q".into(), b("x")).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::Unimplemented(m) if m.contains("queue_basic") && m.contains("sessions")),
+        "{err:?}"
+    );
+    let err = c.scan(b(""), 10, None).await.unwrap_err();
+    assert!(matches!(err, BackendError::Unimplemented(_)), "{err:?}");
+    let info = c.describe().await.unwrap();
+    assert_eq!(
+        info.interfaces,
+        vec![
+            prism_proxy::Interface::KeyvalueBasic,
+            prism_proxy::Interface::KeyvalueTtl
+        ]
+    );
+}
+
+#[tokio::test]
+async fn in_flight_limit_gives_retryable_resource_exhausted() {
+    let proxy = Proxy::start(CONFIG);
+    let c = proxy.client("tiny").await;
+    // Two long polls hold both permits of `tiny`.
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let c = c.clone();
+            tokio::spawn(async move { c.receive("q".into(), 1, VIS, Duration::from_secs(2)).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut raw = KeyValueBasicClient::new(c.channel().clone());
+    let mut request = tonic::Request::new(GetRequest { key: b("k") });
+    request
+        .metadata_mut()
+        .insert("x-prism-namespace", "tiny".parse().unwrap());
+    let status = raw.get(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(is_retryable(&status));
+    assert!(status.get_error_details().retry_info().is_some());
+    for w in waiters {
+        assert!(w.await.unwrap().unwrap().is_empty());
+    }
+    c.get(b("k")).await.expect("permits come back");
+}
+
+#[tokio::test]
+async fn health_and_reflection_services_answer() {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let proxy = Proxy::start(CONFIG);
+    let channel = tonic::transport::Endpoint::from_shared(proxy.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    for service in ["", "prism.keyvalue.v1.KeyValueBasic", "prism.queue.v1.QueueBasic"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "nope.Nope".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(futures::stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        responses.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "prism.keyvalue.v1.KeyValueBasic",
+        "prism.keyvalue.v1.KeyValueTtl",
+        "prism.keyvalue.v1.KeyValueScan",
+        "prism.keyvalue.v1.KeyValueBatch",
+        "prism.pubsub.v1.PubSubBasic",
+        "prism.queue.v1.QueueBasic",
+        "prism.timeseries.v1.TimeSeriesBasic",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn admin_endpoints_report_health_readiness_and_metrics() {
+    let proxy = Proxy::start(CONFIG);
+    assert_eq!(http_get(proxy.admin, "/healthz").await.0, 200);
+    let (code, body) = http_get(proxy.admin, "/readyz").await;
+    assert_eq!(code, 200);
+    assert!(body.contains("default (memstore): ok"), "{body}");
+    let c = proxy.client("default").await;
+    for _ in 0..3 {
+        c.get(b("k")).await.unwrap();
+    }
+    let _ = proxy
+        .client("sessions")
+        .await
+        .set(b("k"), Bytes::from(vec![0; 70_000]))
+        .await;
+    let (code, metrics) = http_get(proxy.admin, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(r#"prism_requests_total{code="OK",namespace="default",operation="keyvalue.get"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"prism_requests_total{code="INVALID_ARGUMENT",namespace="sessions",operation="keyvalue.set"} 1"#
+        )
+    );
+    assert!(
+        metrics.contains(r#"prism_request_duration_seconds_count{namespace="default",operation="keyvalue.get"} 3"#)
+    );
+}
+
+#[tokio::test]
+async fn drain_finishes_in_flight_requests_then_exits_zero() {
+    let mut proxy = Proxy::start(CONFIG);
+    let endpoint = proxy.endpoint();
+    let c = proxy.client("default").await;
+    // A long poll in flight when SIGTERM arrives must complete normally.
+    let in_flight = {
+        let c = c.clone();
+        tokio::spawn(async move { c.receive("q".into(), 1, VIS, Duration::from_millis(1500)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (code, _) = http_get(proxy.admin, "/readyz").await;
+    assert_eq!(code, 503, "not ready while draining");
+    assert!(
+        in_flight.await.unwrap().unwrap().is_empty(),
+        "in-flight request finished normally"
+    );
+    let (status, stderr) = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let fresh = prism_proxy::client::PrismClient::connect(&endpoint, "default").await;
+    assert!(fresh.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn drain_gives_up_after_timeout_and_exits_one() {
+    let mut proxy = Proxy::start_with_args(CONFIG, &["--drain-timeout", "300ms"]);
+    let c = proxy.client("default").await;
+    let stuck = {
+        let c = c.clone();
+        tokio::spawn(async move { c.receive("q".into(), 1, VIS, Duration::from_secs(10)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = std::time::Instant::now();
+    proxy.signal("INT");
+    let (status, stderr) = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "exited at the drain timeout, not the poll's end"
+    );
+    assert!(stderr.contains("drain timed out"), "{stderr}");
+    assert!(stuck.await.unwrap().is_err(), "the cut-off request failed");
+}
+
+#[tokio::test]
+async fn subscriptions_end_on_drain() {
+    let mut proxy = Proxy::start(CONFIG);
+    let c = proxy.client("default").await;
+    let mut sub = c.subscribe("t".into()).await.unwrap();
+    proxy.signal("TERM");
+    let end = tokio::time::timeout(Duration::from_secs(5), sub.messages.next())
+        .await
+        .expect("stream ends");
+    assert!(end.is_none());
+    let (status, stderr) = tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn port_in_use_is_named() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let (code, stderr) = run_binary(&["--listen", &addr, "--admin-listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains(&addr) && stderr.contains("gRPC listener"), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+}
+
+#[test]
+fn config_errors_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "namespaces:\n  a:\n    backend: { type: postgresql }\n",
+            ":3:",
+            "unknown variant `postgresql`",
+        ),
+        (
+            "namespaces:\n  a:\n    backend: { type: memstore }\n  a:\n    backend: { type: memstore }\n",
+            ":",
+            "duplicate namespace `a`",
+        ),
+        (
+            "listen: 300.1.1.1:80\nnamespaces:\n  a:\n    backend: { type: memstore }\n",
+            ":1:",
+            "listen",
+        ),
+        (
+            "namespaces:\n  a:\n    backend: { type: memstore }\n    limit: {}\n",
+            ":4:",
+            "unknown field `limit`",
+        ),
+        ("namespaces: {}\n", "namespaces", "at least one namespace"),
+        (
+            "namespaces:\n  Bad Name:\n    backend: { type: memstore }\n",
+            "namespaces.Bad Name",
+            "a-z",
+        ),
+    ];
+    for (i, (yaml, location, message)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.yaml"));
+        std::fs::write(&path, yaml).unwrap();
+        let (code, stderr) = run_binary(&["--config", path.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "case {i}: {stderr}");
+        assert!(
+            stderr.contains(&format!("case{i}.yaml")),
+            "case {i} names the file: {stderr}"
+        );
+        assert!(
+            stderr.contains(location) && stderr.contains(message),
+            "case {i}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "case {i}: {stderr}");
+    }
+    let (code, stderr) = run_binary(&["--config", "/no/such/file.yaml"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("/no/such/file.yaml"), "{stderr}");
+}
