@@ -481,3 +481,29 @@ fn config_errors_name_file_line_and_field() {
     assert_eq!(code, Some(1));
     assert!(stderr.contains("/no/such/file.yaml"), "{stderr}");
 }
+
+#[tokio::test]
+async fn deadline_passed_is_deadline_exceeded_and_retryable() {
+    use prism_proto::queue::v1::{ReceiveRequest, queue_basic_client::QueueBasicClient};
+    let proxy = Proxy::start(CONFIG);
+    let c = proxy.client("default").await;
+    let mut raw = QueueBasicClient::new(c.channel().clone());
+    let mut request = tonic::Request::new(ReceiveRequest {
+        queue: "empty".into(),
+        max_messages: 1,
+        visibility_timeout_ms: 1000,
+        wait_ms: 5000,
+    });
+    request
+        .metadata_mut()
+        .insert("x-prism-namespace", "default".parse().unwrap());
+    request.set_timeout(Duration::from_secs(1));
+    let start = std::time::Instant::now();
+    let status = raw.receive(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(is_retryable(&status));
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "answered at the deadline, not after the wait"
+    );
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::metadata::MetadataMap;
@@ -91,6 +91,75 @@ impl Namespace {
     }
 }
 
+/// A request's namespace and its deadline (from `grpc-timeout`). Derefs to the namespace.
+pub struct Call {
+    ns: Arc<Namespace>,
+    deadline: Option<Duration>,
+}
+
+impl std::ops::Deref for Call {
+    type Target = Namespace;
+    fn deref(&self) -> &Namespace {
+        &self.ns
+    }
+}
+
+/// How much earlier than the deadline the proxy answers DEADLINE_EXCEEDED: tonic (on both
+/// sides) enforces `grpc-timeout` itself and reports a bare CANCELLED, so the proxy must
+/// answer first, with room for the 1 ms timer granularity and the trip back.
+fn deadline_margin(deadline: Duration) -> Duration {
+    (deadline / 20).clamp(Duration::from_millis(2), Duration::from_millis(20))
+}
+
+impl Call {
+    /// [`Namespace::run`] within the request's deadline.
+    pub async fn run<R>(
+        &self,
+        op: Operation,
+        work: impl Future<Output = BackendResult<R>>,
+    ) -> Result<tonic::Response<R>, Status> {
+        let Some(deadline) = self.deadline else {
+            return self.ns.run(op, work).await;
+        };
+        let start = Instant::now();
+        match tokio::time::timeout(
+            deadline.saturating_sub(deadline_margin(deadline)),
+            self.ns.run(op, work),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                self.ns.metrics.record(op, start.elapsed(), Code::DeadlineExceeded);
+                let err = BackendError::DeadlineExceeded(format!(
+                    "{} did not finish within the request's deadline of {deadline:?}",
+                    op.as_str()
+                ));
+                Err(to_status(&err, Some(&self.ns.name)))
+            }
+        }
+    }
+}
+
+/// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// All namespaces, by name.
 pub struct Router {
     namespaces: HashMap<String, Arc<Namespace>>,
@@ -107,8 +176,16 @@ impl Router {
         self.namespaces.values()
     }
 
-    /// The namespace a request names in its metadata.
-    pub fn namespace(&self, metadata: &MetadataMap) -> Result<Arc<Namespace>, Status> {
+    /// The namespace a request names in its metadata, with the request's deadline.
+    pub fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
+        let ns = self.lookup(metadata)?;
+        Ok(Call {
+            ns,
+            deadline: grpc_timeout(metadata),
+        })
+    }
+
+    fn lookup(&self, metadata: &MetadataMap) -> Result<Arc<Namespace>, Status> {
         let Some(value) = metadata.get(NAMESPACE_HEADER) else {
             let err = BackendError::invalid(
                 NAMESPACE_HEADER,
