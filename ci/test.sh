@@ -9,5 +9,8 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR"
+# In CI a backend the acceptance harness cannot provision is a failure, not a skip.
+if [ "${CI:-}" = "true" ]; then export PRISM_ACCEPT_STRICT=1; fi
+
+echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
 cargo test --workspace --locked "$@"

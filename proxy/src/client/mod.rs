@@ -2,6 +2,7 @@
 //! against the traits (the acceptance suites, the load generator) runs over the wire
 //! unchanged. Errors come back as the [`BackendError`] the server raised.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::backends::{Backend, HealthCheck};
 use crate::interfaces::{
     AggregateRow, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, Query,
     QueueBasic, ReceivedMessage, ScanPage, Subscription, TimeSeriesBasic, TtlState,
@@ -355,5 +357,32 @@ impl TimeSeriesBasic for PrismClient {
         let request = wire::aggregation_to_proto(stream, aggregation);
         let r = answer(self.series().aggregate(self.request(request)).await)?;
         Ok(r.rows.into_iter().map(wire::row_from_proto).collect())
+    }
+}
+
+impl PrismClient {
+    /// This client as a [`Backend`] serving `interfaces`, so code written against a
+    /// backend (the acceptance suites) can run over the wire unchanged.
+    pub fn backend(self, interfaces: &[Interface]) -> Backend {
+        let c = Arc::new(self);
+        let has = |i| interfaces.contains(&i);
+        Backend {
+            kind: "grpc",
+            keyvalue_basic: has(Interface::KeyvalueBasic).then(|| c.clone() as Arc<dyn KeyValueBasic>),
+            keyvalue_ttl: has(Interface::KeyvalueTtl).then(|| c.clone() as Arc<dyn KeyValueTtl>),
+            keyvalue_scan: has(Interface::KeyvalueScan).then(|| c.clone() as Arc<dyn KeyValueScan>),
+            keyvalue_batch: has(Interface::KeyvalueBatch).then(|| c.clone() as Arc<dyn KeyValueBatch>),
+            pubsub_basic: has(Interface::PubsubBasic).then(|| c.clone() as Arc<dyn PubSubBasic>),
+            queue_basic: has(Interface::QueueBasic).then(|| c.clone() as Arc<dyn QueueBasic>),
+            timeseries_basic: has(Interface::TimeseriesBasic).then(|| c.clone() as Arc<dyn TimeSeriesBasic>),
+            health: c,
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PrismClient {
+    async fn check(&self) -> BackendResult<()> {
+        self.describe().await.map(|_| ())
     }
 }

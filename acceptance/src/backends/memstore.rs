@@ -1,0 +1,47 @@
+//! memstore: in-process, implements everything. The shortest possible declaration.
+
+use async_trait::async_trait;
+use prism_proxy::Interface;
+use prism_proxy::backends::Backend;
+use prism_proxy::backends::memstore::MemStore;
+use prism_proxy::config::BackendConfig;
+
+use crate::{BackendDecl, Capability, Instance, Provider};
+
+pub struct Memstore;
+
+#[async_trait]
+impl BackendDecl for Memstore {
+    fn name(&self) -> &'static str {
+        "memstore"
+    }
+
+    fn interfaces(&self) -> Vec<Interface> {
+        Interface::ALL.to_vec()
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        vec![
+            Capability::PubsubDeliveredCount,
+            Capability::QueueDeliveryCount,
+            Capability::TtlRemaining,
+        ]
+    }
+
+    async fn provision(&self) -> anyhow::Result<Instance> {
+        Ok(Instance {
+            provider: Provider::InProcess,
+            url: None,
+            guard: None,
+        })
+    }
+
+    async fn connect(&self, _: &Instance) -> anyhow::Result<Backend> {
+        // A fresh store per connection: each test starts empty.
+        Ok(MemStore::new().backend())
+    }
+
+    fn proxy_backend(&self, _: &Instance) -> Option<BackendConfig> {
+        Some(BackendConfig::Memstore)
+    }
+}

@@ -1,0 +1,65 @@
+//! What a backend plugin declares to the harness.
+
+use async_trait::async_trait;
+use prism_proxy::Interface;
+use prism_proxy::backends::Backend;
+use prism_proxy::config::BackendConfig;
+
+use crate::Capability;
+
+/// How an instance of a backend was obtained, as shown in the compliance matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Runs inside the test process.
+    InProcess,
+    /// A container started through testcontainers.
+    Container,
+    /// A server process started from a binary on PATH.
+    Process,
+    /// Given by the environment (`PRISM_ACCEPT_<BACKEND>_URL`, `PRISM_ACCEPT_GRPC_ENDPOINT`).
+    External,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::InProcess => "in-process",
+            Provider::Container => "container",
+            Provider::Process => "process",
+            Provider::External => "external",
+        }
+    }
+}
+
+/// A provisioned backend instance, kept for the whole run and torn down at its end.
+pub struct Instance {
+    pub provider: Provider,
+    /// Where to reach it (none for in-process backends).
+    pub url: Option<String>,
+    /// Whatever must live as long as the instance (a container, a child process).
+    pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+/// A backend as the harness sees it. A plugin author implements this (about 50 lines)
+/// and adds one line to [`crate::backends::all`].
+#[async_trait]
+pub trait BackendDecl: Send + Sync {
+    /// snake_case name, used in test names and the registry file name.
+    fn name(&self) -> &'static str;
+    /// Interfaces claimed; only these get tests.
+    fn interfaces(&self) -> Vec<Interface>;
+    /// Optional behaviours claimed.
+    fn capabilities(&self) -> Vec<Capability>;
+    /// Obtains an instance: external URL, container, process or in-process.
+    async fn provision(&self) -> anyhow::Result<Instance>;
+    /// A fresh connection to `instance`.
+    async fn connect(&self, instance: &Instance) -> anyhow::Result<Backend>;
+    /// Whether the reference proxy has a driver for this backend (then the suites also
+    /// run as `proxy::<backend>::...`).
+    fn has_proxy_driver(&self) -> bool {
+        true
+    }
+    /// How the reference proxy reaches `instance`; `None` when it has no driver.
+    fn proxy_backend(&self, instance: &Instance) -> Option<BackendConfig>;
+}

@@ -1,0 +1,136 @@
+//! queue_basic: at-least-once delivery with visibility timeouts, in real time.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::ensure;
+use bytes::Bytes;
+use prism_proxy::Interface;
+
+use super::{Case, CaseResult, Subject, b};
+use crate::{Capability, case};
+
+const SHORT_VIS: Duration = Duration::from_millis(500);
+const LONG_VIS: Duration = Duration::from_secs(60);
+const WAIT: Duration = Duration::from_secs(3);
+
+pub fn cases() -> Vec<Case> {
+    let i = Interface::QueueBasic;
+    vec![
+        case!(i, received_message_is_invisible_until_timeout),
+        case!(i, unacked_message_comes_back_after_visibility_timeout),
+        case!(i, ack_is_final),
+        case!(i, nack_redelivers),
+        case!(i, consumer_that_dies_loses_nothing),
+        case!(i, delivery_count_increments, needs: [Capability::QueueDeliveryCount]),
+        case!(i, model_random_sequences),
+    ]
+}
+
+async fn received_message_is_invisible_until_timeout(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    q.enqueue(name.clone(), b("m")).await?;
+    let got = q.receive(name.clone(), 10, LONG_VIS, WAIT).await?;
+    ensure!(got.len() == 1 && got[0].payload == b("m"), "first receive got {got:?}");
+    let again = q.receive(name, 10, LONG_VIS, Duration::from_millis(300)).await?;
+    ensure!(again.is_empty(), "an in-flight message was delivered again: {again:?}");
+    Ok(())
+}
+
+async fn unacked_message_comes_back_after_visibility_timeout(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    q.enqueue(name.clone(), b("m")).await?;
+    let first = q.receive(name.clone(), 1, SHORT_VIS, WAIT).await?;
+    ensure!(first.len() == 1, "first receive got {first:?}");
+    tokio::time::sleep(SHORT_VIS + Duration::from_millis(200)).await;
+    let again = q.receive(name, 1, LONG_VIS, WAIT).await?;
+    ensure!(
+        again.len() == 1 && again[0].payload == b("m"),
+        "not redelivered: {again:?}"
+    );
+    ensure!(
+        again[0].message_id == first[0].message_id,
+        "redelivery has the same message id"
+    );
+    Ok(())
+}
+
+async fn ack_is_final(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    q.enqueue(name.clone(), b("m")).await?;
+    let got = q.receive(name.clone(), 1, SHORT_VIS, WAIT).await?;
+    ensure!(got.len() == 1, "receive got {got:?}");
+    ensure!(
+        q.ack(name.clone(), got[0].receipt.clone()).await?,
+        "ack of a fresh receipt reports true"
+    );
+    tokio::time::sleep(SHORT_VIS + Duration::from_millis(200)).await;
+    let again = q.receive(name, 10, LONG_VIS, Duration::from_millis(300)).await?;
+    ensure!(again.is_empty(), "an acked message came back: {again:?}");
+    Ok(())
+}
+
+async fn nack_redelivers(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    q.enqueue(name.clone(), b("m")).await?;
+    let got = q.receive(name.clone(), 1, LONG_VIS, WAIT).await?;
+    ensure!(got.len() == 1, "receive got {got:?}");
+    ensure!(
+        q.nack(name.clone(), got[0].receipt.clone()).await?,
+        "nack of a fresh receipt reports true"
+    );
+    let again = q.receive(name, 1, LONG_VIS, WAIT).await?;
+    ensure!(
+        again.len() == 1 && again[0].payload == b("m"),
+        "nacked message not redelivered: {again:?}"
+    );
+    Ok(())
+}
+
+async fn consumer_that_dies_loses_nothing(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    let sent: BTreeSet<Bytes> = (0..20).map(|i| Bytes::from(format!("m{i}"))).collect();
+    for m in &sent {
+        q.enqueue(name.clone(), m.clone()).await?;
+    }
+    // A consumer takes some messages and dies without acking.
+    let taken = q.receive(name.clone(), 8, SHORT_VIS, WAIT).await?;
+    ensure!(!taken.is_empty(), "the doomed consumer got nothing");
+    // Another consumer must end up with all twenty.
+    let mut done = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while done.len() < sent.len() && tokio::time::Instant::now() < deadline {
+        for m in q.receive(name.clone(), 10, LONG_VIS, Duration::from_secs(1)).await? {
+            ensure!(q.ack(name.clone(), m.receipt).await?, "ack failed");
+            done.insert(m.payload);
+        }
+    }
+    ensure!(done == sent, "lost {:?}", sent.difference(&done).collect::<Vec<_>>());
+    Ok(())
+}
+
+async fn delivery_count_increments(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    q.enqueue(name.clone(), b("m")).await?;
+    for expected in 1..=3 {
+        let got = q.receive(name.clone(), 1, LONG_VIS, WAIT).await?;
+        ensure!(got.len() == 1, "delivery {expected} missing");
+        ensure!(
+            got[0].delivery_count == expected,
+            "delivery {expected} counted {}",
+            got[0].delivery_count
+        );
+        q.nack(name.clone(), got[0].receipt.clone()).await?;
+    }
+    Ok(())
+}
+
+async fn model_random_sequences(s: Subject) -> CaseResult {
+    super::model::queue(s).await
+}

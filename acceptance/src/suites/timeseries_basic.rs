@@ -1,0 +1,240 @@
+//! timeseries_basic: ranges, filters and aggregates against a reference computed here.
+
+use std::collections::BTreeMap;
+
+use anyhow::ensure;
+use prism_proxy::Interface;
+use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, Query};
+
+use super::{Case, CaseResult, Subject};
+use crate::case;
+
+pub fn cases() -> Vec<Case> {
+    let i = Interface::TimeseriesBasic;
+    vec![
+        case!(i, range_bounds_are_exact),
+        case!(i, events_come_ordered_by_time),
+        case!(i, filters_match_tags_exactly),
+        case!(i, limit_caps_the_result),
+        case!(i, aggregates_match_reference),
+    ]
+}
+
+const BASE: i64 = 1_700_000_000_000;
+
+fn event(ts: i64, host: &str, region: &str, v: f64) -> Event {
+    Event {
+        timestamp_ms: ts,
+        tags: [
+            ("host".to_string(), host.to_string()),
+            ("region".to_string(), region.to_string()),
+        ]
+        .into(),
+        fields: [("v".to_string(), v)].into(),
+    }
+}
+
+fn range(start: i64, end: i64) -> Query {
+    Query {
+        start_ms: start,
+        end_ms: end,
+        filters: BTreeMap::new(),
+        limit: 0,
+    }
+}
+
+async fn range_bounds_are_exact(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("r");
+    let events: Vec<Event> = (0..10).map(|i| event(BASE + i * 10, "a", "eu", i as f64)).collect();
+    ts.append(stream.clone(), events).await?;
+    let got = ts.query(stream, range(BASE + 20, BASE + 50)).await?;
+    let times: Vec<i64> = got.iter().map(|e| e.timestamp_ms - BASE).collect();
+    ensure!(
+        times == vec![20, 30, 40],
+        "[20, 50) gave {times:?}: start is inclusive, end exclusive"
+    );
+    Ok(())
+}
+
+async fn events_come_ordered_by_time(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("o");
+    let order = [5, 1, 9, 3, 7, 2, 8, 0, 6, 4];
+    ts.append(
+        stream.clone(),
+        order
+            .iter()
+            .map(|i| event(BASE + i * 100, "a", "eu", *i as f64))
+            .collect(),
+    )
+    .await?;
+    let got = ts.query(stream, range(BASE, BASE + 10_000)).await?;
+    let times: Vec<i64> = got.iter().map(|e| (e.timestamp_ms - BASE) / 100).collect();
+    ensure!(times == (0..10).collect::<Vec<_>>(), "out of order: {times:?}");
+    ensure!(
+        got.iter()
+            .all(|e| e.fields["v"] == ((e.timestamp_ms - BASE) / 100) as f64),
+        "fields kept with their event"
+    );
+    Ok(())
+}
+
+async fn filters_match_tags_exactly(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("f");
+    ts.append(
+        stream.clone(),
+        vec![
+            event(BASE, "a", "eu", 1.0),
+            event(BASE + 1, "b", "eu", 2.0),
+            event(BASE + 2, "a", "us", 3.0),
+        ],
+    )
+    .await?;
+    let mut q = range(BASE, BASE + 10);
+    q.filters = [
+        ("host".to_string(), "a".to_string()),
+        ("region".to_string(), "eu".to_string()),
+    ]
+    .into();
+    let got = ts.query(stream.clone(), q).await?;
+    ensure!(
+        got.len() == 1 && got[0].fields["v"] == 1.0,
+        "host=a,region=eu gave {got:?}"
+    );
+    let mut q = range(BASE, BASE + 10);
+    q.filters = [("host".to_string(), "A".to_string())].into();
+    ensure!(
+        ts.query(stream, q).await?.is_empty(),
+        "tag matching is exact (case-sensitive)"
+    );
+    Ok(())
+}
+
+async fn limit_caps_the_result(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("l");
+    ts.append(
+        stream.clone(),
+        (0..50).map(|i| event(BASE + i, "a", "eu", 0.0)).collect(),
+    )
+    .await?;
+    let mut q = range(BASE, BASE + 100);
+    q.limit = 7;
+    let got = ts.query(stream, q).await?;
+    let times: Vec<i64> = got.iter().map(|e| e.timestamp_ms - BASE).collect();
+    ensure!(
+        times == (0..7).collect::<Vec<_>>(),
+        "limit 7 gave {times:?}: the earliest events"
+    );
+    Ok(())
+}
+
+/// Straightforward reference: group, then compute each function by its definition.
+fn reference(events: &[Event], a: &Aggregation) -> BTreeMap<(i64, Vec<String>), (f64, u64)> {
+    let mut groups: BTreeMap<(i64, Vec<String>), Vec<f64>> = BTreeMap::new();
+    for e in events {
+        if e.timestamp_ms < a.start_ms || e.timestamp_ms >= a.end_ms {
+            continue;
+        }
+        let bucket = e.timestamp_ms.div_euclid(a.bucket_ms as i64) * a.bucket_ms as i64;
+        let group = a
+            .group_by
+            .iter()
+            .map(|t| e.tags.get(t).cloned().unwrap_or_default())
+            .collect();
+        groups.entry((bucket, group)).or_default().push(e.fields["v"]);
+    }
+    groups
+        .into_iter()
+        .map(|(k, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            let rank = |p: f64| v[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+            let value = match a.function {
+                AggregateFunction::Count => n as f64,
+                AggregateFunction::Sum => v.iter().sum(),
+                AggregateFunction::Avg => v.iter().sum::<f64>() / n as f64,
+                AggregateFunction::Min => v[0],
+                AggregateFunction::Max => v[n - 1],
+                AggregateFunction::P95 => rank(0.95),
+                AggregateFunction::P99 => rank(0.99),
+            };
+            (k, (value, n as u64))
+        })
+        .collect()
+}
+
+async fn aggregates_match_reference(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("agg");
+    let mut x: u64 = 7;
+    let events: Vec<Event> = (0..3000)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let host = ["a", "b", "c"][(x >> 20) as usize % 3];
+            let region = ["eu", "us"][(x >> 30) as usize % 2];
+            event(
+                BASE + ((x >> 33) % 60_000) as i64,
+                host,
+                region,
+                ((x >> 40) % 1000) as f64 / 10.0,
+            )
+        })
+        .collect();
+    for chunk in events.chunks(500) {
+        ts.append(stream.clone(), chunk.to_vec()).await?;
+    }
+    use AggregateFunction::*;
+    for function in [Count, Sum, Avg, Min, Max, P95, P99] {
+        for group_by in [
+            vec![],
+            vec!["host".to_string()],
+            vec!["host".to_string(), "region".to_string()],
+        ] {
+            let a = Aggregation {
+                start_ms: BASE + 1_000,
+                end_ms: BASE + 55_000,
+                filters: BTreeMap::new(),
+                bucket_ms: 10_000,
+                metric: "v".into(),
+                function,
+                group_by: group_by.clone(),
+            };
+            let rows = ts.aggregate(stream.clone(), a.clone()).await?;
+            let expected = reference(&events, &a);
+            ensure!(
+                rows.len() == expected.len(),
+                "{function:?} by {group_by:?}: {} rows, expected {}",
+                rows.len(),
+                expected.len()
+            );
+            for row in rows {
+                let group: Vec<String> = group_by
+                    .iter()
+                    .map(|t| row.group.get(t).cloned().unwrap_or_default())
+                    .collect();
+                let Some((value, count)) = expected.get(&(row.bucket_start_ms, group.clone())) else {
+                    anyhow::bail!(
+                        "{function:?}: unexpected row bucket {} group {group:?}",
+                        row.bucket_start_ms
+                    );
+                };
+                ensure!(
+                    row.count == *count,
+                    "{function:?} bucket {} {group:?}: count {} vs {count}",
+                    row.bucket_start_ms,
+                    row.count
+                );
+                ensure!(
+                    (row.value - value).abs() <= 1e-9 * value.abs().max(1.0),
+                    "{function:?} bucket {} {group:?}: {} vs reference {value}",
+                    row.bucket_start_ms,
+                    row.value
+                );
+            }
+        }
+    }
+    Ok(())
+}

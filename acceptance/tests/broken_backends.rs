@@ -1,0 +1,201 @@
+//! The suites must catch real violations: run them against deliberately broken in-test
+//! backends (memstore with one behaviour sabotaged) and check that exactly the cases
+//! covering that behaviour fail, and every other case still passes.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use acceptance::suites::{self, Subject};
+use async_trait::async_trait;
+use bytes::Bytes;
+use prism_proxy::BackendResult;
+use prism_proxy::backends::Backend;
+use prism_proxy::backends::memstore::{KvStore, MemStore, Queues};
+use prism_proxy::interfaces::*;
+
+/// `delete` answers as if it deleted, but keeps the key.
+struct DeleteDoesNotDelete(Arc<KvStore>);
+
+#[async_trait]
+impl KeyValueBasic for DeleteDoesNotDelete {
+    async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
+        self.0.set(key, value).await
+    }
+    async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
+        self.0.get(key).await
+    }
+    async fn delete(&self, key: Bytes) -> BackendResult<bool> {
+        self.0.exists(key).await
+    }
+    async fn exists(&self, key: Bytes) -> BackendResult<bool> {
+        self.0.exists(key).await
+    }
+}
+
+/// TTLs are accepted and ignored: keys never expire.
+struct TtlIgnored(Arc<KvStore>);
+
+#[async_trait]
+impl KeyValueTtl for TtlIgnored {
+    async fn set_with_ttl(&self, key: Bytes, value: Bytes, _: Duration) -> BackendResult<()> {
+        self.0.set(key, value).await
+    }
+    async fn expire(&self, key: Bytes, _: Duration) -> BackendResult<bool> {
+        self.0.exists(key).await
+    }
+    async fn ttl(&self, key: Bytes) -> BackendResult<TtlState> {
+        self.0.ttl(key).await
+    }
+    async fn persist(&self, key: Bytes) -> BackendResult<bool> {
+        self.0.persist(key).await
+    }
+}
+
+/// Each page after the first starts again with the previous page's last key.
+struct ScanRepeatsAKey(Arc<KvStore>);
+
+#[async_trait]
+impl KeyValueScan for ScanRepeatsAKey {
+    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> BackendResult<ScanPage> {
+        let mut page = self.0.scan(prefix, limit, cursor.clone()).await?;
+        if let Some(last) = cursor {
+            page.keys.insert(0, last);
+            page.keys.truncate(limit as usize);
+            if page.next_cursor.is_some() {
+                page.next_cursor = page.keys.last().cloned();
+            }
+        }
+        Ok(page)
+    }
+    async fn count(&self, prefix: Bytes) -> BackendResult<u64> {
+        self.0.count(prefix).await
+    }
+}
+
+/// Received messages are dropped at once, acked or not: at-most-once in disguise.
+struct QueueDropsUnacked(Arc<Queues>);
+
+#[async_trait]
+impl QueueBasic for QueueDropsUnacked {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+        self.0.enqueue(queue, payload).await
+    }
+    async fn receive(
+        &self,
+        queue: String,
+        max: u32,
+        vis: Duration,
+        wait: Duration,
+    ) -> BackendResult<Vec<ReceivedMessage>> {
+        let got = self.0.receive(queue.clone(), max, vis, wait).await?;
+        for m in &got {
+            self.0.ack(queue.clone(), m.receipt.clone()).await?;
+        }
+        Ok(got)
+    }
+    async fn ack(&self, _: String, _: String) -> BackendResult<bool> {
+        Ok(true)
+    }
+    async fn nack(&self, _: String, _: String) -> BackendResult<bool> {
+        Ok(true)
+    }
+}
+
+/// A memstore backend with one part replaced by `sabotage`.
+fn broken(sabotage: fn(&MemStore, &mut Backend)) -> Backend {
+    let store = MemStore::new();
+    let mut backend = store.backend();
+    sabotage(&store, &mut backend);
+    backend
+}
+
+/// Runs every case (all capabilities granted) and returns the names of those that fail.
+async fn failing_cases(sabotage: fn(&MemStore, &mut Backend)) -> BTreeSet<String> {
+    let mut failing = BTreeSet::new();
+    for (n, case) in suites::all().into_iter().enumerate() {
+        if case.needs.contains(&acceptance::Capability::EnforcesLimits) {
+            continue; // memstore alone enforces no size limits: not what is under test here
+        }
+        let subject = Subject {
+            backend: broken(sabotage),
+            prefix: format!("c{n}:"),
+        };
+        if let Err(e) = (case.run)(subject).await {
+            eprintln!(
+                "{}::{} failed: {}",
+                case.interface,
+                case.name,
+                format!("{e:#}").lines().next().unwrap_or("")
+            );
+            failing.insert(format!("{}::{}", case.interface, case.name));
+        }
+    }
+    failing
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intact_memstore_fails_nothing() {
+    assert_eq!(failing_cases(|_, _| {}).await, BTreeSet::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_that_does_not_delete_is_caught() {
+    let failing =
+        failing_cases(|store, b| b.keyvalue_basic = Some(Arc::new(DeleteDoesNotDelete(store.kv.clone())))).await;
+    assert_eq!(
+        failing,
+        set(&[
+            "keyvalue_basic::delete_reports_whether_key_existed",
+            "keyvalue_basic::model_random_sequences",
+            "keyvalue_scan::count_matches_scan",
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_ttl_is_caught() {
+    let failing = failing_cases(|store, b| b.keyvalue_ttl = Some(Arc::new(TtlIgnored(store.kv.clone())))).await;
+    assert_eq!(
+        failing,
+        set(&[
+            "keyvalue_ttl::expired_key_is_invisible_to_get_and_exists",
+            "keyvalue_ttl::expired_key_is_invisible_to_scan",
+            "keyvalue_ttl::persist_removes_expiry",
+            "keyvalue_ttl::ttl_reports_remaining_time",
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_that_repeats_a_key_is_caught() {
+    let failing = failing_cases(|store, b| b.keyvalue_scan = Some(Arc::new(ScanRepeatsAKey(store.kv.clone())))).await;
+    assert_eq!(
+        failing,
+        set(&[
+            "keyvalue_scan::count_matches_scan",
+            "keyvalue_scan::keys_present_throughout_survive_writes_between_pages",
+            "keyvalue_scan::pages_return_every_key_exactly_once",
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_that_drops_unacked_messages_is_caught() {
+    let failing =
+        failing_cases(|store, b| b.queue_basic = Some(Arc::new(QueueDropsUnacked(store.queues.clone())))).await;
+    assert_eq!(
+        failing,
+        set(&[
+            "queue_basic::unacked_message_comes_back_after_visibility_timeout",
+            "queue_basic::nack_redelivers",
+            "queue_basic::consumer_that_dies_loses_nothing",
+            "queue_basic::delivery_count_increments",
+            "queue_basic::model_random_sequences",
+        ])
+    );
+}
