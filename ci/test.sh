@@ -12,5 +12,22 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # In CI a backend the acceptance harness cannot provision is a failure, not a skip.
 if [ "${CI:-}" = "true" ]; then export PRISM_ACCEPT_STRICT=1; fi
 
+# Servers, a Docker engine and local images for the backend tests (root only; otherwise
+# those tests are reported as skipped, or fail in strict mode).
+echo "== installing and starting test servers"
+eval "$(bash ci/install-servers.sh)"
+
 echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
 cargo test --workspace --locked "$@"
+
+# Nothing the harness started may outlive it.
+leftovers=""
+if command -v docker >/dev/null && docker version >/dev/null 2>&1; then
+  leftovers+="$(docker ps -aq --filter label=dev.prism.acceptance)"
+fi
+leftovers+="$(pgrep -x redis-server || true)"
+if [ -n "$leftovers" ]; then
+  echo "FAIL: containers or server processes left behind: $leftovers" >&2
+  exit 1
+fi
+echo "== no containers or server processes left behind"

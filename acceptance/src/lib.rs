@@ -12,6 +12,7 @@
 pub mod backends;
 pub mod capability;
 pub mod declaration;
+pub mod provision;
 pub mod registry;
 pub mod report;
 pub mod runner;

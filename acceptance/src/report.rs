@@ -127,7 +127,7 @@ impl Report {
         );
         let _ = writeln!(out, "| target | provider | {} |", interfaces.join(" | "));
         let _ = writeln!(out, "|---|---|{}", "---|".repeat(interfaces.len()));
-        for (target, row) in &self.matrix {
+        for (target, row) in self.matrix.iter().filter(|(t, _)| !t.starts_with("provisioning")) {
             let provider = row.values().next().map(|c| c.provider.clone()).unwrap_or_default();
             let cells: Vec<String> = interfaces
                 .iter()
@@ -158,6 +158,28 @@ impl Report {
                     let _ = writeln!(failures, "- `{target}` / `{interface}` / {r}");
                 }
             }
+        }
+        let provisioning: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.interface == "provisioning").collect();
+        if !provisioning.is_empty() {
+            let _ = writeln!(
+                out,
+                "## Provisioning self-test\n\n| server | provider | result |\n|---|---|---|"
+            );
+            for o in provisioning {
+                let result = match &o.status {
+                    Status::Passed => format!("started, answered, torn down ({} ms)", o.duration_ms),
+                    Status::Failed(why) => format!("**failed**: {}", first_line(why)),
+                    Status::Skipped(why) => format!("skipped: {why}"),
+                };
+                let server = o
+                    .target
+                    .trim_start_matches("provisioning -> ")
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default();
+                let _ = writeln!(out, "| {server} | {} | {result} |", o.case);
+            }
+            out.push('\n');
         }
         if !failures.is_empty() {
             let _ = writeln!(out, "## Failures\n\n{failures}");

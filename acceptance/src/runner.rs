@@ -15,9 +15,10 @@ use prism_proxy::config::{AuthMode, Config, NamespaceConfig};
 use prism_proxy::limits::Limits;
 use prism_proxy::server::RunningProxy;
 
+use crate::provision::ServerSpec;
 use crate::report::{Outcome, Report, Status};
 use crate::suites::{self, Case, Subject};
-use crate::{BackendDecl, Capability, Instance, registry};
+use crate::{BackendDecl, Capability, Instance, Provider, registry};
 
 /// Longest a single case may run.
 const CASE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -275,13 +276,23 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
         }
     }
 
+    for spec in crate::provision::specs::ALL {
+        for path in [Provider::Process, Provider::Container] {
+            trials.push(provisioning_trial(&shared, &args, &options, spec, path));
+        }
+    }
+
     let conclusion = libtest_mimic::run(&args, trials);
 
     if let Some(proxy) = proxy {
         shared.rt.block_on(proxy.drain(Duration::from_secs(5)));
     }
-    // Dropping the states tears down containers and processes (their guards).
-    drop(states);
+    // Dropping the states tears down containers and processes (their guards); inside the
+    // runtime, since removing a container is async.
+    {
+        let _runtime = shared.rt.enter();
+        drop(states);
+    }
 
     if !args.list {
         let outcomes = std::mem::take(&mut *lock(&shared.outcomes));
@@ -349,5 +360,83 @@ fn registry_trial(decl: Arc<dyn BackendDecl>) -> Trial {
             )
             .into())
         }
+    })
+}
+
+/// `provisioning::<backend>::<process|container>`: the provider starts a real server,
+/// it answers, and after teardown nothing is left listening.
+fn provisioning_trial(
+    shared: &Arc<Shared>,
+    args: &Arguments,
+    options: &Options,
+    spec: &'static ServerSpec,
+    path: Provider,
+) -> Trial {
+    let name = format!("provisioning::{}::{}", spec.backend, path.as_str());
+    let unavailable = match path {
+        Provider::Process => crate::provision::process::which(spec.binary)
+            .is_none()
+            .then(|| format!("{} is not on PATH", spec.binary)),
+        _ => (!crate::provision::container::engine_configured()).then(|| "no Docker engine".to_string()),
+    };
+    let record = {
+        let shared = shared.clone();
+        move |status: Status, duration_ms: u64| {
+            lock(&shared.outcomes).push(Outcome {
+                target: format!("provisioning -> {} ({})", spec.backend, path.as_str()),
+                interface: "provisioning".into(),
+                case: path.as_str().into(),
+                provider: path.as_str().into(),
+                status,
+                duration_ms,
+            })
+        }
+    };
+    let is_selected = selected(args, &name) && !args.list;
+    if let Some(why) = unavailable {
+        if options.strict {
+            let message = format!("strict mode: {why}");
+            if is_selected {
+                record(Status::Failed(message.clone()), 0);
+            }
+            return Trial::test(name, move || Err(message.into()));
+        }
+        if is_selected {
+            record(Status::Skipped(why), 0);
+        }
+        return Trial::test(name, || Ok(())).with_ignored_flag(true);
+    }
+    let shared = shared.clone();
+    Trial::test(name, move || {
+        let started = Instant::now();
+        let result = shared.rt.block_on(async {
+            let instance = match path {
+                Provider::Process => crate::provision::process::start(spec).await?,
+                _ => crate::provision::container::start(spec).await?,
+            };
+            anyhow::ensure!(instance.provider == path, "provisioned by {:?}", instance.provider);
+            let url = instance.url.clone().unwrap_or_default();
+            let addr: std::net::SocketAddr = url
+                .rsplit("://")
+                .next()
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("unexpected URL {url:?}"))?;
+            anyhow::ensure!((spec.ready)(addr).await, "{url} does not answer");
+            drop(instance);
+            // Teardown must leave nothing listening.
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(addr).await.is_err() {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            anyhow::bail!("{url} still answers after teardown")
+        });
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(()) => record(Status::Passed, duration_ms),
+            Err(e) => record(Status::Failed(format!("{e:#}")), duration_ms),
+        }
+        result.map_err(|e| Failed::from(format!("{e:#}")))
     })
 }
