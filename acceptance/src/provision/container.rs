@@ -30,30 +30,27 @@ pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
     let host_network = std::env::var("PRISM_ACCEPT_DOCKER_NETWORK").is_ok_and(|n| n == "host");
     // The readiness probe below decides; the container is just asked to start.
     let image = GenericImage::new(name.clone(), tag.clone()).with_wait_for(WaitFor::millis(50));
-    let (container, addr) = if host_network {
-        let port = free_port()?;
-        let request = image
-            .with_network("host")
-            .with_cmd((spec.args)(port, "/tmp"))
-            .with_label("dev.prism.acceptance", spec.backend)
-            .with_startup_timeout(Duration::from_secs(30));
-        let container = request
-            .start()
-            .await
-            .with_context(|| format!("starting image {name}:{tag}"))?;
-        (container, SocketAddr::from(([127, 0, 0, 1], port)))
+    let (image, host_port) = if host_network {
+        (image, free_port()?)
     } else {
-        let request = image
-            .with_exposed_port(spec.container_port.tcp())
-            .with_label("dev.prism.acceptance", spec.backend)
-            .with_startup_timeout(Duration::from_secs(30));
-        let container = request
-            .start()
-            .await
-            .with_context(|| format!("starting image {name}:{tag}"))?;
-        let port = container.get_host_port_ipv4(spec.container_port.tcp()).await?;
-        (container, SocketAddr::from(([127, 0, 0, 1], port)))
+        (image.with_exposed_port(spec.container_port.tcp()), 0)
     };
+    let mut request = image
+        .with_label("dev.prism.acceptance", spec.backend)
+        .with_startup_timeout(Duration::from_secs(30));
+    if host_network {
+        request = request.with_network("host").with_cmd((spec.args)(host_port, "/tmp"));
+    }
+    let container = request
+        .start()
+        .await
+        .with_context(|| format!("starting image {name}:{tag}"))?;
+    let port = if host_network {
+        host_port
+    } else {
+        container.get_host_port_ipv4(spec.container_port.tcp()).await?
+    };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(spec, addr).await?;
     Ok(Instance {
         provider: Provider::Container,
