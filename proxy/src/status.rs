@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tonic::{Code, Status};
+pub use tonic::Code;
+use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::BackendError;
@@ -95,6 +96,30 @@ pub fn is_retryable(status: &Status) -> bool {
     match status.get_error_details().error_info() {
         Some(info) => info.metadata.get("retryable").is_some_and(|v| v == "true"),
         None => from_status(status).retryable(),
+    }
+}
+
+/// The canonical upper-case name of a status code (`OK`, `NOT_FOUND`, ...).
+pub fn code_name(code: Code) -> &'static str {
+    use Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

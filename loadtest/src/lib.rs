@@ -1,0 +1,15 @@
+//! `loadtest`: replays a YAML scenario against a Prism endpoint (or the proxy with
+//! memstore started in-process) and reports latency corrected for coordinated omission.
+//!
+//! - [`scenario`]: the file format and its validation;
+//! - [`workload`]: deterministic operation, key and size choices;
+//! - [`engine`]: open and closed load models;
+//! - [`stats`]: histograms and the per-second series;
+//! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log.
+
+pub mod engine;
+pub mod report;
+pub mod scenario;
+pub mod stats;
+pub mod threshold;
+pub mod workload;

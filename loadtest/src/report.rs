@@ -1,0 +1,319 @@
+//! Run results for people (terminal table) and machines (`run.json`, HdrHistogram log),
+//! and the threshold verdicts that decide the exit code.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::scenario::{Load, Scenario};
+use crate::stats::{Second, Stats};
+use crate::threshold::{Metric, Threshold};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub mean_us: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub p99_9_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        Percentiles {
+            count: h.len(),
+            mean_us: if h.is_empty() { 0.0 } else { h.mean() },
+            p50_us: h.value_at_quantile(0.5),
+            p90_us: h.value_at_quantile(0.9),
+            p99_us: h.value_at_quantile(0.99),
+            p99_9_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    pub operation: String,
+    pub count: u64,
+    pub errors: u64,
+    pub rate_per_s: f64,
+    pub codes: std::collections::BTreeMap<String, u64>,
+    /// Corrected for coordinated omission (what users saw).
+    pub latency: Percentiles,
+    /// Uncorrected service time.
+    pub service_time: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub threshold: String,
+    pub actual: f64,
+    pub unit: &'static str,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cores: usize,
+    pub os: &'static str,
+    pub arch: &'static str,
+    pub loadtest_version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub scenario: Scenario,
+    pub target: String,
+    pub machine: Machine,
+    pub started_unix_ms: u64,
+    /// Measured time (warm-up excluded), seconds.
+    pub measured_s: f64,
+    pub operations: Vec<OpReport>,
+    pub total: OpReport,
+    pub scheduled: u64,
+    pub dropped: u64,
+    /// Completed / scheduled (open model); 1 for the closed model.
+    pub achieved_rate: f64,
+    /// Actual minus intended send time (open model): the generator's own lag.
+    pub send_lag: Percentiles,
+    pub time_series: Vec<Second>,
+    pub thresholds: Vec<Verdict>,
+    pub passed: bool,
+    pub warnings: Vec<String>,
+}
+
+impl RunReport {
+    pub fn build(
+        scenario: &Scenario,
+        target: String,
+        op_names: &[String],
+        stats: &Stats,
+        started_unix_ms: u64,
+    ) -> RunReport {
+        let measured = scenario
+            .duration()
+            .saturating_sub(scenario.warmup())
+            .as_secs_f64()
+            .max(1e-9);
+        let op_report = |name: String,
+                         latency: &Histogram<u64>,
+                         service: &Histogram<u64>,
+                         codes: std::collections::BTreeMap<String, u64>| {
+            let count: u64 = codes.values().sum();
+            let errors = codes.iter().filter(|(c, _)| c.as_str() != "OK").map(|(_, n)| n).sum();
+            OpReport {
+                operation: name,
+                count,
+                errors,
+                rate_per_s: count as f64 / measured,
+                codes,
+                latency: Percentiles::of(latency),
+                service_time: Percentiles::of(service),
+            }
+        };
+        let operations: Vec<OpReport> = op_names
+            .iter()
+            .zip(&stats.ops)
+            .map(|(name, o)| op_report(name.clone(), &o.corrected, &o.service, o.codes.clone()))
+            .collect();
+        let (mut all, mut all_service, mut codes) = (
+            crate::stats::histogram(),
+            crate::stats::histogram(),
+            std::collections::BTreeMap::new(),
+        );
+        for o in &stats.ops {
+            let _ = all.add(&o.corrected);
+            let _ = all_service.add(&o.service);
+            for (c, n) in &o.codes {
+                *codes.entry(c.clone()).or_insert(0) += n;
+            }
+        }
+        let total = op_report("all".into(), &all, &all_service, codes);
+        let achieved_rate = match scenario.load {
+            Load::Open { .. } if stats.scheduled > 0 => total.count as f64 / stats.scheduled as f64,
+            _ => 1.0,
+        };
+        let send_lag = Percentiles::of(&stats.send_lag);
+        let mut warnings = Vec::new();
+        if matches!(scenario.load, Load::Open { .. }) && send_lag.p99_us > 1_000 {
+            warnings.push(format!(
+                "the generator itself sent late (send lag p99 {}): it is near its own limit, so latencies may be inflated; \
+                 lower the rate or scale out with --shard",
+                fmt_us(send_lag.p99_us as f64)
+            ));
+        }
+        if stats.dropped > 0 {
+            warnings.push(format!(
+                "{} arrivals were dropped at max_in_flight: the target did not keep up with the offered rate",
+                stats.dropped
+            ));
+        }
+        let thresholds: Vec<Verdict> = scenario
+            .thresholds
+            .iter()
+            .filter_map(|t| t.parse::<Threshold>().ok())
+            .map(|t| {
+                let (latency, op) = match &t.operation {
+                    Some(name) => match op_names.iter().position(|n| n == name) {
+                        Some(i) => (&stats.ops[i].corrected, operations.get(i)),
+                        None => (&all, None),
+                    },
+                    None => (&all, Some(&total)),
+                };
+                let (actual, unit) = match t.metric {
+                    Metric::Percentile(q) => (latency.value_at_quantile(q / 100.0) as f64, "us"),
+                    Metric::Max => (latency.max() as f64, "us"),
+                    Metric::Mean => (if latency.is_empty() { 0.0 } else { latency.mean() }, "us"),
+                    Metric::ErrorRate => (
+                        op.map_or(1.0, |o| {
+                            if o.count == 0 {
+                                0.0
+                            } else {
+                                o.errors as f64 / o.count as f64
+                            }
+                        }),
+                        "ratio",
+                    ),
+                    Metric::AchievedRate => (achieved_rate, "ratio"),
+                };
+                // A threshold on an operation that never ran cannot pass.
+                let ran = t.operation.as_ref().is_none_or(|_| op.is_some_and(|o| o.count > 0));
+                Verdict {
+                    passed: ran && t.holds(actual),
+                    threshold: t.text,
+                    actual,
+                    unit,
+                }
+            })
+            .collect();
+        let passed = thresholds.iter().all(|v| v.passed);
+        RunReport {
+            scenario: scenario.clone(),
+            target,
+            machine: Machine {
+                cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+                os: std::env::consts::OS,
+                arch: std::env::consts::ARCH,
+                loadtest_version: env!("CARGO_PKG_VERSION"),
+            },
+            started_unix_ms,
+            measured_s: measured,
+            operations,
+            total,
+            scheduled: stats.scheduled,
+            dropped: stats.dropped,
+            achieved_rate,
+            send_lag,
+            time_series: stats.seconds.clone(),
+            thresholds,
+            passed,
+            warnings,
+        }
+    }
+
+    /// The terminal summary.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n{:<20} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "operation", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
+        );
+        for o in self.operations.iter().chain(std::iter::once(&self.total)) {
+            let l = &o.latency;
+            let _ = writeln!(
+                out,
+                "{:<20} {:>9} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+                o.operation,
+                o.count,
+                o.rate_per_s,
+                fmt_us(l.p50_us as f64),
+                fmt_us(l.p90_us as f64),
+                fmt_us(l.p99_us as f64),
+                fmt_us(l.p99_9_us as f64),
+                fmt_us(l.max_us as f64),
+                o.errors
+            );
+        }
+        let _ = writeln!(
+            out,
+            "latency is corrected for coordinated omission; uncorrected service time p99 {}; send lag p50 {} p99 {}",
+            fmt_us(self.total.service_time.p99_us as f64),
+            fmt_us(self.send_lag.p50_us as f64),
+            fmt_us(self.send_lag.p99_us as f64)
+        );
+        if self.scheduled > 0 {
+            let _ = writeln!(
+                out,
+                "achieved {:.1}% of the scheduled arrivals ({} scheduled, {} dropped)",
+                self.achieved_rate * 100.0,
+                self.scheduled,
+                self.dropped
+            );
+        }
+        for w in &self.warnings {
+            let _ = writeln!(out, "warning: {w}");
+        }
+        for v in &self.thresholds {
+            let actual = if v.unit == "us" {
+                fmt_us(v.actual)
+            } else {
+                format!("{:.3}%", v.actual * 100.0)
+            };
+            let _ = writeln!(
+                out,
+                "threshold {:<40} {} (actual {actual})",
+                v.threshold,
+                if v.passed { "PASS" } else { "FAIL" }
+            );
+        }
+        out
+    }
+
+    pub fn write(&self, dir: &Path, stats: &Stats, op_names: &[String]) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join("run.json"), serde_json::to_vec_pretty(self)?)?;
+        write_histogram_log(&dir.join("latency.hlog"), stats, op_names, self)?;
+        Ok(())
+    }
+}
+
+/// One interval per operation (tagged with its name) covering the measured time, in the
+/// standard HdrHistogram log format that HdrHistogram's tools and `loadtest merge` read.
+fn write_histogram_log(path: &Path, stats: &Stats, op_names: &[String], report: &RunReport) -> anyhow::Result<()> {
+    use hdrhistogram::serialization::V2DeflateSerializer;
+    use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
+    let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut serializer = V2DeflateSerializer::new();
+    let start = std::time::UNIX_EPOCH + Duration::from_millis(report.started_unix_ms);
+    let mut writer = IntervalLogWriterBuilder::new()
+        .add_comment("prism loadtest: corrected latency in microseconds, one interval per operation")
+        .with_start_time(start)
+        .with_max_value_divisor(1.0)
+        .begin_log_with(&mut file, &mut serializer)?;
+    for (name, o) in op_names.iter().zip(&stats.ops) {
+        writer.write_histogram(
+            &o.corrected,
+            Duration::ZERO,
+            Duration::from_secs_f64(report.measured_s),
+            Tag::new(name),
+        )?;
+    }
+    Ok(())
+}
+
+pub fn fmt_us(us: f64) -> String {
+    if us >= 1_000_000.0 {
+        format!("{:.2}s", us / 1_000_000.0)
+    } else if us >= 1_000.0 {
+        format!("{:.2}ms", us / 1_000.0)
+    } else {
+        format!("{us:.0}us")
+    }
+}

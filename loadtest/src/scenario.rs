@@ -1,0 +1,352 @@
+//! The scenario file: what to send, how fast, and what counts as passing.
+//!
+//! Unknown keys are errors; every error names `file:line:column` (syntax and types) or
+//! the field path (meaning), with the expected form.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::threshold::Threshold;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {}", .problems.join(&format!("\n{}: ", .path.display())))]
+    Invalid { path: PathBuf, problems: Vec<String> },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// Seeds every random choice (keys, sizes, operation mix).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Where to send; absent or `embedded`: a proxy with memstore started in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    pub load: Load,
+    #[serde(default)]
+    pub keyspaces: BTreeMap<String, Keyspace>,
+    pub operations: Vec<Operation>,
+    #[serde(default)]
+    pub thresholds: Vec<String>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Target {
+    Named(NamedTarget),
+    Remote(RemoteTarget),
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedTarget {
+    Embedded,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteTarget {
+    /// `http://host:port`.
+    pub endpoint: String,
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// HTTP/2 connections to spread requests over.
+    #[serde(default = "default_channels")]
+    pub channels: usize,
+    /// Per-request deadline.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+fn default_channels() -> usize {
+    4
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Load {
+    /// Arrivals at a rate, whatever the server does: latency counts from each request's
+    /// intended send time.
+    Open {
+        stages: Vec<OpenStage>,
+        /// Requests in flight at most; arrivals beyond it are counted as dropped.
+        #[serde(default = "default_max_in_flight")]
+        max_in_flight: usize,
+        /// Excluded from the results.
+        #[serde(default, with = "humantime_serde")]
+        warmup: Duration,
+    },
+    /// A fixed number of clients, each sending its next request when the last returned.
+    Closed {
+        stages: Vec<ClosedStage>,
+        #[serde(default, with = "humantime_serde")]
+        think_time: Duration,
+        #[serde(default, with = "humantime_serde")]
+        warmup: Duration,
+    },
+}
+
+fn default_max_in_flight() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenStage {
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Requests per second at the start of the stage.
+    pub rate: f64,
+    /// Requests per second at the end (linear ramp); default: `rate`.
+    #[serde(default)]
+    pub ramp_to: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClosedStage {
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    pub concurrency: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keyspace {
+    #[serde(default)]
+    pub prefix: String,
+    pub count: u64,
+    #[serde(default)]
+    pub distribution: Distribution,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Distribution {
+    #[default]
+    Uniform,
+    /// Popular keys first; theta in (0, 10], 0.99 is the YCSB default.
+    Zipfian {
+        #[serde(default = "default_theta")]
+        theta: f64,
+    },
+    /// Keys in order, wrapping around.
+    Sequential,
+}
+
+fn default_theta() -> f64 {
+    0.99
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operation {
+    /// `keyvalue.get`, `keyvalue.set`, `keyvalue.delete`, `keyvalue.exists`,
+    /// `queue.enqueue`, `timeseries.append`.
+    pub op: String,
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Keyspace name (key-value operations) or queue / stream name.
+    #[serde(default)]
+    pub keys: Option<String>,
+    /// Payload size in bytes: a number, or `{min, max}` for uniform sizes.
+    #[serde(default)]
+    pub value_size: Option<ValueSize>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueSize {
+    Fixed(usize),
+    Uniform { min: usize, max: usize },
+}
+
+/// Operations the engine knows.
+pub const OPERATIONS: &[&str] = &[
+    "keyvalue.get",
+    "keyvalue.set",
+    "keyvalue.delete",
+    "keyvalue.exists",
+    "queue.enqueue",
+    "timeseries.append",
+];
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
+        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+            let message = e.to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            ScenarioError::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+            }
+        })?;
+        let problems = scenario.problems();
+        if problems.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
+    /// Every meaning error at once (types were checked by the parser).
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.name.trim().is_empty() {
+            p.push("name: must not be empty".to_string());
+        }
+        match &self.load {
+            Load::Open {
+                stages, max_in_flight, ..
+            } => {
+                if stages.is_empty() {
+                    p.push("load.stages: at least one stage is needed".into());
+                }
+                for (i, s) in stages.iter().enumerate() {
+                    if s.duration.is_zero() {
+                        p.push(format!("load.stages[{i}].duration: must be more than 0 (e.g. 10s)"));
+                    }
+                    for (field, rate) in [("rate", Some(s.rate)), ("ramp_to", s.ramp_to)] {
+                        if let Some(r) = rate.filter(|r| !r.is_finite() || *r < 0.0 || *r > 10_000_000.0) {
+                            p.push(format!(
+                                "load.stages[{i}].{field}: {r} is not a rate in 0..=10000000 requests/s"
+                            ));
+                        }
+                    }
+                }
+                if *max_in_flight == 0 {
+                    p.push("load.max_in_flight: must be at least 1".into());
+                }
+            }
+            Load::Closed { stages, .. } => {
+                if stages.is_empty() {
+                    p.push("load.stages: at least one stage is needed".into());
+                }
+                for (i, s) in stages.iter().enumerate() {
+                    if s.duration.is_zero() {
+                        p.push(format!("load.stages[{i}].duration: must be more than 0 (e.g. 10s)"));
+                    }
+                    if s.concurrency == 0 || s.concurrency > 100_000 {
+                        p.push(format!(
+                            "load.stages[{i}].concurrency: {} is not in 1..=100000",
+                            s.concurrency
+                        ));
+                    }
+                }
+            }
+        }
+        for (name, k) in &self.keyspaces {
+            if k.count == 0 {
+                p.push(format!("keyspaces.{name}.count: must be at least 1"));
+            }
+            if let Distribution::Zipfian { theta } = k.distribution
+                && !(theta > 0.0 && theta <= 10.0)
+            {
+                p.push(format!(
+                    "keyspaces.{name}.distribution.theta: {theta} is not in (0, 10]"
+                ));
+            }
+        }
+        if self.operations.is_empty() {
+            p.push("operations: at least one operation is needed".into());
+        }
+        if self.operations.iter().all(|o| o.weight == 0) && !self.operations.is_empty() {
+            p.push("operations: at least one weight must be above 0".into());
+        }
+        for (i, o) in self.operations.iter().enumerate() {
+            if !OPERATIONS.contains(&o.op.as_str()) {
+                p.push(format!(
+                    "operations[{i}].op: unknown operation {:?}; expected one of {}",
+                    o.op,
+                    OPERATIONS.join(", ")
+                ));
+            }
+            if o.op.starts_with("keyvalue.") {
+                match &o.keys {
+                    None => p.push(format!("operations[{i}].keys: {} needs a keyspace name", o.op)),
+                    Some(k) if !self.keyspaces.contains_key(k) => p.push(format!(
+                        "operations[{i}].keys: no keyspace {k:?} (defined: {})",
+                        self.keyspaces.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if let Some(ValueSize::Uniform { min, max }) = &o.value_size
+                && min > max
+            {
+                p.push(format!("operations[{i}].value_size: min {min} is above max {max}"));
+            }
+            if let Some(ValueSize::Fixed(n) | ValueSize::Uniform { max: n, .. }) = &o.value_size
+                && *n > 16 * 1024 * 1024
+            {
+                p.push(format!("operations[{i}].value_size: {n} is over 16 MiB"));
+            }
+        }
+        for (i, t) in self.thresholds.iter().enumerate() {
+            if let Err(e) = t.parse::<Threshold>() {
+                p.push(format!("thresholds[{i}]: {e}"));
+            }
+        }
+        p
+    }
+
+    pub fn warmup(&self) -> Duration {
+        match &self.load {
+            Load::Open { warmup, .. } | Load::Closed { warmup, .. } => *warmup,
+        }
+    }
+
+    /// Total duration, warm-up included.
+    pub fn duration(&self) -> Duration {
+        match &self.load {
+            Load::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+            Load::Closed { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+        }
+    }
+}

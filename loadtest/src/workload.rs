@@ -1,0 +1,229 @@
+//! Turns a scenario's operations and keyspaces into concrete requests, deterministically
+//! from a seed: which operation, which key, how large a value.
+
+use bytes::Bytes;
+use rand::distr::weighted::WeightedIndex;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution as _, Zipf};
+
+use crate::scenario::{Distribution, Scenario, ValueSize};
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Index into [`Workload::ops`].
+    pub op: usize,
+    pub key: Bytes,
+    pub value: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    Get,
+    Set,
+    Delete,
+    Exists,
+    Enqueue,
+    Append,
+}
+
+impl OpKind {
+    fn parse(name: &str) -> Option<OpKind> {
+        Some(match name {
+            "keyvalue.get" => OpKind::Get,
+            "keyvalue.set" => OpKind::Set,
+            "keyvalue.delete" => OpKind::Delete,
+            "keyvalue.exists" => OpKind::Exists,
+            "queue.enqueue" => OpKind::Enqueue,
+            "timeseries.append" => OpKind::Append,
+            _ => return None,
+        })
+    }
+}
+
+pub struct OpSpec {
+    pub name: String,
+    pub kind: OpKind,
+    /// Queue or stream name for non key-value operations.
+    pub target: String,
+    keys: Option<KeyChooser>,
+    size: Option<ValueSize>,
+}
+
+enum Chooser {
+    Uniform,
+    Zipf(Zipf<f64>),
+    Sequential(u64),
+}
+
+struct KeyChooser {
+    prefix: String,
+    count: u64,
+    chooser: Chooser,
+}
+
+impl KeyChooser {
+    fn next(&mut self, rng: &mut StdRng) -> u64 {
+        match &mut self.chooser {
+            Chooser::Uniform => rng.random_range(0..self.count),
+            // Zipf yields 1..=count; rank 1 is the most popular key.
+            Chooser::Zipf(z) => (z.sample(rng) as u64).clamp(1, self.count) - 1,
+            Chooser::Sequential(next) => {
+                let k = *next;
+                *next = (*next + 1) % self.count;
+                k
+            }
+        }
+    }
+}
+
+pub struct Workload {
+    pub ops: Vec<OpSpec>,
+    weights: WeightedIndex<u32>,
+    rng: StdRng,
+    /// Random bytes values are cut from.
+    pool: Bytes,
+}
+
+impl Workload {
+    /// `stream` makes one scenario yield independent sequences (per worker or shard).
+    pub fn new(scenario: &Scenario, stream: u64) -> anyhow::Result<Workload> {
+        let mut rng = StdRng::seed_from_u64(scenario.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut ops = Vec::new();
+        for o in &scenario.operations {
+            let kind = OpKind::parse(&o.op).ok_or_else(|| anyhow::anyhow!("unknown operation {}", o.op))?;
+            let keys = match o.keys.as_ref().and_then(|k| scenario.keyspaces.get(k)) {
+                Some(ks) if o.op.starts_with("keyvalue.") => Some(KeyChooser {
+                    prefix: ks.prefix.clone(),
+                    count: ks.count,
+                    chooser: match ks.distribution {
+                        Distribution::Uniform => Chooser::Uniform,
+                        Distribution::Zipfian { theta } => Chooser::Zipf(Zipf::new(ks.count as f64, theta)?),
+                        Distribution::Sequential => Chooser::Sequential(0),
+                    },
+                }),
+                _ => None,
+            };
+            ops.push(OpSpec {
+                name: o.op.clone(),
+                kind,
+                target: o.keys.clone().unwrap_or_else(|| "loadtest".into()),
+                keys,
+                size: o.value_size.clone(),
+            });
+        }
+        let weights = WeightedIndex::new(scenario.operations.iter().map(|o| o.weight))?;
+        let max = scenario
+            .operations
+            .iter()
+            .filter_map(|o| match o.value_size {
+                Some(ValueSize::Fixed(n)) | Some(ValueSize::Uniform { max: n, .. }) => Some(n),
+                None => None,
+            })
+            .max()
+            .unwrap_or(128)
+            .max(128);
+        let pool: Vec<u8> = (0..max).map(|_| rng.random()).collect();
+        Ok(Workload {
+            ops,
+            weights,
+            rng,
+            pool: Bytes::from(pool),
+        })
+    }
+
+    pub fn next_request(&mut self) -> Request {
+        let op = self.weights.sample(&mut self.rng);
+        let spec = &mut self.ops[op];
+        let key = match &mut spec.keys {
+            Some(chooser) => {
+                let n = chooser.next(&mut self.rng);
+                Bytes::from(format!("{}{n}", chooser.prefix))
+            }
+            None => Bytes::new(),
+        };
+        let size = match spec.size {
+            Some(ValueSize::Fixed(n)) => n,
+            Some(ValueSize::Uniform { min, max }) => self.rng.random_range(min..=max),
+            None => 128,
+        };
+        Request {
+            op,
+            key,
+            value: self.pool.slice(0..size.min(self.pool.len())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(distribution: &str) -> Scenario {
+        let yaml = format!(
+            "name: t\nseed: 7\nload: {{model: closed, stages: [{{duration: 1s, concurrency: 1}}]}}\n\
+             keyspaces: {{k: {{prefix: 'k:', count: 1000, distribution: {distribution}}}}}\n\
+             operations:\n  - {{op: keyvalue.get, weight: 3, keys: k}}\n  - {{op: keyvalue.set, weight: 1, keys: k, value_size: {{min: 10, max: 20}}}}\n"
+        );
+        Scenario::parse(&yaml, std::path::Path::new("t.yaml")).unwrap()
+    }
+
+    #[test]
+    fn same_seed_same_sequence() {
+        let s = scenario("{type: uniform}");
+        let a: Vec<_> = {
+            let mut w = Workload::new(&s, 0).unwrap();
+            (0..100)
+                .map(|_| w.next_request())
+                .map(|r| (r.op, r.key, r.value.len()))
+                .collect()
+        };
+        let b: Vec<_> = {
+            let mut w = Workload::new(&s, 0).unwrap();
+            (0..100)
+                .map(|_| w.next_request())
+                .map(|r| (r.op, r.key, r.value.len()))
+                .collect()
+        };
+        assert_eq!(a, b);
+        let c: Vec<_> = {
+            let mut w = Workload::new(&s, 1).unwrap();
+            (0..100)
+                .map(|_| w.next_request())
+                .map(|r| (r.op, r.key, r.value.len()))
+                .collect()
+        };
+        assert_ne!(a, c, "another stream differs");
+    }
+
+    #[test]
+    fn weights_and_sizes_are_respected() {
+        let mut w = Workload::new(&scenario("{type: uniform}"), 0).unwrap();
+        let reqs: Vec<Request> = (0..20_000).map(|_| w.next_request()).collect();
+        let gets = reqs.iter().filter(|r| r.op == 0).count() as f64 / reqs.len() as f64;
+        assert!((gets - 0.75).abs() < 0.02, "get share {gets}");
+        assert!(
+            reqs.iter()
+                .filter(|r| r.op == 1)
+                .all(|r| (10..=20).contains(&r.value.len()))
+        );
+    }
+
+    #[test]
+    fn zipfian_prefers_low_ranks_and_sequential_wraps() {
+        let mut w = Workload::new(&scenario("{type: zipfian, theta: 0.99}"), 0).unwrap();
+        let hot = (0..10_000)
+            .filter(|_| w.next_request().key == Bytes::from_static(b"k:0"))
+            .count();
+        assert!(hot > 500, "rank 1 drawn {hot} times of 10000");
+        let mut w = Workload::new(&scenario("{type: sequential}"), 0).unwrap();
+        let keys: Vec<Bytes> = std::iter::from_fn(|| Some(w.next_request()))
+            .filter(|r| r.op == 0)
+            .take(1001)
+            .map(|r| r.key)
+            .collect();
+        assert_eq!(keys[0], Bytes::from_static(b"k:0"));
+        assert_eq!(keys[1000], Bytes::from_static(b"k:0"), "wraps after count keys");
+    }
+}
