@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs and starts what the backend tests need on a Debian/Ubuntu machine (as root):
+# Installs and starts what the tests need on a Debian/Ubuntu machine (as root):
 # redis-server for the process provider, a Docker engine (dockerd started by hand, bridge
 # and iptables off so traffic stays on loopback) and locally built images for the
-# container provider, since no registry can be reached. Idempotent.
+# container provider, since no registry can be reached; chromium for the HTML report
+# test. Idempotent.
 # Prints the environment the acceptance harness needs as `export` lines on stdout;
 # `eval "$(bash ci/install-servers.sh)"` applies them.
 set -euo pipefail
@@ -16,6 +17,7 @@ fi
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v dockerd >/dev/null || need+=(docker.io)
+command -v chromium >/dev/null || need+=(chromium)   # renders loadtest's HTML report in a test
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -20,6 +20,15 @@ eval "$(bash ci/install-servers.sh)"
 echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
 cargo test --workspace --locked "$@"
 
+# The browser test is #[ignore]d where chromium is missing; here it must run.
+if command -v chromium >/dev/null; then
+  echo "== loadtest HTML report in headless chromium"
+  cargo test --locked -p loadtest --test html_chromium -- --ignored
+elif [ "${CI:-}" = "true" ]; then
+  echo "FAIL: chromium is missing in CI" >&2
+  exit 1
+fi
+
 # Nothing the harness started may outlive it.
 leftovers=""
 if command -v docker >/dev/null && docker version >/dev/null 2>&1; then

@@ -8,6 +8,7 @@
 //! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log.
 
 pub mod engine;
+pub mod html;
 pub mod report;
 pub mod scenario;
 pub mod stats;

@@ -48,6 +48,99 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Print a finished run's table and (re)write its HTML report.
+    Report {
+        /// A run.json written by `loadtest run`.
+        run: PathBuf,
+        /// Where to write the HTML; default report.html beside run.json.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Compare two runs per operation (p50, p90, p99, p99.9); exit 2 if NEW is slower
+    /// than BASE by more than the tolerance on any of them.
+    Compare {
+        base: PathBuf,
+        new: PathBuf,
+        /// Allowed slowdown, e.g. `10%`.
+        #[arg(long, default_value = "10%", value_parser = parse_percent)]
+        tolerance: f64,
+    },
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let n = s.strip_suffix('%').unwrap_or(s);
+    n.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v / 100.0)
+        .ok_or_else(|| format!("{s:?} is not a percentage such as 10%"))
+}
+
+fn load_run(path: &Path) -> anyhow::Result<RunReport> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a run.json written by loadtest", path.display()))
+}
+
+fn report(run: &Path, html: Option<PathBuf>) -> anyhow::Result<bool> {
+    let report = load_run(run)?;
+    print!("{}", report.table());
+    let html = html.unwrap_or_else(|| run.with_file_name("report.html"));
+    std::fs::write(&html, loadtest::html::render(&report)).with_context(|| format!("writing {}", html.display()))?;
+    println!("html: {}", html.display());
+    Ok(report.passed)
+}
+
+fn compare(base: &Path, new: &Path, tolerance: f64) -> anyhow::Result<bool> {
+    let (base, new) = (load_run(base)?, load_run(new)?);
+    let mut ok = true;
+    println!(
+        "{:<20} {:<6} {:>10} {:>10} {:>9}  (tolerance +{:.0}%)",
+        "operation",
+        "",
+        "base",
+        "new",
+        "change",
+        tolerance * 100.0
+    );
+    for n in new.operations.iter().chain(std::iter::once(&new.total)) {
+        let Some(b) = base
+            .operations
+            .iter()
+            .chain(std::iter::once(&base.total))
+            .find(|b| b.operation == n.operation)
+        else {
+            println!("{:<20} only in the new run", n.operation);
+            continue;
+        };
+        for (label, bv, nv) in [
+            ("p50", b.latency.p50_us, n.latency.p50_us),
+            ("p90", b.latency.p90_us, n.latency.p90_us),
+            ("p99", b.latency.p99_us, n.latency.p99_us),
+            ("p99.9", b.latency.p99_9_us, n.latency.p99_9_us),
+        ] {
+            let change = (nv as f64 - bv as f64) / (bv as f64).max(1.0);
+            let worse = change > tolerance;
+            ok &= !worse;
+            println!(
+                "{:<20} {:<6} {:>10} {:>10} {:>+8.1}%{}",
+                n.operation,
+                label,
+                fmt_us(bv as f64),
+                fmt_us(nv as f64),
+                change * 100.0,
+                if worse { "  REGRESSION" } else { "" }
+            );
+        }
+    }
+    println!(
+        "{}",
+        if ok {
+            "no regression beyond the tolerance"
+        } else {
+            "FAILED: regression beyond the tolerance"
+        }
+    );
+    Ok(ok)
 }
 
 fn main() -> ExitCode {
@@ -66,6 +159,8 @@ fn main() -> ExitCode {
             }
             if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
         }
+        Command::Report { run, html } => verdict(report(&run, html)),
+        Command::Compare { base, new, tolerance } => verdict(compare(&base, &new, tolerance)),
         Command::Run { scenario, out, quiet } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -74,14 +169,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            match runtime.block_on(run(&scenario, out, quiet)) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(2),
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(1)
-                }
-            }
+            verdict(runtime.block_on(run(&scenario, out, quiet)))
         }
     }
 }
@@ -160,7 +248,10 @@ async fn run(path: &Path, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<b
     report
         .write(&dir, &stats, &op_names)
         .with_context(|| format!("writing results to {}", dir.display()))?;
-    println!("results: {}/run.json, {}/latency.hlog", dir.display(), dir.display());
+    println!(
+        "results: {0}/run.json, {0}/latency.hlog, {0}/report.html",
+        dir.display()
+    );
     println!(
         "{}",
         if report.passed {
@@ -170,6 +261,18 @@ async fn run(path: &Path, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<b
         }
     );
     Ok(report.passed)
+}
+
+/// 0 passed, 2 failed a check, 1 error.
+fn verdict(result: anyhow::Result<bool>) -> ExitCode {
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(2),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn sanitize(name: &str) -> String {

@@ -12,7 +12,7 @@ use crate::scenario::{Load, Scenario};
 use crate::stats::{Second, Stats};
 use crate::threshold::{Metric, Threshold};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub mean_us: f64,
@@ -37,7 +37,7 @@ impl Percentiles {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct OpReport {
     pub operation: String,
     pub count: u64,
@@ -48,25 +48,29 @@ pub struct OpReport {
     pub latency: Percentiles,
     /// Uncorrected service time.
     pub service_time: Percentiles,
+    /// (percentile, corrected latency in us) at 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100.
+    pub distribution: Vec<(f64, u64)>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+const DISTRIBUTION_POINTS: &[f64] = &[50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0];
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub threshold: String,
     pub actual: f64,
-    pub unit: &'static str,
+    pub unit: String,
     pub passed: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Machine {
     pub cores: usize,
-    pub os: &'static str,
-    pub arch: &'static str,
-    pub loadtest_version: &'static str,
+    pub os: String,
+    pub arch: String,
+    pub loadtest_version: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunReport {
     pub scenario: Scenario,
     pub target: String,
@@ -115,6 +119,19 @@ impl RunReport {
                 codes,
                 latency: Percentiles::of(latency),
                 service_time: Percentiles::of(service),
+                distribution: DISTRIBUTION_POINTS
+                    .iter()
+                    .map(|p| {
+                        (
+                            *p,
+                            if *p >= 100.0 {
+                                latency.max()
+                            } else {
+                                latency.value_at_quantile(p / 100.0)
+                            },
+                        )
+                    })
+                    .collect(),
             }
         };
         let operations: Vec<OpReport> = op_names
@@ -188,7 +205,7 @@ impl RunReport {
                     passed: ran && t.holds(actual),
                     threshold: t.text,
                     actual,
-                    unit,
+                    unit: unit.into(),
                 }
             })
             .collect();
@@ -198,9 +215,9 @@ impl RunReport {
             target,
             machine: Machine {
                 cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-                os: std::env::consts::OS,
-                arch: std::env::consts::ARCH,
-                loadtest_version: env!("CARGO_PKG_VERSION"),
+                os: std::env::consts::OS.into(),
+                arch: std::env::consts::ARCH.into(),
+                loadtest_version: env!("CARGO_PKG_VERSION").into(),
             },
             started_unix_ms,
             measured_s: measured,
@@ -210,7 +227,14 @@ impl RunReport {
             dropped: stats.dropped,
             achieved_rate,
             send_lag,
-            time_series: stats.seconds.clone(),
+            time_series: {
+                // The clock may close one more (empty) second after the last arrival.
+                let mut series = stats.seconds.clone();
+                while series.last().is_some_and(|s| s.target == 0 && s.completed == 0) {
+                    series.pop();
+                }
+                series
+            },
             thresholds,
             passed,
             warnings,
@@ -279,6 +303,7 @@ impl RunReport {
     pub fn write(&self, dir: &Path, stats: &Stats, op_names: &[String]) -> anyhow::Result<()> {
         std::fs::create_dir_all(dir)?;
         std::fs::write(dir.join("run.json"), serde_json::to_vec_pretty(self)?)?;
+        std::fs::write(dir.join("report.html"), crate::html::render(self))?;
         write_histogram_log(&dir.join("latency.hlog"), stats, op_names, self)?;
         Ok(())
     }

@@ -51,7 +51,7 @@ impl OpStats {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Second {
     /// Seconds since the start of measurement (after warm-up).
     pub second: u64,

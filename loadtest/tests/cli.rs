@@ -174,3 +174,75 @@ async fn reported_percentiles_match_an_injected_latency() {
     );
     assert_eq!(run["operations"][0]["errors"].as_u64(), Some(0));
 }
+
+/// Runs a short embedded scenario into `dir` and returns the run.json path.
+fn short_run(dir: &Path) -> std::path::PathBuf {
+    let scenario = write(
+        dir,
+        "s.yaml",
+        "name: short\nload: {model: open, stages: [{duration: 2s, rate: 300}]}\n\
+         keyspaces: {k: {count: 10}}\noperations:\n  - {op: keyvalue.get, keys: k}\n  - {op: keyvalue.set, keys: k}\n",
+    );
+    let out = dir.join("out");
+    let (code, stdout, err) = loadtest(&["run", &scenario, "--out", out.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    out.join("run.json")
+}
+
+#[test]
+fn html_report_has_the_four_charts_and_report_rewrites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = short_run(dir.path());
+    let html = std::fs::read_to_string(run.with_file_name("report.html")).unwrap();
+    for id in ["latency-over-time", "percentiles", "throughput", "errors"] {
+        assert!(html.contains(&format!("<svg id=\"{id}\"")), "chart {id} missing");
+    }
+    assert!(
+        html.contains("data-series=\"keyvalue.get\""),
+        "one distribution line per operation"
+    );
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+    let other = dir.path().join("again.html");
+    let (code, out, err) = loadtest(&["report", run.to_str().unwrap(), "--html", other.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("keyvalue.get"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(other).unwrap(),
+        html,
+        "the same run renders the same page"
+    );
+}
+
+#[test]
+fn compare_flags_a_regression_beyond_the_tolerance() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = short_run(dir.path());
+    let mut run: serde_json::Value = serde_json::from_slice(&std::fs::read(&base).unwrap()).unwrap();
+    // Same run, p99 of keyvalue.get twice as slow.
+    let p99 = run["operations"][0]["latency"]["p99_us"].as_u64().unwrap();
+    run["operations"][0]["latency"]["p99_us"] = (p99 * 2).into();
+    let slower = dir.path().join("slower.json");
+    std::fs::write(&slower, serde_json::to_vec(&run).unwrap()).unwrap();
+    let (code, out, _) = loadtest(&["compare", base.to_str().unwrap(), base.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "a run against itself: {out}");
+    let (code, out, _) = loadtest(&[
+        "compare",
+        base.to_str().unwrap(),
+        slower.to_str().unwrap(),
+        "--tolerance",
+        "10%",
+    ]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("REGRESSION"), "{out}");
+    let (code, _, _) = loadtest(&[
+        "compare",
+        base.to_str().unwrap(),
+        slower.to_str().unwrap(),
+        "--tolerance",
+        "150%",
+    ]);
+    assert_eq!(code, Some(0), "within a 150% tolerance");
+    let (code, _, err) = loadtest(&["compare", base.to_str().unwrap(), "/no/such.json"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("/no/such.json"), "{err}");
+}

@@ -1,0 +1,282 @@
+//! `report.html`: one self-contained page (inline SVG, no scripts, nothing fetched) with
+//! latency over time, the percentile distribution on a log scale, achieved vs target
+//! throughput, and errors.
+
+use std::fmt::Write as _;
+
+use crate::report::{RunReport, fmt_us};
+
+const COLORS: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+];
+const W: f64 = 760.0;
+const H: f64 = 300.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 45.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+struct Series<'a> {
+    name: &'a str,
+    points: Vec<(f64, f64)>,
+}
+
+/// An SVG line chart. `x_ticks` label the x axis (value, label).
+fn line_chart(
+    id: &str,
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    x_ticks: &[(f64, String)],
+    log_y: bool,
+) -> String {
+    let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+    let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+    let y_max = ys.fold(0.0f64, f64::max).max(1.0);
+    let (x0, x1) = if x0.is_finite() && x1 > x0 {
+        (x0, x1)
+    } else {
+        (0.0, 1.0)
+    };
+    let ty = |y: f64| -> f64 {
+        let f = if log_y {
+            (y.max(1.0)).log10() / (y_max.max(10.0)).log10()
+        } else {
+            y / (y_max * 1.1)
+        };
+        TOP + (H - TOP - BOTTOM) * (1.0 - f.clamp(0.0, 1.0))
+    };
+    let tx = |x: f64| LEFT + (W - LEFT - RIGHT) * (x - x0) / (x1 - x0);
+    let mut svg = format!(
+        r#"<svg id="{id}" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}">
+<text x="{LEFT}" y="18" class="title">{t}</text>
+<line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}" class="axis"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}" class="axis"/>
+<text x="14" y="{mid}" class="label" transform="rotate(-90 14 {mid})">{yl}</text>
+"#,
+        t = esc(title),
+        b = H - BOTTOM,
+        r = W - RIGHT,
+        mid = (H - BOTTOM + TOP) / 2.0,
+        yl = esc(y_label),
+    );
+    // y grid: 4 lines (linear) or decades (log).
+    let grid: Vec<f64> = if log_y {
+        (0..=9)
+            .map(|e| 10f64.powi(e))
+            .filter(|v| *v <= y_max.max(10.0) * 1.0001)
+            .collect()
+    } else {
+        (1..=4).map(|i| y_max * 1.1 * i as f64 / 4.0).collect()
+    };
+    for v in grid {
+        let y = ty(v);
+        let label = if y_label.ends_with("(us)") {
+            fmt_us(v)
+        } else {
+            format!("{v:.0}")
+        };
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" class="grid"/><text x="{}" y="{:.1}" class="tick" text-anchor="end">{label}</text>"#,
+            W - RIGHT,
+            LEFT - 6.0,
+            y + 4.0
+        );
+    }
+    for (x, label) in x_ticks {
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{}" class="tick" text-anchor="middle">{}</text>"#,
+            tx(*x),
+            H - BOTTOM + 16.0,
+            esc(label)
+        );
+    }
+    for (i, s) in series.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let path: Vec<String> = s
+            .points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", tx(*x), ty(*y)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline class="series" data-series="{}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
+            esc(s.name),
+            path.join(" ")
+        );
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{:.1}" y="{}" width="12" height="4" fill="{color}"/><text x="{:.1}" y="{}" class="legend">{}</text>"#,
+            LEFT + 10.0 + 150.0 * i as f64,
+            H - 12.0,
+            LEFT + 26.0 + 150.0 * i as f64,
+            H - 7.0,
+            esc(s.name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn second_ticks(n: usize) -> Vec<(f64, String)> {
+    let step = (n / 10).max(1);
+    (0..n).step_by(step).map(|s| (s as f64, format!("{s}s"))).collect()
+}
+
+pub fn render(r: &RunReport) -> String {
+    let ts = &r.time_series;
+    let ticks = second_ticks(ts.len());
+    let latency = line_chart(
+        "latency-over-time",
+        "Latency over time (all operations, corrected)",
+        "latency (us)",
+        &[
+            Series {
+                name: "p50",
+                points: ts.iter().map(|s| (s.second as f64, s.p50_us as f64)).collect(),
+            },
+            Series {
+                name: "p99",
+                points: ts.iter().map(|s| (s.second as f64, s.p99_us as f64)).collect(),
+            },
+            Series {
+                name: "max",
+                points: ts.iter().map(|s| (s.second as f64, s.max_us as f64)).collect(),
+            },
+        ],
+        &ticks,
+        true,
+    );
+    // x = -log10(1 - q): 90% -> 1, 99% -> 2, 99.9% -> 3; 100% is drawn at 5.
+    let nines = |p: f64| if p >= 100.0 { 5.0 } else { -(1.0 - p / 100.0).log10() };
+    let dist_series: Vec<Series> = r
+        .operations
+        .iter()
+        .map(|o| Series {
+            name: &o.operation,
+            points: o.distribution.iter().map(|(p, v)| (nines(*p), *v as f64)).collect(),
+        })
+        .collect();
+    let dist_ticks: Vec<(f64, String)> = [50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
+        .iter()
+        .map(|p| (nines(*p), if *p >= 100.0 { "max".into() } else { format!("{p}%") }))
+        .collect();
+    let distribution = line_chart(
+        "percentiles",
+        "Percentile distribution (log scale)",
+        "latency (us)",
+        &dist_series,
+        &dist_ticks,
+        true,
+    );
+    let throughput = line_chart(
+        "throughput",
+        "Throughput: achieved vs target (requests per second)",
+        "requests/s",
+        &[
+            Series {
+                name: "target",
+                points: ts.iter().map(|s| (s.second as f64, s.target as f64)).collect(),
+            },
+            Series {
+                name: "achieved",
+                points: ts.iter().map(|s| (s.second as f64, s.completed as f64)).collect(),
+            },
+        ],
+        &ticks,
+        false,
+    );
+    let errors = line_chart(
+        "errors",
+        "Errors and drops per second",
+        "count",
+        &[
+            Series {
+                name: "errors",
+                points: ts.iter().map(|s| (s.second as f64, s.errors as f64)).collect(),
+            },
+            Series {
+                name: "dropped",
+                points: ts.iter().map(|s| (s.second as f64, s.dropped as f64)).collect(),
+            },
+        ],
+        &ticks,
+        false,
+    );
+    let mut rows = String::new();
+    for o in r.operations.iter().chain(std::iter::once(&r.total)) {
+        let l = &o.latency;
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&o.operation),
+            o.count,
+            o.rate_per_s,
+            fmt_us(l.p50_us as f64),
+            fmt_us(l.p90_us as f64),
+            fmt_us(l.p99_us as f64),
+            fmt_us(l.p99_9_us as f64),
+            fmt_us(l.max_us as f64),
+            o.errors
+        );
+    }
+    let mut verdicts = String::new();
+    for v in &r.thresholds {
+        let actual = if v.unit == "us" {
+            fmt_us(v.actual)
+        } else {
+            format!("{:.3}%", v.actual * 100.0)
+        };
+        let _ = writeln!(
+            verdicts,
+            r#"<li class="{}">{} &mdash; {} (actual {actual})</li>"#,
+            if v.passed { "pass" } else { "fail" },
+            esc(&v.threshold),
+            if v.passed { "PASS" } else { "FAIL" }
+        );
+    }
+    let warnings: String = r
+        .warnings
+        .iter()
+        .map(|w| format!("<p class=\"warn\">warning: {}</p>\n", esc(w)))
+        .collect();
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>loadtest: {name}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 820px; }}
+table {{ border-collapse: collapse; }} td, th {{ padding: 3px 10px; text-align: right; border-bottom: 1px solid #ddd; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.chart {{ display: block; margin: 18px 0; }} .title {{ font-weight: 600; font-size: 14px; }}
+.axis {{ stroke: #333; }} .grid {{ stroke: #e5e5e5; }} .tick, .legend, .label {{ font-size: 11px; fill: #444; }}
+.pass {{ color: #1a7f37; }} .fail {{ color: #cf222e; font-weight: 600; }} .warn {{ color: #9a6700; }}
+</style></head><body>
+<h1>{name}: {verdict}</h1>
+<p>Target: {target}. Measured {measured:.1} s after warm-up; {scheduled} arrivals scheduled, {dropped} dropped, achieved {achieved:.1}%.
+Generator send lag p50 {lag50}, p99 {lag99}. Latency is corrected for coordinated omission (from each request's intended send time).</p>
+{warnings}<ul>{verdicts}</ul>
+<table><tr><th>operation</th><th>count</th><th>rate/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th></tr>
+{rows}</table>
+{latency}{distribution}{throughput}{errors}
+</body></html>
+"#,
+        name = esc(&r.scenario.name),
+        verdict = if r.passed { "PASSED" } else { "FAILED" },
+        target = esc(&r.target),
+        measured = r.measured_s,
+        scheduled = r.scheduled,
+        dropped = r.dropped,
+        achieved = r.achieved_rate * 100.0,
+        lag50 = fmt_us(r.send_lag.p50_us as f64),
+        lag99 = fmt_us(r.send_lag.p99_us as f64),
+    )
+}
