@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::scenario::{ClosedStage, Load, OpenStage, Scenario};
+use crate::shard::Shard;
 use crate::stats::Stats;
 use crate::workload::{OpKind, Request, Workload};
 
@@ -26,6 +27,7 @@ pub struct Progress {
 
 pub struct Engine {
     pub clients: Vec<PrismClient>,
+    pub shard: Shard,
     pub stats: Arc<Mutex<Stats>>,
     pub progress: Arc<Mutex<Progress>>,
 }
@@ -98,7 +100,9 @@ fn concurrency_at(stages: &[ClosedStage], t: f64) -> Option<usize> {
 }
 
 impl Engine {
+    /// Runs this engine's shard of `scenario`.
     pub async fn run(&self, scenario: &Scenario) -> anyhow::Result<()> {
+        let scenario = &self.shard.apply(scenario);
         match &scenario.load {
             Load::Open {
                 stages,
@@ -120,7 +124,7 @@ impl Engine {
         max_in_flight: usize,
         warmup: Duration,
     ) -> anyhow::Result<()> {
-        let mut workload = Workload::new(scenario, 0)?;
+        let mut workload = Workload::new(scenario, 0, self.shard)?;
         let ops: Arc<Vec<(OpKind, String)>> =
             Arc::new(workload.ops.iter().map(|o| (o.kind, o.target.clone())).collect());
         let permits = Arc::new(Semaphore::new(max_in_flight));
@@ -205,7 +209,7 @@ impl Engine {
         let start = Instant::now();
         let mut workers = tokio::task::JoinSet::new();
         for w in 0..max {
-            let mut workload = Workload::new(scenario, w as u64 + 1)?;
+            let mut workload = Workload::new(scenario, w as u64 + 1, self.shard)?;
             let ops: Vec<(OpKind, String)> = workload.ops.iter().map(|o| (o.kind, o.target.clone())).collect();
             let client = self.clients[w % self.clients.len()].clone();
             let (stats, stages) = (self.stats.clone(), stages.clone());

@@ -9,8 +9,10 @@
 
 pub mod engine;
 pub mod html;
+pub mod merge;
 pub mod report;
 pub mod scenario;
+pub mod shard;
 pub mod stats;
 pub mod threshold;
 pub mod workload;

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use loadtest::engine::{Engine, Progress};
 use loadtest::report::{RunReport, fmt_us};
 use loadtest::scenario::{Scenario, Target};
+use loadtest::shard::Shard;
 use loadtest::stats::Stats;
 use prism_proxy::client::PrismClient;
 use prism_proxy::config::Config;
@@ -42,6 +43,18 @@ enum Command {
         /// No live progress, only the final table.
         #[arg(long)]
         quiet: bool,
+        /// Run shard i of N (0-based): 1/N of the rate or clients, on 1/N of each
+        /// keyspace. Merge the N outputs with `loadtest merge`.
+        #[arg(long, value_name = "i/N")]
+        shard: Option<Shard>,
+    },
+    /// Merge the runs of N shards into one report (exact: histograms are added).
+    Merge {
+        /// run.json of each shard (latency.hlog must sit beside each).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
     },
     /// Check scenario files and report every problem found, without running anything.
     Validate {
@@ -161,7 +174,13 @@ fn main() -> ExitCode {
         }
         Command::Report { run, html } => verdict(report(&run, html)),
         Command::Compare { base, new, tolerance } => verdict(compare(&base, &new, tolerance)),
-        Command::Run { scenario, out, quiet } => {
+        Command::Merge { runs, out } => verdict(merge(&runs, &out)),
+        Command::Run {
+            scenario,
+            out,
+            quiet,
+            shard,
+        } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -169,12 +188,22 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            verdict(runtime.block_on(run(&scenario, out, quiet)))
+            verdict(runtime.block_on(run(&scenario, out, quiet, shard)))
         }
     }
 }
 
-async fn run(path: &Path, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<bool> {
+fn merge(runs: &[PathBuf], out: &Path) -> anyhow::Result<bool> {
+    let (report, stats, op_names) = loadtest::merge::merge(runs)?;
+    print!("{}", report.table());
+    report
+        .write(out, &stats, &op_names)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("merged {} runs into {}", report.merged_runs, out.display());
+    Ok(report.passed)
+}
+
+async fn run(path: &Path, out: Option<PathBuf>, quiet: bool, shard: Option<Shard>) -> anyhow::Result<bool> {
     let scenario = Scenario::load(path)?;
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -213,6 +242,7 @@ async fn run(path: &Path, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<b
     let op_names: Vec<String> = scenario.operations.iter().map(|o| o.op.clone()).collect();
     let engine = Engine {
         clients,
+        shard: shard.unwrap_or(Shard::WHOLE),
         stats: Arc::new(Mutex::new(Stats::new(op_names.len()))),
         progress: Arc::new(Mutex::new(Progress::default())),
     };
@@ -240,10 +270,17 @@ async fn run(path: &Path, out: Option<PathBuf>, quiet: bool) -> anyhow::Result<b
         .stats
         .lock()
         .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?;
-    let report = RunReport::build(&scenario, target, &op_names, &stats, started_unix_ms);
+    let report = RunReport::build(&scenario, shard, target, &op_names, &stats, started_unix_ms);
     print!("{}", report.table());
     let dir = out.unwrap_or_else(|| {
-        PathBuf::from("reports/runs").join(format!("{}-{}", sanitize(&scenario.name), started_unix_ms / 1000))
+        let suffix = shard
+            .map(|s| format!("-shard{}of{}", s.index, s.count))
+            .unwrap_or_default();
+        PathBuf::from("reports/runs").join(format!(
+            "{}-{}{suffix}",
+            sanitize(&scenario.name),
+            started_unix_ms / 1000
+        ))
     });
     report
         .write(&dir, &stats, &op_names)

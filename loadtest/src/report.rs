@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::scenario::{Load, Scenario};
+use crate::shard::Shard;
 use crate::stats::{Second, Stats};
 use crate::threshold::{Metric, Threshold};
 
@@ -73,6 +74,12 @@ pub struct Machine {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunReport {
     pub scenario: Scenario,
+    /// Which shard of the scenario this run was (`--shard`); absent for a whole run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// How many shard runs were merged into this report (1 for a plain run).
+    #[serde(default = "one")]
+    pub merged_runs: u32,
     pub target: String,
     pub machine: Machine,
     pub started_unix_ms: u64,
@@ -92,9 +99,14 @@ pub struct RunReport {
     pub warnings: Vec<String>,
 }
 
+fn one() -> u32 {
+    1
+}
+
 impl RunReport {
     pub fn build(
         scenario: &Scenario,
+        shard: Option<Shard>,
         target: String,
         op_names: &[String],
         stats: &Stats,
@@ -212,6 +224,8 @@ impl RunReport {
         let passed = thresholds.iter().all(|v| v.passed);
         RunReport {
             scenario: scenario.clone(),
+            shard,
+            merged_runs: 1,
             target,
             machine: Machine {
                 cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -309,6 +323,11 @@ impl RunReport {
     }
 }
 
+/// Tag suffix of an operation's uncorrected service-time histogram in the log.
+pub const SERVICE_SUFFIX: &str = "#service";
+/// Tag of the generator's send-lag histogram in the log.
+pub const SEND_LAG_TAG: &str = "#send_lag";
+
 /// One interval per operation (tagged with its name) covering the measured time, in the
 /// standard HdrHistogram log format that HdrHistogram's tools and `loadtest merge` read.
 fn write_histogram_log(path: &Path, stats: &Stats, op_names: &[String], report: &RunReport) -> anyhow::Result<()> {
@@ -318,18 +337,21 @@ fn write_histogram_log(path: &Path, stats: &Stats, op_names: &[String], report: 
     let mut serializer = V2DeflateSerializer::new();
     let start = std::time::UNIX_EPOCH + Duration::from_millis(report.started_unix_ms);
     let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment("prism loadtest: corrected latency in microseconds, one interval per operation")
+        .add_comment("prism loadtest: latency in microseconds; tag <op> corrected, <op>#service uncorrected, #send_lag generator lag")
         .with_start_time(start)
         .with_max_value_divisor(1.0)
         .begin_log_with(&mut file, &mut serializer)?;
+    let span = Duration::from_secs_f64(report.measured_s);
     for (name, o) in op_names.iter().zip(&stats.ops) {
+        writer.write_histogram(&o.corrected, Duration::ZERO, span, Tag::new(name))?;
         writer.write_histogram(
-            &o.corrected,
+            &o.service,
             Duration::ZERO,
-            Duration::from_secs_f64(report.measured_s),
-            Tag::new(name),
+            span,
+            Tag::new(&format!("{name}{SERVICE_SUFFIX}")),
         )?;
     }
+    writer.write_histogram(&stats.send_lag, Duration::ZERO, span, Tag::new(SEND_LAG_TAG))?;
     Ok(())
 }
 

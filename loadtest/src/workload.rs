@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution as _, Zipf};
 
 use crate::scenario::{Distribution, Scenario, ValueSize};
+use crate::shard::Shard;
 
 /// One request to send.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ enum Chooser {
 
 struct KeyChooser {
     prefix: String,
+    /// First key of this shard's slice.
+    offset: u64,
     count: u64,
     chooser: Chooser,
 }
@@ -87,22 +90,28 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// `stream` makes one scenario yield independent sequences (per worker or shard).
-    pub fn new(scenario: &Scenario, stream: u64) -> anyhow::Result<Workload> {
+    /// `stream` makes one scenario yield independent sequences (per worker); a shard
+    /// draws only from its slice of each keyspace, with its own sequence.
+    pub fn new(scenario: &Scenario, stream: u64, shard: Shard) -> anyhow::Result<Workload> {
+        let stream = stream ^ (u64::from(shard.index) << 32);
         let mut rng = StdRng::seed_from_u64(scenario.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut ops = Vec::new();
         for o in &scenario.operations {
             let kind = OpKind::parse(&o.op).ok_or_else(|| anyhow::anyhow!("unknown operation {}", o.op))?;
             let keys = match o.keys.as_ref().and_then(|k| scenario.keyspaces.get(k)) {
-                Some(ks) if o.op.starts_with("keyvalue.") => Some(KeyChooser {
-                    prefix: ks.prefix.clone(),
-                    count: ks.count,
-                    chooser: match ks.distribution {
-                        Distribution::Uniform => Chooser::Uniform,
-                        Distribution::Zipfian { theta } => Chooser::Zipf(Zipf::new(ks.count as f64, theta)?),
-                        Distribution::Sequential => Chooser::Sequential(0),
-                    },
-                }),
+                Some(ks) if o.op.starts_with("keyvalue.") => {
+                    let (offset, count) = shard.keys(ks.count);
+                    Some(KeyChooser {
+                        prefix: ks.prefix.clone(),
+                        offset,
+                        count,
+                        chooser: match ks.distribution {
+                            Distribution::Uniform => Chooser::Uniform,
+                            Distribution::Zipfian { theta } => Chooser::Zipf(Zipf::new(count as f64, theta)?),
+                            Distribution::Sequential => Chooser::Sequential(0),
+                        },
+                    })
+                }
                 _ => None,
             };
             ops.push(OpSpec {
@@ -138,7 +147,7 @@ impl Workload {
         let spec = &mut self.ops[op];
         let key = match &mut spec.keys {
             Some(chooser) => {
-                let n = chooser.next(&mut self.rng);
+                let n = chooser.offset + chooser.next(&mut self.rng);
                 Bytes::from(format!("{}{n}", chooser.prefix))
             }
             None => Bytes::new(),
@@ -173,14 +182,14 @@ mod tests {
     fn same_seed_same_sequence() {
         let s = scenario("{type: uniform}");
         let a: Vec<_> = {
-            let mut w = Workload::new(&s, 0).unwrap();
+            let mut w = Workload::new(&s, 0, Shard::WHOLE).unwrap();
             (0..100)
                 .map(|_| w.next_request())
                 .map(|r| (r.op, r.key, r.value.len()))
                 .collect()
         };
         let b: Vec<_> = {
-            let mut w = Workload::new(&s, 0).unwrap();
+            let mut w = Workload::new(&s, 0, Shard::WHOLE).unwrap();
             (0..100)
                 .map(|_| w.next_request())
                 .map(|r| (r.op, r.key, r.value.len()))
@@ -188,7 +197,7 @@ mod tests {
         };
         assert_eq!(a, b);
         let c: Vec<_> = {
-            let mut w = Workload::new(&s, 1).unwrap();
+            let mut w = Workload::new(&s, 1, Shard::WHOLE).unwrap();
             (0..100)
                 .map(|_| w.next_request())
                 .map(|r| (r.op, r.key, r.value.len()))
@@ -199,7 +208,7 @@ mod tests {
 
     #[test]
     fn weights_and_sizes_are_respected() {
-        let mut w = Workload::new(&scenario("{type: uniform}"), 0).unwrap();
+        let mut w = Workload::new(&scenario("{type: uniform}"), 0, Shard::WHOLE).unwrap();
         let reqs: Vec<Request> = (0..20_000).map(|_| w.next_request()).collect();
         let gets = reqs.iter().filter(|r| r.op == 0).count() as f64 / reqs.len() as f64;
         assert!((gets - 0.75).abs() < 0.02, "get share {gets}");
@@ -212,12 +221,12 @@ mod tests {
 
     #[test]
     fn zipfian_prefers_low_ranks_and_sequential_wraps() {
-        let mut w = Workload::new(&scenario("{type: zipfian, theta: 0.99}"), 0).unwrap();
+        let mut w = Workload::new(&scenario("{type: zipfian, theta: 0.99}"), 0, Shard::WHOLE).unwrap();
         let hot = (0..10_000)
             .filter(|_| w.next_request().key == Bytes::from_static(b"k:0"))
             .count();
         assert!(hot > 500, "rank 1 drawn {hot} times of 10000");
-        let mut w = Workload::new(&scenario("{type: sequential}"), 0).unwrap();
+        let mut w = Workload::new(&scenario("{type: sequential}"), 0, Shard::WHOLE).unwrap();
         let keys: Vec<Bytes> = std::iter::from_fn(|| Some(w.next_request()))
             .filter(|r| r.op == 0)
             .take(1001)

@@ -10,6 +10,13 @@ use prism_proto::keyvalue::v1::key_value_basic_server::{KeyValueBasic, KeyValueB
 use prism_proto::keyvalue::v1::*;
 use tonic::{Request, Response, Status};
 
+/// Timing-sensitive tests hold this so they do not share the two cores with each other.
+static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn timing() -> std::sync::MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn loadtest(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
         .args(args)
@@ -127,8 +134,11 @@ impl KeyValueBasic for Slow {
     }
 }
 
+// The guard only orders whole tests (each with its own runtime) against each other.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_percentiles_match_an_injected_latency() {
+    let _serial = timing();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
@@ -245,4 +255,150 @@ fn compare_flags_a_regression_beyond_the_tolerance() {
     let (code, _, err) = loadtest(&["compare", base.to_str().unwrap(), "/no/such.json"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("/no/such.json"), "{err}");
+}
+
+#[test]
+fn shards_merge_into_one_exact_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: sharded\nload: {model: open, stages: [{duration: 2s, rate: 600}]}\n\
+         keyspaces: {k: {prefix: 'k:', count: 1000}}\noperations:\n  - {op: keyvalue.set, keys: k}\n  - {op: keyvalue.get, keys: k}\n\
+         thresholds: ['error_rate < 1%']\n",
+    );
+    let mut runs = Vec::new();
+    for shard in ["0/2", "1/2"] {
+        let out = dir.path().join(shard.replace('/', "of"));
+        let (code, stdout, err) = loadtest(&[
+            "run",
+            &scenario,
+            "--shard",
+            shard,
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert_eq!(code, Some(0), "{stdout}\n{err}");
+        runs.push(out.join("run.json"));
+    }
+    let read = |p: &Path| -> serde_json::Value { serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap() };
+    let counts: Vec<u64> = runs
+        .iter()
+        .map(|r| read(r)["total"]["count"].as_u64().unwrap())
+        .collect();
+    for c in &counts {
+        assert!((540..=660).contains(c), "each shard sends half of 600/s for 2 s: {c}");
+    }
+    let merged_dir = dir.path().join("merged");
+    let mut args = vec!["merge".to_string()];
+    args.extend(runs.iter().map(|r| r.to_string_lossy().into_owned()));
+    args.extend(["--out".to_string(), merged_dir.to_string_lossy().into_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, out, err) = loadtest(&args);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let merged = read(&merged_dir.join("run.json"));
+    assert_eq!(merged["total"]["count"].as_u64().unwrap(), counts.iter().sum::<u64>());
+    assert_eq!(merged["merged_runs"].as_u64(), Some(2));
+    let p99s: Vec<u64> = runs
+        .iter()
+        .map(|r| read(r)["total"]["latency"]["p99_us"].as_u64().unwrap())
+        .collect();
+    let merged_p99 = merged["total"]["latency"]["p99_us"].as_u64().unwrap();
+    assert!(
+        *p99s.iter().min().unwrap() <= merged_p99 && merged_p99 <= *p99s.iter().max().unwrap(),
+        "merged p99 {merged_p99} lies between the shards' {p99s:?}"
+    );
+    // Merging the same shard twice is refused.
+    let (code, _, err) = loadtest(&[
+        "merge",
+        runs[0].to_str().unwrap(),
+        runs[0].to_str().unwrap(),
+        "--out",
+        "/tmp/x",
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("appears twice"), "{err}");
+}
+
+#[test]
+fn open_model_rate_is_accurate_when_the_server_keeps_up() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: rate\nload: {model: open, warmup: 1s, stages: [{duration: 11s, rate: 1000}]}\n\
+         keyspaces: {k: {count: 100}}\noperations:\n  - {op: keyvalue.get, keys: k}\n",
+    );
+    let out = dir.path().join("out");
+    let (code, stdout, err) = loadtest(&["run", &scenario, "--out", out.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let count = run["total"]["count"].as_u64().unwrap();
+    assert!(
+        (9_900..=10_100).contains(&count),
+        "10 s at 1000/s gave {count} responses (1% tolerance)"
+    );
+    assert_eq!(run["dropped"].as_u64(), Some(0));
+}
+
+// The guard only orders whole tests (each with its own runtime) against each other.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
+    let _serial = timing();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyValueBasicServer::new(Slow))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // 200/s against a 20 ms server with one request allowed in flight: about 50/s fit.
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            "name: overload\ntarget: {{endpoint: 'http://{addr}'}}\n\
+             load: {{model: open, max_in_flight: 1, stages: [{{duration: 2s, rate: 200}}]}}\n\
+             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n\
+             thresholds: ['achieved_rate >= 95%']\n"
+        ),
+    );
+    let out_dir = dir.path().join("out");
+    let path = env!("CARGO_BIN_EXE_loadtest").to_string();
+    let args = [
+        "run".to_string(),
+        scenario,
+        "--out".into(),
+        out_dir.to_string_lossy().into_owned(),
+        "--quiet".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new(path).args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "achieved_rate threshold must fail: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let (scheduled, dropped, count) = (
+        run["scheduled"].as_u64().unwrap(),
+        run["dropped"].as_u64().unwrap(),
+        run["total"]["count"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        scheduled,
+        dropped + count,
+        "every arrival is either answered or counted as dropped"
+    );
+    assert!(dropped > 200, "dropped {dropped} of {scheduled}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("dropped"),
+        "the summary mentions the drops"
+    );
 }
