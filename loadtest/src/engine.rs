@@ -7,8 +7,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures::StreamExt;
 use prism_proxy::client::PrismClient;
-use prism_proxy::interfaces::{Event, KeyValueBasic, QueueBasic, TimeSeriesBasic};
+use prism_proxy::interfaces::{
+    AggregateFunction, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, PubSubBasic, Query, QueueBasic,
+    TimeSeriesBasic,
+};
 use prism_proxy::status::{code_name, code_of};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -36,24 +41,105 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Sends one request; `Ok` or the gRPC status name.
-async fn execute(client: &PrismClient, kind: OpKind, target: &str, request: Request) -> &'static str {
-    let result = match kind {
+/// What the engine needs to send one kind of request.
+#[derive(Debug, Clone)]
+pub struct OpPlan {
+    pub kind: OpKind,
+    /// Topic, queue or stream; key prefix for scans.
+    pub target: String,
+    pub batch: u32,
+}
+
+/// The zero of the timestamps publishers put in pub/sub payloads.
+fn clock_zero() -> Instant {
+    static ZERO: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *ZERO.get_or_init(Instant::now)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Sends one request; `OK` or the gRPC status name.
+async fn execute(client: &PrismClient, plan: &OpPlan, request: Request) -> &'static str {
+    let target = || plan.target.clone();
+    let result = match plan.kind {
         OpKind::Get => client.get(request.key).await.map(drop),
         OpKind::Set => client.set(request.key, request.value).await,
         OpKind::Delete => client.delete(request.key).await.map(drop),
         OpKind::Exists => client.exists(request.key).await.map(drop),
-        OpKind::Enqueue => client.enqueue(target.to_string(), request.value).await.map(drop),
+        OpKind::Scan => client.scan(Bytes::from(target()), plan.batch, None).await.map(drop),
+        OpKind::BatchGet => {
+            let keys = std::iter::once(request.key).chain(request.more_keys).collect();
+            client.batch_get(keys).await.map(drop)
+        }
+        OpKind::BatchSet => {
+            let entries = std::iter::once(request.key)
+                .chain(request.more_keys)
+                .map(|k| (k, request.value.clone()))
+                .collect();
+            client.batch_set(entries).await.map(drop)
+        }
+        OpKind::Publish => {
+            // The first 8 bytes carry the send time, for publish-to-delivery latency.
+            let sent = (Instant::now() - clock_zero()).as_nanos() as u64;
+            let mut payload = sent.to_be_bytes().to_vec();
+            payload.extend_from_slice(&request.value);
+            client.publish(target(), Bytes::from(payload)).await.map(drop)
+        }
+        OpKind::Enqueue => client.enqueue(target(), request.value).await.map(drop),
+        OpKind::ReceiveAck => {
+            match client
+                .receive(target(), plan.batch, Duration::from_secs(30), Duration::ZERO)
+                .await
+            {
+                Ok(messages) => {
+                    let mut result = Ok(());
+                    for m in messages {
+                        if let Err(e) = client.ack(target(), m.receipt).await {
+                            result = Err(e);
+                        }
+                    }
+                    result
+                }
+                Err(e) => Err(e),
+            }
+        }
         OpKind::Append => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let event = Event {
-                timestamp_ms: now,
-                tags: [("source".to_string(), "loadtest".to_string())].into(),
-                fields: [("bytes".to_string(), request.value.len() as f64)].into(),
+            let now = now_ms();
+            let events = (0..plan.batch)
+                .map(|i| Event {
+                    timestamp_ms: now,
+                    tags: [("source".to_string(), format!("loadtest-{}", i % 4))].into(),
+                    fields: [("bytes".to_string(), request.value.len() as f64)].into(),
+                })
+                .collect();
+            client.append(target(), events).await.map(drop)
+        }
+        OpKind::Query => {
+            let now = now_ms();
+            let query = Query {
+                start_ms: now - 10_000,
+                end_ms: now + 1,
+                filters: Default::default(),
+                limit: 100,
             };
-            client.append(target.to_string(), vec![event]).await.map(drop)
+            client.query(target(), query).await.map(drop)
+        }
+        OpKind::Aggregate => {
+            let now = now_ms();
+            let aggregation = Aggregation {
+                start_ms: now - 60_000,
+                end_ms: now + 1,
+                filters: Default::default(),
+                bucket_ms: 10_000,
+                metric: "bytes".into(),
+                function: AggregateFunction::P99,
+                group_by: vec!["source".into()],
+            };
+            client.aggregate(target(), aggregation).await.map(drop)
         }
     };
     match result {
@@ -103,7 +189,8 @@ impl Engine {
     /// Runs this engine's shard of `scenario`.
     pub async fn run(&self, scenario: &Scenario) -> anyhow::Result<()> {
         let scenario = &self.shard.apply(scenario);
-        match &scenario.load {
+        let mut subscribers = self.subscribe(scenario).await?;
+        let result = match &scenario.load {
             Load::Open {
                 stages,
                 max_in_flight,
@@ -114,7 +201,43 @@ impl Engine {
                 think_time,
                 warmup,
             } => self.closed(scenario, stages, *think_time, *warmup).await,
+        };
+        // Let the last deliveries arrive, then stop listening.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        subscribers.abort_all();
+        result
+    }
+
+    /// Starts the subscribers of every `pubsub.publish` with `subscribers`; each records
+    /// publish-to-delivery latency as the synthetic operation after the scenario's own.
+    async fn subscribe(&self, scenario: &Scenario) -> anyhow::Result<tokio::task::JoinSet<()>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let delivery_op = scenario.operations.len();
+        let measure_from = clock_zero().max(Instant::now()) + scenario.warmup();
+        let mut n = 0;
+        for o in scenario.operations.iter().filter(|o| o.op == "pubsub.publish") {
+            let topic = o.keys.clone().unwrap_or_else(|| "loadtest".into());
+            for _ in 0..o.subscribers.unwrap_or(0) {
+                let client = &self.clients[n % self.clients.len()];
+                n += 1;
+                let mut subscription = client.subscribe(topic.clone()).await?;
+                let stats = self.stats.clone();
+                tasks.spawn(async move {
+                    while let Some(Ok(message)) = subscription.messages.next().await {
+                        let Some(stamp) = message.payload.get(..8) else {
+                            continue;
+                        };
+                        let nanos = u64::from_be_bytes(stamp.try_into().unwrap_or_default());
+                        let sent = clock_zero() + Duration::from_nanos(nanos);
+                        let latency = Instant::now().saturating_duration_since(sent);
+                        if let Some(at) = sent.checked_duration_since(measure_from) {
+                            lock(&stats).response(delivery_op, at, latency, latency, Duration::ZERO, "OK", None);
+                        }
+                    }
+                });
+            }
         }
+        Ok(tasks)
     }
 
     async fn open(
@@ -125,8 +248,7 @@ impl Engine {
         warmup: Duration,
     ) -> anyhow::Result<()> {
         let mut workload = Workload::new(scenario, 0, self.shard)?;
-        let ops: Arc<Vec<(OpKind, String)>> =
-            Arc::new(workload.ops.iter().map(|o| (o.kind, o.target.clone())).collect());
+        let ops: Arc<Vec<OpPlan>> = Arc::new(workload.plans());
         let permits = Arc::new(Semaphore::new(max_in_flight));
         let start = Instant::now();
         let mut tasks = tokio::task::JoinSet::new();
@@ -168,9 +290,8 @@ impl Engine {
                     let (stats, ops) = (self.stats.clone(), ops.clone());
                     tasks.spawn(async move {
                         let sent = Instant::now();
-                        let (kind, target) = &ops[request.op];
                         let op = request.op;
-                        let code = execute(&client, *kind, target, request).await;
+                        let code = execute(&client, &ops[op], request).await;
                         let done = Instant::now();
                         drop(permit);
                         if let Some(at) = measured {
@@ -210,7 +331,7 @@ impl Engine {
         let mut workers = tokio::task::JoinSet::new();
         for w in 0..max {
             let mut workload = Workload::new(scenario, w as u64 + 1, self.shard)?;
-            let ops: Vec<(OpKind, String)> = workload.ops.iter().map(|o| (o.kind, o.target.clone())).collect();
+            let ops = workload.plans();
             let client = self.clients[w % self.clients.len()].clone();
             let (stats, stages) = (self.stats.clone(), stages.clone());
             workers.spawn(async move {
@@ -227,10 +348,9 @@ impl Engine {
                         continue;
                     }
                     let request = workload.next_request();
-                    let (kind, target) = &ops[request.op];
                     let op = request.op;
                     let sent = Instant::now();
-                    let code = execute(&client, *kind, target, request).await;
+                    let code = execute(&client, &ops[op], request).await;
                     let latency = sent.elapsed();
                     total += latency;
                     count += 1;

@@ -239,7 +239,7 @@ async fn run(path: &Path, out: Option<PathBuf>, quiet: bool, shard: Option<Shard
             .with_context(|| format!("connecting to {endpoint}"))?;
         clients.push(client.with_timeout(timeout));
     }
-    let op_names: Vec<String> = scenario.operations.iter().map(|o| o.op.clone()).collect();
+    let op_names = scenario.reported_operations();
     let engine = Engine {
         clients,
         shard: shard.unwrap_or(Shard::WHOLE),

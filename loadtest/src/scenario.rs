@@ -169,17 +169,24 @@ fn default_theta() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
-    /// `keyvalue.get`, `keyvalue.set`, `keyvalue.delete`, `keyvalue.exists`,
-    /// `queue.enqueue`, `timeseries.append`.
+    /// One of [`OPERATIONS`].
     pub op: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
-    /// Keyspace name (key-value operations) or queue / stream name.
+    /// Keyspace name (key-value operations) or topic / queue / stream name.
     #[serde(default)]
     pub keys: Option<String>,
     /// Payload size in bytes: a number, or `{min, max}` for uniform sizes.
     #[serde(default)]
     pub value_size: Option<ValueSize>,
+    /// Keys per call for `keyvalue.batch_*`, keys per page for `keyvalue.scan`, messages
+    /// per receive for `queue.receive_ack`, events per append for `timeseries.append`.
+    #[serde(default)]
+    pub batch: Option<u32>,
+    /// `pubsub.publish`: subscribers started before the run; each delivery's
+    /// publish-to-delivery latency is reported as `pubsub.delivery`.
+    #[serde(default)]
+    pub subscribers: Option<u32>,
 }
 
 fn default_weight() -> u32 {
@@ -199,9 +206,19 @@ pub const OPERATIONS: &[&str] = &[
     "keyvalue.set",
     "keyvalue.delete",
     "keyvalue.exists",
+    "keyvalue.scan",
+    "keyvalue.batch_get",
+    "keyvalue.batch_set",
+    "pubsub.publish",
     "queue.enqueue",
+    "queue.receive_ack",
     "timeseries.append",
+    "timeseries.query",
+    "timeseries.aggregate",
 ];
+
+/// The synthetic operation under which subscribers report publish-to-delivery latency.
+pub const DELIVERY_OP: &str = "pubsub.delivery";
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
@@ -317,6 +334,19 @@ impl Scenario {
                     Some(_) => {}
                 }
             }
+            if let Some(b) = o.batch
+                && !(1..=1000).contains(&b)
+            {
+                p.push(format!("operations[{i}].batch: {b} is not in 1..=1000"));
+            }
+            if o.subscribers.is_some() && o.op != "pubsub.publish" {
+                p.push(format!(
+                    "operations[{i}].subscribers: only pubsub.publish takes subscribers"
+                ));
+            }
+            if o.subscribers.is_some_and(|n| n > 1000) {
+                p.push(format!("operations[{i}].subscribers: at most 1000"));
+            }
             if let Some(ValueSize::Uniform { min, max }) = &o.value_size
                 && min > max
             {
@@ -334,6 +364,16 @@ impl Scenario {
             }
         }
         p
+    }
+
+    /// Operation names as reported: one per operation, plus `pubsub.delivery` when
+    /// any publish has subscribers.
+    pub fn reported_operations(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.operations.iter().map(|o| o.op.clone()).collect();
+        if self.operations.iter().any(|o| o.subscribers.unwrap_or(0) > 0) {
+            names.push(DELIVERY_OP.to_string());
+        }
+        names
     }
 
     pub fn warmup(&self) -> Duration {

@@ -17,6 +17,8 @@ pub struct Request {
     pub op: usize,
     pub key: Bytes,
     pub value: Bytes,
+    /// More keys, for batch operations.
+    pub more_keys: Vec<Bytes>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +27,15 @@ pub enum OpKind {
     Set,
     Delete,
     Exists,
+    Scan,
+    BatchGet,
+    BatchSet,
+    Publish,
     Enqueue,
+    ReceiveAck,
     Append,
+    Query,
+    Aggregate,
 }
 
 impl OpKind {
@@ -36,8 +45,15 @@ impl OpKind {
             "keyvalue.set" => OpKind::Set,
             "keyvalue.delete" => OpKind::Delete,
             "keyvalue.exists" => OpKind::Exists,
+            "keyvalue.scan" => OpKind::Scan,
+            "keyvalue.batch_get" => OpKind::BatchGet,
+            "keyvalue.batch_set" => OpKind::BatchSet,
+            "pubsub.publish" => OpKind::Publish,
             "queue.enqueue" => OpKind::Enqueue,
+            "queue.receive_ack" => OpKind::ReceiveAck,
             "timeseries.append" => OpKind::Append,
+            "timeseries.query" => OpKind::Query,
+            "timeseries.aggregate" => OpKind::Aggregate,
             _ => return None,
         })
     }
@@ -46,8 +62,10 @@ impl OpKind {
 pub struct OpSpec {
     pub name: String,
     pub kind: OpKind,
-    /// Queue or stream name for non key-value operations.
+    /// Topic, queue or stream name for non key-value operations; the key prefix for scans.
     pub target: String,
+    /// Keys per batch, page size, messages per receive, events per append.
+    pub batch: u32,
     keys: Option<KeyChooser>,
     size: Option<ValueSize>,
 }
@@ -114,10 +132,19 @@ impl Workload {
                 }
                 _ => None,
             };
+            let target = match o.keys.as_ref().and_then(|k| scenario.keyspaces.get(k)) {
+                Some(ks) if o.op.starts_with("keyvalue.") => ks.prefix.clone(),
+                _ => o.keys.clone().unwrap_or_else(|| "loadtest".into()),
+            };
             ops.push(OpSpec {
                 name: o.op.clone(),
                 kind,
-                target: o.keys.clone().unwrap_or_else(|| "loadtest".into()),
+                target,
+                batch: o.batch.unwrap_or(match kind {
+                    OpKind::Scan => 100,
+                    OpKind::BatchGet | OpKind::BatchSet => 10,
+                    _ => 1,
+                }),
                 keys,
                 size: o.value_size.clone(),
             });
@@ -142,17 +169,36 @@ impl Workload {
         })
     }
 
+    /// What the engine needs per operation.
+    pub fn plans(&self) -> Vec<crate::engine::OpPlan> {
+        self.ops
+            .iter()
+            .map(|o| crate::engine::OpPlan {
+                kind: o.kind,
+                target: o.target.clone(),
+                batch: o.batch,
+            })
+            .collect()
+    }
+
     pub fn next_request(&mut self) -> Request {
         let op = self.weights.sample(&mut self.rng);
         let spec = &mut self.ops[op];
-        let key = match &mut spec.keys {
+        let (kind, batch, size) = (spec.kind, spec.batch, spec.size.clone());
+        let rng = &mut self.rng;
+        let mut draw = || match &mut spec.keys {
             Some(chooser) => {
-                let n = chooser.offset + chooser.next(&mut self.rng);
+                let n = chooser.offset + chooser.next(rng);
                 Bytes::from(format!("{}{n}", chooser.prefix))
             }
             None => Bytes::new(),
         };
-        let size = match spec.size {
+        let key = draw();
+        let more_keys = match kind {
+            OpKind::BatchGet | OpKind::BatchSet => (1..batch).map(|_| draw()).collect(),
+            _ => Vec::new(),
+        };
+        let size = match size {
             Some(ValueSize::Fixed(n)) => n,
             Some(ValueSize::Uniform { min, max }) => self.rng.random_range(min..=max),
             None => 128,
@@ -161,6 +207,7 @@ impl Workload {
             op,
             key,
             value: self.pool.slice(0..size.min(self.pool.len())),
+            more_keys,
         }
     }
 }

@@ -402,3 +402,55 @@ async fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
         "the summary mentions the drops"
     );
 }
+
+#[test]
+fn every_shipped_scenario_validates() {
+    let files: Vec<String> = std::fs::read_dir("../scenarios")
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert!(files.len() >= 9, "shipped scenarios: {files:?}");
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let (code, out, err) = loadtest(&args);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+}
+
+#[test]
+fn every_interface_runs_and_pubsub_delivery_is_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: all\nload: {model: open, warmup: 500ms, stages: [{duration: 3s, rate: 400}]}\n\
+         keyspaces: {k: {prefix: 'k:', count: 100}}\noperations:\n\
+         \x20 - {op: keyvalue.set, keys: k}\n  - {op: keyvalue.exists, keys: k}\n  - {op: keyvalue.scan, keys: k, batch: 10}\n\
+         \x20 - {op: keyvalue.batch_get, keys: k, batch: 5}\n  - {op: keyvalue.batch_set, keys: k, batch: 5}\n\
+         \x20 - {op: pubsub.publish, keys: t, subscribers: 2}\n  - {op: queue.enqueue, keys: q}\n  - {op: queue.receive_ack, keys: q}\n\
+         \x20 - {op: timeseries.append, keys: m, batch: 3}\n  - {op: timeseries.query, keys: m}\n  - {op: timeseries.aggregate, keys: m}\n\
+         thresholds: ['error_rate < 0.1%']\n",
+    );
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = loadtest(&["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let ops = run["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 12, "11 operations + pubsub.delivery");
+    for o in ops {
+        assert!(o["count"].as_u64().unwrap() > 0, "{} never ran", o["operation"]);
+        assert_eq!(o["errors"].as_u64(), Some(0), "{}: {}", o["operation"], o["codes"]);
+    }
+    let publish = ops.iter().find(|o| o["operation"] == "pubsub.publish").unwrap()["count"]
+        .as_u64()
+        .unwrap();
+    let delivered = ops.iter().find(|o| o["operation"] == "pubsub.delivery").unwrap()["count"]
+        .as_u64()
+        .unwrap();
+    // Two subscribers each receive every message published after warm-up.
+    assert!(
+        delivered >= 2 * publish * 9 / 10 && delivered <= 2 * publish + 10,
+        "{delivered} deliveries for {publish} publishes"
+    );
+}
