@@ -454,3 +454,92 @@ fn every_interface_runs_and_pubsub_delivery_is_measured() {
         "{delivered} deliveries for {publish} publishes"
     );
 }
+
+/// Answers at once, except one 500 ms stall a second after its first request.
+struct StallOnce {
+    first: std::sync::OnceLock<std::time::Instant>,
+    stalled: std::sync::atomic::AtomicBool,
+}
+
+#[tonic::async_trait]
+impl KeyValueBasic for StallOnce {
+    async fn set(&self, _: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
+        Err(Status::unimplemented("get only"))
+    }
+    async fn get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let first = *self.first.get_or_init(std::time::Instant::now);
+        if first.elapsed() > Duration::from_secs(1) && !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Ok(Response::new(GetResponse {
+            found: true,
+            value: Bytes::from_static(b"v"),
+        }))
+    }
+    async fn delete(&self, _: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
+        Err(Status::unimplemented("get only"))
+    }
+    async fn exists(&self, _: Request<ExistsRequest>) -> Result<Response<ExistsResponse>, Status> {
+        Err(Status::unimplemented("get only"))
+    }
+}
+
+/// The classic coordinated-omission case: one client waits out a 500 ms stall, so only
+/// one slow sample is taken while hundreds of requests were held back. The corrected
+/// histogram must show the stall at p99.9; the raw service time must not.
+// The guard only orders whole tests (each with its own runtime) against each other.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
+    let _serial = timing();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = StallOnce {
+        first: std::sync::OnceLock::new(),
+        stalled: std::sync::atomic::AtomicBool::new(false),
+    };
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyValueBasicServer::new(server))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            "name: stall\ntarget: {{endpoint: 'http://{addr}', channels: 1}}\n\
+             load: {{model: closed, stages: [{{duration: 4s, concurrency: 1}}]}}\n\
+             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
+        ),
+    );
+    let out_dir = dir.path().join("out");
+    let path = env!("CARGO_BIN_EXE_loadtest").to_string();
+    let args = [
+        "run".to_string(),
+        scenario,
+        "--out".into(),
+        out_dir.to_string_lossy().into_owned(),
+        "--quiet".into(),
+    ];
+    let out = tokio::task::spawn_blocking(move || Command::new(path).args(args).output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let op = &run["operations"][0];
+    let corrected = op["latency"]["p99_9_us"].as_u64().unwrap();
+    let service = op["service_time"]["p99_9_us"].as_u64().unwrap();
+    assert!(
+        op["service_time"]["max_us"].as_u64().unwrap() >= 500_000,
+        "the stall itself was measured once"
+    );
+    assert!(
+        corrected >= 100_000,
+        "corrected p99.9 {corrected} us must reflect the 500 ms stall"
+    );
+    assert!(
+        service < 50_000,
+        "uncorrected p99.9 {service} us hides it (one sample in thousands)"
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //!   bench_get bare-server ADDR        a bare tonic server answering KeyValueBasic/Get from
 //!                                     an in-memory map (the reference the proxy is
-//!                                     compared with); every other call is UNIMPLEMENTED
+//!                                     compared with; any key gets the benchmark value);
+//!                                     every other call is UNIMPLEMENTED
 //!   bench_get preload ENDPOINT NS     stores the benchmark key in a running proxy
 //!   bench_get request-body FILE       writes the gRPC-framed GetRequest h2load sends
 //!   bench_get open-loop ENDPOINT RATE SECONDS
