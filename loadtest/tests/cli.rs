@@ -110,17 +110,20 @@ fn failed_threshold_exits_two() {
     assert!(out.contains("FAIL"), "{out}");
 }
 
-/// Answers every Get after exactly `DELAY`.
-struct Slow;
-const DELAY: Duration = Duration::from_millis(20);
+/// An in-test gRPC server whose Get answers after `delay()`; other calls are
+/// UNIMPLEMENTED.
+struct Scripted(Box<dyn Fn() -> Duration + Send + Sync>);
 
 #[tonic::async_trait]
-impl KeyValueBasic for Slow {
+impl KeyValueBasic for Scripted {
     async fn set(&self, _: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
         Err(Status::unimplemented("get only"))
     }
     async fn get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        tokio::time::sleep(DELAY).await;
+        let delay = (self.0)();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         Ok(Response::new(GetResponse {
             found: true,
             value: Bytes::from_static(b"v"),
@@ -134,42 +137,50 @@ impl KeyValueBasic for Slow {
     }
 }
 
+/// Starts a [`Scripted`] server on a free loopback port.
+async fn serve(delay: impl Fn() -> Duration + Send + Sync + 'static) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(KeyValueBasicServer::new(Scripted(Box::new(delay))))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    addr
+}
+
+/// Runs a scenario with the loadtest binary off the async runtime; returns the exit
+/// code, stdout and the run.json it wrote.
+async fn run_scenario(yaml: String) -> (Option<i32>, String, serde_json::Value) {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = write(dir.path(), "s.yaml", &yaml);
+        let out = dir.path().join("out");
+        let (code, stdout, stderr) = loadtest(&["run", &scenario, "--out", out.to_str().unwrap(), "--quiet"]);
+        let run = std::fs::read(out.join("run.json"))
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap_or_else(|_| panic!("no run.json: {stdout}\n{stderr}"));
+        (code, stdout, run)
+    })
+    .await
+    .unwrap()
+}
+
+const DELAY: Duration = Duration::from_millis(20);
+
 // The guard only orders whole tests (each with its own runtime) against each other.
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_percentiles_match_an_injected_latency() {
     let _serial = timing();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KeyValueBasicServer::new(Slow))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
-        dir.path(),
-        "s.yaml",
-        &format!(
-            "name: slow\ntarget: {{endpoint: 'http://{addr}', channels: 2}}\n\
-             load: {{model: open, warmup: 500ms, stages: [{{duration: 3s, rate: 100}}]}}\n\
-             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
-        ),
-    );
-    let out_dir = dir.path().join("out");
-    let path = env!("CARGO_BIN_EXE_loadtest").to_string();
-    let args = [
-        "run".to_string(),
-        scenario,
-        "--out".into(),
-        out_dir.to_string_lossy().into_owned(),
-        "--quiet".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || Command::new(path).args(args).output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let addr = serve(|| DELAY).await;
+    let (code, out, run) = run_scenario(format!(
+        "name: slow\ntarget: {{endpoint: 'http://{addr}', channels: 2}}\n\
+         load: {{model: open, warmup: 500ms, stages: [{{duration: 3s, rate: 100}}]}}\n\
+         keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{out}");
     let latency = &run["operations"][0]["latency"];
     let p50 = latency["p50_us"].as_u64().unwrap();
     let p99 = latency["p99_us"].as_u64().unwrap();
@@ -348,44 +359,16 @@ fn open_model_rate_is_accurate_when_the_server_keeps_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
     let _serial = timing();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KeyValueBasicServer::new(Slow))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    let dir = tempfile::tempdir().unwrap();
+    let addr = serve(|| DELAY).await;
     // 200/s against a 20 ms server with one request allowed in flight: about 50/s fit.
-    let scenario = write(
-        dir.path(),
-        "s.yaml",
-        &format!(
-            "name: overload\ntarget: {{endpoint: 'http://{addr}'}}\n\
-             load: {{model: open, max_in_flight: 1, stages: [{{duration: 2s, rate: 200}}]}}\n\
-             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n\
-             thresholds: ['achieved_rate >= 95%']\n"
-        ),
-    );
-    let out_dir = dir.path().join("out");
-    let path = env!("CARGO_BIN_EXE_loadtest").to_string();
-    let args = [
-        "run".to_string(),
-        scenario,
-        "--out".into(),
-        out_dir.to_string_lossy().into_owned(),
-        "--quiet".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || Command::new(path).args(args).output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "achieved_rate threshold must fail: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let (code, out, run) = run_scenario(format!(
+        "name: overload\ntarget: {{endpoint: 'http://{addr}'}}\n\
+         load: {{model: open, max_in_flight: 1, stages: [{{duration: 2s, rate: 200}}]}}\n\
+         keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n\
+         thresholds: ['achieved_rate >= 95%']\n"
+    ))
+    .await;
+    assert_eq!(code, Some(2), "achieved_rate threshold must fail: {out}");
     let (scheduled, dropped, count) = (
         run["scheduled"].as_u64().unwrap(),
         run["dropped"].as_u64().unwrap(),
@@ -397,10 +380,7 @@ async fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
         "every arrival is either answered or counted as dropped"
     );
     assert!(dropped > 200, "dropped {dropped} of {scheduled}");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("dropped"),
-        "the summary mentions the drops"
-    );
+    assert!(out.contains("dropped"), "the summary mentions the drops");
 }
 
 #[test]
@@ -455,78 +435,33 @@ fn every_interface_runs_and_pubsub_delivery_is_measured() {
     );
 }
 
-/// Answers at once, except one 500 ms stall a second after its first request.
-struct StallOnce {
-    first: std::sync::OnceLock<std::time::Instant>,
-    stalled: std::sync::atomic::AtomicBool,
-}
-
-#[tonic::async_trait]
-impl KeyValueBasic for StallOnce {
-    async fn set(&self, _: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
-        Err(Status::unimplemented("get only"))
-    }
-    async fn get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let first = *self.first.get_or_init(std::time::Instant::now);
-        if first.elapsed() > Duration::from_secs(1) && !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        Ok(Response::new(GetResponse {
-            found: true,
-            value: Bytes::from_static(b"v"),
-        }))
-    }
-    async fn delete(&self, _: Request<DeleteRequest>) -> Result<Response<DeleteResponse>, Status> {
-        Err(Status::unimplemented("get only"))
-    }
-    async fn exists(&self, _: Request<ExistsRequest>) -> Result<Response<ExistsResponse>, Status> {
-        Err(Status::unimplemented("get only"))
-    }
-}
-
-/// The classic coordinated-omission case: one client waits out a 500 ms stall, so only
-/// one slow sample is taken while hundreds of requests were held back. The corrected
-/// histogram must show the stall at p99.9; the raw service time must not.
+/// The classic coordinated-omission case: one client waits out a 500 ms stall (once, a
+/// second into the run), so only one slow sample is taken while hundreds of requests
+/// were held back. The corrected histogram must show the stall at p99.9; the raw
+/// service time must not.
 // The guard only orders whole tests (each with its own runtime) against each other.
 #[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
     let _serial = timing();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = StallOnce {
-        first: std::sync::OnceLock::new(),
-        stalled: std::sync::atomic::AtomicBool::new(false),
-    };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(KeyValueBasicServer::new(server))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = write(
-        dir.path(),
-        "s.yaml",
-        &format!(
-            "name: stall\ntarget: {{endpoint: 'http://{addr}', channels: 1}}\n\
-             load: {{model: closed, stages: [{{duration: 4s, concurrency: 1}}]}}\n\
-             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
-        ),
-    );
-    let out_dir = dir.path().join("out");
-    let path = env!("CARGO_BIN_EXE_loadtest").to_string();
-    let args = [
-        "run".to_string(),
-        scenario,
-        "--out".into(),
-        out_dir.to_string_lossy().into_owned(),
-        "--quiet".into(),
-    ];
-    let out = tokio::task::spawn_blocking(move || Command::new(path).args(args).output().unwrap())
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    let first = std::sync::OnceLock::<std::time::Instant>::new();
+    let stalled = std::sync::atomic::AtomicBool::new(false);
+    let addr = serve(move || {
+        let since = first.get_or_init(std::time::Instant::now).elapsed();
+        if since > Duration::from_secs(1) && !stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Duration::from_millis(500)
+        } else {
+            Duration::ZERO
+        }
+    })
+    .await;
+    let (code, out, run) = run_scenario(format!(
+        "name: stall\ntarget: {{endpoint: 'http://{addr}', channels: 1}}\n\
+         load: {{model: closed, stages: [{{duration: 4s, concurrency: 1}}]}}\n\
+         keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
+    ))
+    .await;
+    assert_eq!(code, Some(0), "{out}");
     let op = &run["operations"][0];
     let corrected = op["latency"]["p99_9_us"].as_u64().unwrap();
     let service = op["service_time"]["p99_9_us"].as_u64().unwrap();
