@@ -164,7 +164,8 @@ pub fn rate_at(stages: &[OpenStage], t: f64) -> Option<f64> {
     let mut start = 0.0;
     for s in stages {
         let d = s.duration.as_secs_f64();
-        if t < start + d {
+        // The epsilon absorbs the rounding of summed 1/rate steps at a stage end.
+        if t + 1e-9 < start + d {
             let to = s.ramp_to.unwrap_or(s.rate);
             return Some(s.rate + (to - s.rate) * (t - start) / d);
         }

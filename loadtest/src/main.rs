@@ -43,6 +43,10 @@ enum Command {
         /// No live progress, only the final table.
         #[arg(long)]
         quiet: bool,
+        /// Override a scenario value, e.g. `--set load.stages[0].rate=2000` or
+        /// `--set target.endpoint=http://10.0.0.5:50051`; repeatable.
+        #[arg(long = "set", value_name = "PATH=VALUE")]
+        sets: Vec<String>,
         /// Run shard i of N (0-based): 1/N of the rate or clients, on 1/N of each
         /// keyspace. Merge the N outputs with `loadtest merge`.
         #[arg(long, value_name = "i/N")]
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
             out,
             quiet,
             shard,
+            sets,
         } => {
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
@@ -188,7 +193,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            verdict(runtime.block_on(run(&scenario, out, quiet, shard)))
+            verdict(runtime.block_on(run(&scenario, &sets, out, quiet, shard)))
         }
     }
 }
@@ -203,8 +208,14 @@ fn merge(runs: &[PathBuf], out: &Path) -> anyhow::Result<bool> {
     Ok(report.passed)
 }
 
-async fn run(path: &Path, out: Option<PathBuf>, quiet: bool, shard: Option<Shard>) -> anyhow::Result<bool> {
-    let scenario = Scenario::load(path)?;
+async fn run(
+    path: &Path,
+    sets: &[String],
+    out: Option<PathBuf>,
+    quiet: bool,
+    shard: Option<Shard>,
+) -> anyhow::Result<bool> {
+    let scenario = Scenario::load(path)?.with_overrides(sets, path)?;
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -232,12 +243,24 @@ async fn run(path: &Path, out: Option<PathBuf>, quiet: bool, shard: Option<Shard
     } else {
         endpoint.clone()
     };
+    let mut metadata: Vec<(String, String)> = Vec::new();
+    if let Some(Target::Remote(r)) = &scenario.target {
+        metadata.extend(r.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(auth) = &r.auth {
+            let token = auth.token().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            metadata.push(("authorization".into(), format!("Bearer {token}")));
+        }
+    }
     let mut clients = Vec::new();
     for _ in 0..channels {
-        let client = PrismClient::connect(&endpoint, &namespace)
+        let mut client = PrismClient::connect(&endpoint, &namespace)
             .await
-            .with_context(|| format!("connecting to {endpoint}"))?;
-        clients.push(client.with_timeout(timeout));
+            .with_context(|| format!("connecting to {endpoint}"))?
+            .with_timeout(timeout);
+        for (key, value) in &metadata {
+            client = client.with_metadata(key, value)?;
+        }
+        clients.push(client);
     }
     let op_names = scenario.reported_operations();
     let engine = Engine {

@@ -28,6 +28,8 @@ pub enum ScenarioError {
     },
     #[error("{path}: {}", .problems.join(&format!("\n{}: ", .path.display())))]
     Invalid { path: PathBuf, problems: Vec<String> },
+    #[error("--set {set}: {message}")]
+    Override { set: String, message: String },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,6 +80,35 @@ pub struct RemoteTarget {
     /// Per-request deadline.
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Extra gRPC metadata sent with every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// A bearer token sent as `authorization: Bearer ...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Auth>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Auth {
+    /// Read the token from this environment variable (never written to run.json).
+    BearerEnv(String),
+    /// Read the token from this file (trailing whitespace trimmed).
+    BearerFile(PathBuf),
+}
+
+impl Auth {
+    /// The token, read now.
+    pub fn token(&self) -> Result<String, String> {
+        match self {
+            Auth::BearerEnv(var) => {
+                std::env::var(var).map_err(|_| format!("target.auth.bearer_env: environment variable {var} is not set"))
+            }
+            Auth::BearerFile(path) => std::fs::read_to_string(path)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("target.auth.bearer_file: cannot read {}: {e}", path.display())),
+        }
+    }
 }
 
 fn default_namespace() -> String {
@@ -229,6 +260,39 @@ impl Scenario {
         Scenario::parse(&text, path)
     }
 
+    /// Applies `--set path=value` overrides (`load.stages[0].rate=2000`,
+    /// `target.endpoint=http://host:50051`); the value is read as YAML. The result is
+    /// validated again.
+    pub fn with_overrides(self, sets: &[String], path: &Path) -> Result<Scenario, ScenarioError> {
+        if sets.is_empty() {
+            return Ok(self);
+        }
+        let err = |set: &str, message: String| ScenarioError::Override {
+            set: set.to_string(),
+            message,
+        };
+        let mut doc = serde_yaml::to_value(&self).map_err(|e| err("", e.to_string()))?;
+        for set in sets {
+            let (key, raw) = set
+                .split_once('=')
+                .ok_or_else(|| err(set, "expected path=value, e.g. load.stages[0].rate=2000".into()))?;
+            let value: serde_yaml::Value =
+                serde_yaml::from_str(raw).map_err(|e| err(set, format!("the value is not YAML: {e}")))?;
+            let slot = locate(&mut doc, key).map_err(|m| err(set, m))?;
+            *slot = value;
+        }
+        let scenario: Scenario = serde_yaml::from_value(doc).map_err(|e| err(&sets.join(" "), e.to_string()))?;
+        let problems = scenario.problems();
+        if problems.is_empty() {
+            Ok(scenario)
+        } else {
+            Err(ScenarioError::Invalid {
+                path: path.to_path_buf(),
+                problems,
+            })
+        }
+    }
+
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
@@ -295,6 +359,28 @@ impl Scenario {
                             s.concurrency
                         ));
                     }
+                }
+            }
+        }
+        if let Some(Target::Remote(r)) = &self.target {
+            if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
+                p.push(format!(
+                    "target.endpoint: {:?} must start with http:// or https://",
+                    r.endpoint
+                ));
+            }
+            if r.channels == 0 || r.channels > 1024 {
+                p.push(format!("target.channels: {} is not in 1..=1024", r.channels));
+            }
+            for key in r.metadata.keys() {
+                let valid = !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+                if !valid || key.ends_with("-bin") {
+                    p.push(format!(
+                        "target.metadata.{key}: metadata keys are lowercase ASCII letters, digits, - _ ."
+                    ));
                 }
             }
         }
@@ -387,6 +473,87 @@ impl Scenario {
         match &self.load {
             Load::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
             Load::Closed { stages, .. } => stages.iter().map(|s| s.duration).sum(),
+        }
+    }
+}
+
+/// The node at a dotted path with `[i]` indices, creating mapping keys on the way.
+fn locate<'a>(mut node: &'a mut serde_yaml::Value, path: &str) -> Result<&'a mut serde_yaml::Value, String> {
+    use serde_yaml::Value;
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    for part in path.split('.') {
+        let (name, indices) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !name.is_empty() {
+            if node.is_null() {
+                *node = Value::Mapping(Default::default());
+            }
+            let Value::Mapping(map) = node else {
+                return Err(format!("{name:?} is not inside a mapping"));
+            };
+            node = map.entry(Value::String(name.to_string())).or_insert(Value::Null);
+        }
+        for index in indices.split('[').filter(|s| !s.is_empty()) {
+            let i: usize = index
+                .strip_suffix(']')
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| format!("{part:?}: an index is written [N]"))?;
+            let Value::Sequence(items) = node else {
+                return Err(format!("{part:?}: not a list"));
+            };
+            let len = items.len();
+            node = items
+                .get_mut(i)
+                .ok_or_else(|| format!("{part:?}: index {i} is past the end (length {len})"))?;
+        }
+    }
+    Ok(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name: t\nload: {model: open, stages: [{duration: 1s, rate: 10}]}\n\
+        keyspaces: {k: {count: 5}}\noperations: [{op: keyvalue.get, keys: k}]\n";
+
+    fn base() -> Scenario {
+        Scenario::parse(BASE, Path::new("t.yaml")).unwrap()
+    }
+
+    #[test]
+    fn overrides_change_nested_values_and_add_keys() {
+        let sets = [
+            "load.stages[0].rate=2000".to_string(),
+            "target.endpoint=http://h:1".into(),
+            "seed=9".into(),
+        ];
+        let s = base().with_overrides(&sets, Path::new("t.yaml")).unwrap();
+        let Load::Open { stages, .. } = &s.load else {
+            panic!("open")
+        };
+        assert_eq!(stages[0].rate, 2000.0);
+        assert_eq!(s.seed, 9);
+        assert!(matches!(&s.target, Some(Target::Remote(r)) if r.endpoint == "http://h:1"));
+    }
+
+    #[test]
+    fn bad_overrides_name_themselves() {
+        for (set, needle) in [
+            ("load.stages[3].rate=1", "past the end"),
+            ("load.stages[0].rate=fast", "--set"),
+            ("nonsense", "path=value"),
+            ("load.stages[0].rate=-1", "rate"),
+        ] {
+            let e = base()
+                .with_overrides(&[set.to_string()], Path::new("t.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{set}: {e}");
         }
     }
 }

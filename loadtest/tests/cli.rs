@@ -110,17 +110,19 @@ fn failed_threshold_exits_two() {
     assert!(out.contains("FAIL"), "{out}");
 }
 
-/// An in-test gRPC server whose Get answers after `delay()`; other calls are
-/// UNIMPLEMENTED.
-struct Scripted(Box<dyn Fn() -> Duration + Send + Sync>);
+/// Decides, from a request's metadata, how long Get waits (or which error it returns).
+type Script = Box<dyn Fn(&tonic::metadata::MetadataMap) -> Result<Duration, Status> + Send + Sync>;
+
+/// An in-test gRPC server whose Get follows a [`Script`]; other calls are UNIMPLEMENTED.
+struct Scripted(Script);
 
 #[tonic::async_trait]
 impl KeyValueBasic for Scripted {
     async fn set(&self, _: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
         Err(Status::unimplemented("get only"))
     }
-    async fn get(&self, _: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let delay = (self.0)();
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let delay = (self.0)(request.metadata())?;
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
@@ -138,12 +140,14 @@ impl KeyValueBasic for Scripted {
 }
 
 /// Starts a [`Scripted`] server on a free loopback port.
-async fn serve(delay: impl Fn() -> Duration + Send + Sync + 'static) -> std::net::SocketAddr {
+async fn serve(
+    script: impl Fn(&tonic::metadata::MetadataMap) -> Result<Duration, Status> + Send + Sync + 'static,
+) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(KeyValueBasicServer::new(Scripted(Box::new(delay))))
+            .add_service(KeyValueBasicServer::new(Scripted(Box::new(script))))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     addr
@@ -173,7 +177,7 @@ const DELAY: Duration = Duration::from_millis(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reported_percentiles_match_an_injected_latency() {
     let _serial = timing();
-    let addr = serve(|| DELAY).await;
+    let addr = serve(|_| Ok(DELAY)).await;
     let (code, out, run) = run_scenario(format!(
         "name: slow\ntarget: {{endpoint: 'http://{addr}', channels: 2}}\n\
          load: {{model: open, warmup: 500ms, stages: [{{duration: 3s, rate: 100}}]}}\n\
@@ -359,7 +363,7 @@ fn open_model_rate_is_accurate_when_the_server_keeps_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
     let _serial = timing();
-    let addr = serve(|| DELAY).await;
+    let addr = serve(|_| Ok(DELAY)).await;
     // 200/s against a 20 ms server with one request allowed in flight: about 50/s fit.
     let (code, out, run) = run_scenario(format!(
         "name: overload\ntarget: {{endpoint: 'http://{addr}'}}\n\
@@ -446,12 +450,12 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
     let _serial = timing();
     let first = std::sync::OnceLock::<std::time::Instant>::new();
     let stalled = std::sync::atomic::AtomicBool::new(false);
-    let addr = serve(move || {
+    let addr = serve(move |_| {
         let since = first.get_or_init(std::time::Instant::now).elapsed();
         if since > Duration::from_secs(1) && !stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            Duration::from_millis(500)
+            Ok(Duration::from_millis(500))
         } else {
-            Duration::ZERO
+            Ok(Duration::ZERO)
         }
     })
     .await;
@@ -476,5 +480,91 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
     assert!(
         service < 50_000,
         "uncorrected p99.9 {service} us hides it (one sample in thousands)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_and_metadata_reach_the_server() {
+    let addr = serve(|metadata| {
+        let header = |k: &str| {
+            metadata
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        if header("authorization") == "Bearer s3cret" && header("x-tenant") == "blue" {
+            Ok(Duration::ZERO)
+        } else {
+            Err(Status::unauthenticated("no token"))
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret\n").unwrap();
+    let scenario = |auth: &str| {
+        format!(
+            "name: auth\ntarget: {{endpoint: 'http://{addr}', metadata: {{x-tenant: blue}}, auth: {auth}}}\n\
+             load: {{model: closed, stages: [{{duration: 1s, concurrency: 2}}]}}\n\
+             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n\
+             thresholds: ['error_rate < 1%']\n"
+        )
+    };
+    let (code, out, run) = run_scenario(scenario(&format!("{{bearer_file: '{}'}}", token.display()))).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(run["total"]["errors"].as_u64(), Some(0));
+    // A wrong token: every request is refused and the threshold fails.
+    std::fs::write(&token, "wrong").unwrap();
+    let (code, _, run) = run_scenario(scenario(&format!("{{bearer_file: '{}'}}", token.display()))).await;
+    assert_eq!(code, Some(2));
+    assert!(
+        run["total"]["codes"]["UNAUTHENTICATED"].as_u64().unwrap() > 0,
+        "{}",
+        run["total"]["codes"]
+    );
+    // A variable that is not set is an error naming it.
+    let path = write(
+        dir.path(),
+        "env.yaml",
+        &scenario("{bearer_env: PRISM_TEST_NO_SUCH_TOKEN}"),
+    );
+    let (code, _, err) = tokio::task::spawn_blocking(move || loadtest(&["run", &path, "--quiet"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(err.contains("PRISM_TEST_NO_SUCH_TOKEN"), "{err}");
+}
+
+#[test]
+fn set_overrides_scenario_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: base\nload: {model: open, stages: [{duration: 1s, rate: 50}]}\n\
+         keyspaces: {k: {count: 10}}\noperations:\n  - {op: keyvalue.get, keys: k}\n",
+    );
+    let out = dir.path().join("out");
+    let (code, stdout, err) = loadtest(&[
+        "run",
+        &scenario,
+        "--set",
+        "load.stages[0].rate=300",
+        "--set",
+        "name=overridden",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{err}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["scenario"]["name"], "overridden");
+    assert_eq!(run["scheduled"].as_u64(), Some(300), "1 s at the overridden 300/s");
+    let (code, _, err) = loadtest(&["run", &scenario, "--set", "load.stages[5].rate=1", "--quiet"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--set load.stages[5].rate=1") && err.contains("past the end"),
+        "{err}"
     );
 }

@@ -40,6 +40,8 @@ pub struct PrismClient {
     /// `timeout` encoded once as a `grpc-timeout` value: formatting it per call cost the
     /// load generator about 5% of its request rate.
     timeout_header: Option<AsciiMetadataValue>,
+    /// Extra metadata sent with every call (authorization, tenant headers, ...).
+    extra: Vec<(tonic::metadata::AsciiMetadataKey, AsciiMetadataValue)>,
 }
 
 /// What a namespace serves, as the server describes it.
@@ -74,6 +76,7 @@ impl PrismClient {
             namespace,
             timeout: None,
             timeout_header: None,
+            extra: Vec::new(),
         })
     }
 
@@ -82,6 +85,18 @@ impl PrismClient {
         self.timeout = Some(timeout);
         self.timeout_header = grpc_timeout(timeout);
         self
+    }
+
+    /// Adds metadata sent with every call; `key` must be a valid ASCII metadata key.
+    pub fn with_metadata(mut self, key: &str, value: &str) -> BackendResult<PrismClient> {
+        let k = key
+            .parse()
+            .map_err(|_| BackendError::invalid("metadata", format!("{key:?} is not a valid metadata key")))?;
+        let v = value.parse().map_err(|_| {
+            BackendError::invalid("metadata", format!("the value of {key:?} is not valid ASCII metadata"))
+        })?;
+        self.extra.push((k, v));
+        Ok(self)
     }
 
     pub fn channel(&self) -> &Channel {
@@ -93,6 +108,9 @@ impl PrismClient {
         request.metadata_mut().insert(NAMESPACE_HEADER, self.namespace.clone());
         if let Some(value) = &self.timeout_header {
             request.metadata_mut().insert("grpc-timeout", value.clone());
+        }
+        for (key, value) in &self.extra {
+            request.metadata_mut().insert(key.clone(), value.clone());
         }
         request
     }
@@ -272,6 +290,9 @@ impl PubSubBasic for PrismClient {
         // No deadline on the stream itself: it lives until dropped.
         let mut request = Request::new(ps::SubscribeRequest { topic });
         request.metadata_mut().insert(NAMESPACE_HEADER, self.namespace.clone());
+        for (key, value) in &self.extra {
+            request.metadata_mut().insert(key.clone(), value.clone());
+        }
         let mut stream = answer(self.pubsub().subscribe(request).await)?;
         // The server's first message confirms the subscription is live.
         let id = match stream.message().await.map_err(|s| from_status(&s))? {
