@@ -7,8 +7,11 @@ use std::fmt::Write as _;
 use crate::report::{RunReport, fmt_us};
 
 const COLORS: &[&str] = &[
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#393b79", "#ad494a",
 ];
+/// Legend entries per row under a chart.
+const LEGEND_COLUMNS: usize = 4;
 const W: f64 = 760.0;
 const H: f64 = 300.0;
 const LEFT: f64 = 70.0;
@@ -40,15 +43,28 @@ fn line_chart(
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
     let (x0, x1) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
-    let y_max = ys.fold(0.0f64, f64::max).max(1.0);
+    let (y_min, y_max) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
+        (if y > 0.0 { lo.min(y) } else { lo }, hi.max(y))
+    });
+    let y_max = y_max.max(1.0);
+    // Log scale: from the decade below the smallest value, not from 1.
+    let decade_lo = if y_min.is_finite() {
+        y_min.log10().floor().max(0.0)
+    } else {
+        0.0
+    };
+    let legend_rows = series.len().div_ceil(LEGEND_COLUMNS).max(1);
+    let height = H + 14.0 * (legend_rows as f64 - 1.0);
     let (x0, x1) = if x0.is_finite() && x1 > x0 {
         (x0, x1)
     } else {
         (0.0, 1.0)
     };
+    // Log scale spans whole decades around the data.
+    let decade_hi = y_max.max(10.0).log10().ceil().max(decade_lo + 1.0);
     let ty = |y: f64| -> f64 {
         let f = if log_y {
-            (y.max(1.0)).log10() / (y_max.max(10.0)).log10()
+            (y.max(1.0).log10() - decade_lo) / (decade_hi - decade_lo)
         } else {
             y / (y_max * 1.1)
         };
@@ -56,7 +72,7 @@ fn line_chart(
     };
     let tx = |x: f64| LEFT + (W - LEFT - RIGHT) * (x - x0) / (x1 - x0);
     let mut svg = format!(
-        r#"<svg id="{id}" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{t}">
+        r#"<svg id="{id}" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{t}">
 <text x="{LEFT}" y="18" class="title">{t}</text>
 <line x1="{LEFT}" y1="{b}" x2="{r}" y2="{b}" class="axis"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{b}" class="axis"/>
 <text x="14" y="{mid}" class="label" transform="rotate(-90 14 {mid})">{yl}</text>
@@ -69,10 +85,7 @@ fn line_chart(
     );
     // y grid: 4 lines (linear) or decades (log).
     let grid: Vec<f64> = if log_y {
-        (0..=9)
-            .map(|e| 10f64.powi(e))
-            .filter(|v| *v <= y_max.max(10.0) * 1.0001)
-            .collect()
+        (decade_lo as i32..=decade_hi as i32).map(|e| 10f64.powi(e)).collect()
     } else {
         (1..=4).map(|i| y_max * 1.1 * i as f64 / 4.0).collect()
     };
@@ -113,13 +126,14 @@ fn line_chart(
             esc(s.name),
             path.join(" ")
         );
+        let (column, row) = ((i % LEGEND_COLUMNS) as f64, (i / LEGEND_COLUMNS) as f64);
         let _ = writeln!(
             svg,
-            r#"<rect x="{:.1}" y="{}" width="12" height="4" fill="{color}"/><text x="{:.1}" y="{}" class="legend">{}</text>"#,
-            LEFT + 10.0 + 150.0 * i as f64,
-            H - 12.0,
-            LEFT + 26.0 + 150.0 * i as f64,
-            H - 7.0,
+            r#"<rect x="{:.1}" y="{:.1}" width="12" height="4" fill="{color}"/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
+            LEFT + 10.0 + 170.0 * column,
+            H - 12.0 + 14.0 * row,
+            LEFT + 26.0 + 170.0 * column,
+            H - 7.0 + 14.0 * row,
             esc(s.name)
         );
     }
@@ -135,24 +149,34 @@ fn second_ticks(n: usize) -> Vec<(f64, String)> {
 pub fn render(r: &RunReport) -> String {
     let ts = &r.time_series;
     let ticks = second_ticks(ts.len());
+    // p99 per operation (seconds where it had no response are left out), then the
+    // overall median for reference.
+    let mut over_time: Vec<Series> = r
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| Series {
+            name: &o.operation,
+            points: ts
+                .iter()
+                .filter_map(|s| {
+                    s.op_p99_us
+                        .get(i)
+                        .filter(|v| **v > 0)
+                        .map(|v| (s.second as f64, *v as f64))
+                })
+                .collect(),
+        })
+        .collect();
+    over_time.push(Series {
+        name: "all: p50",
+        points: ts.iter().map(|s| (s.second as f64, s.p50_us as f64)).collect(),
+    });
     let latency = line_chart(
         "latency-over-time",
-        "Latency over time (all operations, corrected)",
+        "Latency over time: p99 per operation, p50 of all (corrected)",
         "latency (us)",
-        &[
-            Series {
-                name: "p50",
-                points: ts.iter().map(|s| (s.second as f64, s.p50_us as f64)).collect(),
-            },
-            Series {
-                name: "p99",
-                points: ts.iter().map(|s| (s.second as f64, s.p99_us as f64)).collect(),
-            },
-            Series {
-                name: "max",
-                points: ts.iter().map(|s| (s.second as f64, s.max_us as f64)).collect(),
-            },
-        ],
+        &over_time,
         &ticks,
         true,
     );
@@ -253,7 +277,7 @@ pub fn render(r: &RunReport) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>loadtest: {name}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 820px; }}
+body {{ font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width: 980px; }}
 table {{ border-collapse: collapse; }} td, th {{ padding: 3px 10px; text-align: right; border-bottom: 1px solid #ddd; }}
 td:first-child, th:first-child {{ text-align: left; }}
 .chart {{ display: block; margin: 18px 0; }} .title {{ font-weight: 600; font-size: 14px; }}

@@ -65,6 +65,9 @@ enum Command {
         #[arg(required = true)]
         scenarios: Vec<PathBuf>,
     },
+    /// Print the JSON Schema of scenario files (for editors; shipped as
+    /// loadtest/scenario.schema.json).
+    Schema,
     /// Print a finished run's table and (re)write its HTML report.
     Report {
         /// A run.json written by `loadtest run`.
@@ -175,6 +178,10 @@ fn main() -> ExitCode {
                 }
             }
             if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+        }
+        Command::Schema => {
+            print!("{}", Scenario::json_schema());
+            ExitCode::SUCCESS
         }
         Command::Report { run, html } => verdict(report(&run, html)),
         Command::Compare { base, new, tolerance } => verdict(compare(&base, &new, tolerance)),

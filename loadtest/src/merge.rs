@@ -103,6 +103,10 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
             m.p50_us = m.p50_us.max(s.p50_us);
             m.p99_us = m.p99_us.max(s.p99_us);
             m.max_us = m.max_us.max(s.max_us);
+            m.op_p99_us.resize(s.op_p99_us.len().max(m.op_p99_us.len()), 0);
+            for (into, v) in m.op_p99_us.iter_mut().zip(&s.op_p99_us) {
+                *into = (*into).max(*v);
+            }
         }
     }
     let started = reports.iter().map(|(_, r)| r.started_unix_ms).min().unwrap_or(0);

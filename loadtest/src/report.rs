@@ -156,7 +156,11 @@ impl RunReport {
             crate::stats::histogram(),
             std::collections::BTreeMap::new(),
         );
-        for o in &stats.ops {
+        // "all" counts requests sent; subscriber deliveries are reported on their own.
+        for (name, o) in op_names.iter().zip(&stats.ops) {
+            if name == crate::scenario::DELIVERY_OP {
+                continue;
+            }
             let _ = all.add(&o.corrected);
             let _ = all_service.add(&o.service);
             for (c, n) in &o.codes {

@@ -32,7 +32,7 @@ pub enum ScenarioError {
     Override { set: String, message: String },
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     pub name: String,
@@ -54,20 +54,20 @@ fn default_seed() -> u64 {
     1
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum Target {
     Named(NamedTarget),
     Remote(RemoteTarget),
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NamedTarget {
     Embedded,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteTarget {
     /// `http://host:port`.
@@ -79,6 +79,7 @@ pub struct RemoteTarget {
     pub channels: usize,
     /// Per-request deadline.
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub timeout: Duration,
     /// Extra gRPC metadata sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -88,7 +89,7 @@ pub struct RemoteTarget {
     pub auth: Option<Auth>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Auth {
     /// Read the token from this environment variable (never written to run.json).
@@ -121,7 +122,7 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Load {
     /// Arrivals at a rate, whatever the server does: latency counts from each request's
@@ -133,14 +134,17 @@ pub enum Load {
         max_in_flight: usize,
         /// Excluded from the results.
         #[serde(default, with = "humantime_serde")]
+        #[schemars(with = "String")]
         warmup: Duration,
     },
     /// A fixed number of clients, each sending its next request when the last returned.
     Closed {
         stages: Vec<ClosedStage>,
         #[serde(default, with = "humantime_serde")]
+        #[schemars(with = "String")]
         think_time: Duration,
         #[serde(default, with = "humantime_serde")]
+        #[schemars(with = "String")]
         warmup: Duration,
     },
 }
@@ -149,10 +153,11 @@ fn default_max_in_flight() -> usize {
     10_000
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenStage {
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub duration: Duration,
     /// Requests per second at the start of the stage.
     pub rate: f64,
@@ -161,15 +166,16 @@ pub struct OpenStage {
     pub ramp_to: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClosedStage {
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub duration: Duration,
     pub concurrency: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keyspace {
     #[serde(default)]
@@ -179,7 +185,7 @@ pub struct Keyspace {
     pub distribution: Distribution,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Distribution {
     #[default]
@@ -197,7 +203,7 @@ fn default_theta() -> f64 {
     0.99
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
     /// One of [`OPERATIONS`].
@@ -224,7 +230,7 @@ fn default_weight() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ValueSize {
     Fixed(usize),
@@ -252,6 +258,12 @@ pub const OPERATIONS: &[&str] = &[
 pub const DELIVERY_OP: &str = "pubsub.delivery";
 
 impl Scenario {
+    /// The JSON Schema of scenario files, for editors (`loadtest schema`).
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Scenario);
+        serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    }
+
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read {
             path: path.to_path_buf(),

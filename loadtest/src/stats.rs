@@ -63,6 +63,10 @@ pub struct Second {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// p99 of each operation in this second (0 when it had no response), in the order
+    /// of the report's operations.
+    #[serde(default)]
+    pub op_p99_us: Vec<u64>,
 }
 
 pub struct Stats {
@@ -72,8 +76,9 @@ pub struct Stats {
     pub scheduled: u64,
     pub dropped: u64,
     pub seconds: Vec<Second>,
-    /// Latencies of the current second, for its percentiles.
+    /// Latencies of the current second, for its percentiles: all, and per operation.
     current: Histogram<u64>,
+    current_ops: Vec<Histogram<u64>>,
     /// p99 of the last closed second, for the progress line.
     last_p99: u64,
 }
@@ -87,6 +92,7 @@ impl Stats {
             dropped: 0,
             seconds: Vec::new(),
             current: histogram(),
+            current_ops: (0..ops).map(|_| histogram()).collect(),
             last_p99: 0,
         }
     }
@@ -137,6 +143,7 @@ impl Stats {
         *o.codes.entry(code.to_string()).or_default() += 1;
         let _ = self.send_lag.record(micros(lag));
         let _ = self.current.record(micros(corrected));
+        let _ = self.current_ops[op].record(micros(corrected));
         let failed = code != "OK";
         let second = self.second(at);
         second.completed += 1;
@@ -150,12 +157,17 @@ impl Stats {
             self.current.value_at_quantile(0.99),
             self.current.max(),
         );
+        let op_p99: Vec<u64> = self.current_ops.iter().map(|h| h.value_at_quantile(0.99)).collect();
         let second = self.second(Duration::from_secs(s));
         second.p50_us = p50;
         second.p99_us = p99;
         second.max_us = max;
+        second.op_p99_us = op_p99;
         self.last_p99 = p99;
         self.current.reset();
+        for h in &mut self.current_ops {
+            h.reset();
+        }
     }
 
     /// p99 of the last full second.

@@ -10,7 +10,8 @@ use prism_proto::keyvalue::v1::key_value_basic_server::{KeyValueBasic, KeyValueB
 use prism_proto::keyvalue::v1::*;
 use tonic::{Request, Response, Status};
 
-/// Timing-sensitive tests hold this so they do not share the two cores with each other.
+/// Every test here runs the generator, and several measure time: they hold this so they
+/// do not share the two cores with each other.
 static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn timing() -> std::sync::MutexGuard<'static, ()> {
@@ -37,6 +38,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 
 #[test]
 fn validate_reports_every_problem_with_its_place() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let bad = write(
         dir.path(),
@@ -69,6 +71,7 @@ fn validate_reports_every_problem_with_its_place() {
 
 #[test]
 fn run_against_embedded_proxy_writes_results_and_passes() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let scenario = write(
         dir.path(),
@@ -92,6 +95,7 @@ fn run_against_embedded_proxy_writes_results_and_passes() {
 
 #[test]
 fn failed_threshold_exits_two() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let scenario = write(
         dir.path(),
@@ -191,7 +195,7 @@ async fn reported_percentiles_match_an_injected_latency() {
     // The truth is 20 ms plus tokio's timer rounding (up to ~1-2 ms), a loopback round
     // trip and the noise of other tests running beside this one; never less than 20 ms.
     assert!((20_000..25_000).contains(&p50), "p50 {p50} us for a 20 ms server");
-    assert!((20_000..40_000).contains(&p99), "p99 {p99} us for a 20 ms server");
+    assert!((20_000..60_000).contains(&p99), "p99 {p99} us for a 20 ms server");
     let service_p50 = run["operations"][0]["service_time"]["p50_us"].as_u64().unwrap();
     assert!(
         p50 >= service_p50 && p50 - service_p50 < 2_000,
@@ -216,6 +220,7 @@ fn short_run(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn html_report_has_the_four_charts_and_report_rewrites_it() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let run = short_run(dir.path());
     let html = std::fs::read_to_string(run.with_file_name("report.html")).unwrap();
@@ -240,6 +245,7 @@ fn html_report_has_the_four_charts_and_report_rewrites_it() {
 
 #[test]
 fn compare_flags_a_regression_beyond_the_tolerance() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let base = short_run(dir.path());
     let mut run: serde_json::Value = serde_json::from_slice(&std::fs::read(&base).unwrap()).unwrap();
@@ -274,6 +280,7 @@ fn compare_flags_a_regression_beyond_the_tolerance() {
 
 #[test]
 fn shards_merge_into_one_exact_report() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let scenario = write(
         dir.path(),
@@ -389,6 +396,7 @@ async fn arrivals_beyond_max_in_flight_are_dropped_and_counted() {
 
 #[test]
 fn every_shipped_scenario_validates() {
+    let _serial = timing();
     let files: Vec<String> = std::fs::read_dir("../scenarios")
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -404,6 +412,7 @@ fn every_shipped_scenario_validates() {
 
 #[test]
 fn every_interface_runs_and_pubsub_delivery_is_measured() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let scenario = write(
         dir.path(),
@@ -483,8 +492,11 @@ async fn a_stall_shows_in_corrected_latency_not_in_service_time() {
     );
 }
 
+// The guard only orders whole tests (each with its own runtime) against each other.
+#[allow(clippy::await_holding_lock)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_and_metadata_reach_the_server() {
+    let _serial = timing();
     let addr = serve(|metadata| {
         let header = |k: &str| {
             metadata
@@ -538,6 +550,7 @@ async fn bearer_token_and_metadata_reach_the_server() {
 
 #[test]
 fn set_overrides_scenario_values() {
+    let _serial = timing();
     let dir = tempfile::tempdir().unwrap();
     let scenario = write(
         dir.path(),
@@ -567,4 +580,22 @@ fn set_overrides_scenario_values() {
         err.contains("--set load.stages[5].rate=1") && err.contains("past the end"),
         "{err}"
     );
+}
+
+#[test]
+fn shipped_json_schema_is_current_and_strict() {
+    let _serial = timing();
+    let (code, generated, _) = loadtest(&["schema"]);
+    assert_eq!(code, Some(0));
+    let shipped = std::fs::read_to_string("scenario.schema.json").unwrap();
+    assert_eq!(
+        generated, shipped,
+        "regenerate: cargo run -p loadtest -- schema > loadtest/scenario.schema.json"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+    assert_eq!(
+        schema["additionalProperties"], false,
+        "unknown top-level keys are rejected"
+    );
+    assert!(schema["$defs"]["Operation"]["properties"]["op"].is_object());
 }
