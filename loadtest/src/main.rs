@@ -22,7 +22,12 @@ use prism_proxy::config::Config;
 /// Exit codes: 0 the run passed its thresholds, 2 a threshold failed, 1 an error (bad
 /// scenario, unreachable target).
 #[derive(Parser)]
-#[command(version, about, long_about)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  loadtest run scenarios/quickstart.yaml\n  loadtest run scenarios/kv-read-heavy.yaml --set target.endpoint=http://127.0.0.1:50051\n  loadtest compare reports/runs/a/run.json reports/runs/b/run.json --tolerance 10%"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a scenario and write run.json + latency.hlog to the output folder.
+    /// Run a scenario and write run.json, latency.hlog and report.html to the output folder.
     ///
     /// With no `target` in the scenario, the proxy with memstore is started in-process
     /// (it then shares the machine's cores with the generator).
