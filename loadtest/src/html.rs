@@ -237,35 +237,19 @@ pub fn render(r: &RunReport) -> String {
         false,
     );
     let mut rows = String::new();
-    for o in r.operations.iter().chain(std::iter::once(&r.total)) {
-        let l = &o.latency;
-        let _ = writeln!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&o.operation),
-            o.count,
-            o.rate_per_s,
-            fmt_us(l.p50_us as f64),
-            fmt_us(l.p90_us as f64),
-            fmt_us(l.p99_us as f64),
-            fmt_us(l.p99_9_us as f64),
-            fmt_us(l.max_us as f64),
-            o.errors
-        );
+    for o in r.rows() {
+        let cells: Vec<String> = o.cells().iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+        let _ = writeln!(rows, "<tr>{}</tr>", cells.concat());
     }
     let mut verdicts = String::new();
     for v in &r.thresholds {
-        let actual = if v.unit == "us" {
-            fmt_us(v.actual)
-        } else {
-            format!("{:.3}%", v.actual * 100.0)
-        };
         let _ = writeln!(
             verdicts,
-            r#"<li class="{}">{} &mdash; {} (actual {actual})</li>"#,
+            r#"<li class="{}">{} &mdash; {} (actual {})</li>"#,
             if v.passed { "pass" } else { "fail" },
             esc(&v.threshold),
-            if v.passed { "PASS" } else { "FAIL" }
+            v.verdict(),
+            v.actual_text()
         );
     }
     let warnings: String = r

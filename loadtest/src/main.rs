@@ -127,13 +127,8 @@ fn compare(base: &Path, new: &Path, tolerance: f64) -> anyhow::Result<bool> {
         "change",
         tolerance * 100.0
     );
-    for n in new.operations.iter().chain(std::iter::once(&new.total)) {
-        let Some(b) = base
-            .operations
-            .iter()
-            .chain(std::iter::once(&base.total))
-            .find(|b| b.operation == n.operation)
-        else {
+    for n in new.rows() {
+        let Some(b) = base.rows().find(|b| b.operation == n.operation) else {
             println!("{:<20} only in the new run", n.operation);
             continue;
         };

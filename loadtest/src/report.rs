@@ -99,6 +99,39 @@ pub struct RunReport {
     pub warnings: Vec<String>,
 }
 
+impl OpReport {
+    /// The summary columns: operation, count, rate/s, p50, p90, p99, p99.9, max, errors.
+    pub fn cells(&self) -> [String; 9] {
+        let l = &self.latency;
+        [
+            self.operation.clone(),
+            self.count.to_string(),
+            format!("{:.1}", self.rate_per_s),
+            fmt_us(l.p50_us as f64),
+            fmt_us(l.p90_us as f64),
+            fmt_us(l.p99_us as f64),
+            fmt_us(l.p99_9_us as f64),
+            fmt_us(l.max_us as f64),
+            self.errors.to_string(),
+        ]
+    }
+}
+
+impl Verdict {
+    pub fn verdict(&self) -> &'static str {
+        if self.passed { "PASS" } else { "FAIL" }
+    }
+
+    /// The measured value in the threshold's unit.
+    pub fn actual_text(&self) -> String {
+        if self.unit == "us" {
+            fmt_us(self.actual)
+        } else {
+            format!("{:.3}%", self.actual * 100.0)
+        }
+    }
+}
+
 fn one() -> u32 {
     1
 }
@@ -122,7 +155,7 @@ impl RunReport {
                          service: &Histogram<u64>,
                          codes: std::collections::BTreeMap<String, u64>| {
             let count: u64 = codes.values().sum();
-            let errors = codes.iter().filter(|(c, _)| c.as_str() != "OK").map(|(_, n)| n).sum();
+            let errors = crate::stats::error_count(&codes);
             OpReport {
                 operation: name,
                 count,
@@ -259,6 +292,11 @@ impl RunReport {
         }
     }
 
+    /// Each operation, then the total: the rows of every summary table.
+    pub fn rows(&self) -> impl Iterator<Item = &OpReport> {
+        self.operations.iter().chain(std::iter::once(&self.total))
+    }
+
     /// The terminal summary.
     pub fn table(&self) -> String {
         let mut out = String::new();
@@ -267,20 +305,11 @@ impl RunReport {
             "\n{:<20} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
             "operation", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
         );
-        for o in self.operations.iter().chain(std::iter::once(&self.total)) {
-            let l = &o.latency;
+        for o in self.rows() {
+            let [op, count, rate, p50, p90, p99, p999, max, errors] = o.cells();
             let _ = writeln!(
                 out,
-                "{:<20} {:>9} {:>10.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
-                o.operation,
-                o.count,
-                o.rate_per_s,
-                fmt_us(l.p50_us as f64),
-                fmt_us(l.p90_us as f64),
-                fmt_us(l.p99_us as f64),
-                fmt_us(l.p99_9_us as f64),
-                fmt_us(l.max_us as f64),
-                o.errors
+                "{op:<20} {count:>9} {rate:>10} {p50:>9} {p90:>9} {p99:>9} {p999:>9} {max:>9} {errors:>7}"
             );
         }
         let _ = writeln!(
@@ -303,16 +332,12 @@ impl RunReport {
             let _ = writeln!(out, "warning: {w}");
         }
         for v in &self.thresholds {
-            let actual = if v.unit == "us" {
-                fmt_us(v.actual)
-            } else {
-                format!("{:.3}%", v.actual * 100.0)
-            };
             let _ = writeln!(
                 out,
-                "threshold {:<40} {} (actual {actual})",
+                "threshold {:<40} {} (actual {})",
                 v.threshold,
-                if v.passed { "PASS" } else { "FAIL" }
+                v.verdict(),
+                v.actual_text()
             );
         }
         out

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::threshold::Threshold;
+use crate::workload::OpKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
@@ -206,7 +207,7 @@ fn default_theta() -> f64 {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Operation {
-    /// One of [`OPERATIONS`].
+    /// One of [`crate::workload::OPERATIONS`].
     pub op: String,
     #[serde(default = "default_weight")]
     pub weight: u32,
@@ -236,23 +237,6 @@ pub enum ValueSize {
     Fixed(usize),
     Uniform { min: usize, max: usize },
 }
-
-/// Operations the engine knows.
-pub const OPERATIONS: &[&str] = &[
-    "keyvalue.get",
-    "keyvalue.set",
-    "keyvalue.delete",
-    "keyvalue.exists",
-    "keyvalue.scan",
-    "keyvalue.batch_get",
-    "keyvalue.batch_set",
-    "pubsub.publish",
-    "queue.enqueue",
-    "queue.receive_ack",
-    "timeseries.append",
-    "timeseries.query",
-    "timeseries.aggregate",
-];
 
 /// The synthetic operation under which subscribers report publish-to-delivery latency.
 pub const DELIVERY_OP: &str = "pubsub.delivery";
@@ -294,22 +278,12 @@ impl Scenario {
             *slot = value;
         }
         let scenario: Scenario = serde_yaml::from_value(doc).map_err(|e| err(&sets.join(" "), e.to_string()))?;
-        let problems = scenario.problems();
-        if problems.is_empty() {
-            Ok(scenario)
-        } else {
-            Err(ScenarioError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            })
-        }
+        scenario.checked(path)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            let message = e.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            let (line, column, message) = prism_proxy::config::yaml_error_parts(&e);
             ScenarioError::Parse {
                 path: path.to_path_buf(),
                 line,
@@ -317,9 +291,14 @@ impl Scenario {
                 message,
             }
         })?;
-        let problems = scenario.problems();
+        scenario.checked(path)
+    }
+
+    /// The scenario if it has no meaning errors; all of them otherwise.
+    fn checked(self, path: &Path) -> Result<Scenario, ScenarioError> {
+        let problems = self.problems();
         if problems.is_empty() {
-            Ok(scenario)
+            Ok(self)
         } else {
             Err(ScenarioError::Invalid {
                 path: path.to_path_buf(),
@@ -415,11 +394,11 @@ impl Scenario {
             p.push("operations: at least one weight must be above 0".into());
         }
         for (i, o) in self.operations.iter().enumerate() {
-            if !OPERATIONS.contains(&o.op.as_str()) {
+            if OpKind::parse(&o.op).is_none() {
                 p.push(format!(
                     "operations[{i}].op: unknown operation {:?}; expected one of {}",
                     o.op,
-                    OPERATIONS.join(", ")
+                    OpKind::names().join(", ")
                 ));
             }
             if o.op.starts_with("keyvalue.") {

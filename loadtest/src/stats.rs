@@ -43,12 +43,13 @@ impl OpStats {
     }
 
     pub fn errors(&self) -> u64 {
-        self.codes
-            .iter()
-            .filter(|(c, _)| c.as_str() != "OK")
-            .map(|(_, n)| n)
-            .sum()
+        error_count(&self.codes)
     }
+}
+
+/// Responses other than `OK` in a status-count map.
+pub fn error_count(codes: &BTreeMap<String, u64>) -> u64 {
+    codes.iter().filter(|(c, _)| c.as_str() != "OK").map(|(_, n)| n).sum()
 }
 
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]

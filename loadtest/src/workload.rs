@@ -38,24 +38,31 @@ pub enum OpKind {
     Aggregate,
 }
 
+/// Every operation a scenario may name: the one list the parser and validation use.
+pub const OPERATIONS: &[(&str, OpKind)] = &[
+    ("keyvalue.get", OpKind::Get),
+    ("keyvalue.set", OpKind::Set),
+    ("keyvalue.delete", OpKind::Delete),
+    ("keyvalue.exists", OpKind::Exists),
+    ("keyvalue.scan", OpKind::Scan),
+    ("keyvalue.batch_get", OpKind::BatchGet),
+    ("keyvalue.batch_set", OpKind::BatchSet),
+    ("pubsub.publish", OpKind::Publish),
+    ("queue.enqueue", OpKind::Enqueue),
+    ("queue.receive_ack", OpKind::ReceiveAck),
+    ("timeseries.append", OpKind::Append),
+    ("timeseries.query", OpKind::Query),
+    ("timeseries.aggregate", OpKind::Aggregate),
+];
+
 impl OpKind {
-    fn parse(name: &str) -> Option<OpKind> {
-        Some(match name {
-            "keyvalue.get" => OpKind::Get,
-            "keyvalue.set" => OpKind::Set,
-            "keyvalue.delete" => OpKind::Delete,
-            "keyvalue.exists" => OpKind::Exists,
-            "keyvalue.scan" => OpKind::Scan,
-            "keyvalue.batch_get" => OpKind::BatchGet,
-            "keyvalue.batch_set" => OpKind::BatchSet,
-            "pubsub.publish" => OpKind::Publish,
-            "queue.enqueue" => OpKind::Enqueue,
-            "queue.receive_ack" => OpKind::ReceiveAck,
-            "timeseries.append" => OpKind::Append,
-            "timeseries.query" => OpKind::Query,
-            "timeseries.aggregate" => OpKind::Aggregate,
-            _ => return None,
-        })
+    pub fn parse(name: &str) -> Option<OpKind> {
+        OPERATIONS.iter().find(|(n, _)| *n == name).map(|(_, kind)| *kind)
+    }
+
+    /// Every operation name, for messages.
+    pub fn names() -> Vec<&'static str> {
+        OPERATIONS.iter().map(|(n, _)| *n).collect()
     }
 }
 

@@ -141,10 +141,7 @@ impl Config {
     /// Parses and validates `text`; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let config: Config = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-            // serde_yaml appends "at line L column C"; the location leads our message.
-            let message = e.to_string();
-            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            let (line, column, message) = yaml_error_parts(&e);
             ConfigError::Parse {
                 path: path.to_path_buf(),
                 line,
@@ -213,6 +210,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A serde_yaml error as (line, column, message), for `file:line:column: message`.
+/// serde_yaml appends "at line L column C" to its message; the location leads ours.
+pub fn yaml_error_parts(e: &serde_yaml::Error) -> (usize, usize, String) {
+    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
+    let message = e.to_string();
+    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+    (line, column, message)
 }
 
 fn valid_namespace_name(name: &str) -> bool {

@@ -146,18 +146,22 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(limit(KeyValueBasicServer::from_arc(kv.clone())))
-        .add_service(limit(KeyValueTtlServer::from_arc(kv.clone())))
-        .add_service(limit(KeyValueScanServer::from_arc(kv.clone())))
-        .add_service(limit(KeyValueBatchServer::from_arc(kv)))
-        .add_service(limit(PubSubBasicServer::new(pubsub::PubSubService::new(
-            router.clone(),
-            shutdown.clone(),
-        ))))
-        .add_service(limit(QueueBasicServer::new(queue::QueueService::new(router.clone()))))
-        .add_service(limit(TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(
-            router.clone(),
-        ))))
+        .add_service(KeyValueBasicServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueTtlServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueScanServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueBatchServer::from_arc(kv).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            QueueBasicServer::new(queue::QueueService::new(router.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
         .add_service(MetaServer::new(meta::MetaService::new(router.clone())))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
@@ -187,34 +191,6 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-}
-
-/// Applies the message size cap to a generated server.
-trait MessageLimit {
-    fn capped(self) -> Self;
-}
-
-macro_rules! message_limit {
-    ($($server:ident),*) => {$(
-        impl<T> MessageLimit for $server<T> {
-            fn capped(self) -> Self {
-                self.max_decoding_message_size(MAX_MESSAGE_BYTES)
-            }
-        }
-    )*};
-}
-message_limit!(
-    KeyValueBasicServer,
-    KeyValueTtlServer,
-    KeyValueScanServer,
-    KeyValueBatchServer,
-    PubSubBasicServer,
-    QueueBasicServer,
-    TimeSeriesBasicServer
-);
-
-fn limit<S: MessageLimit>(server: S) -> S {
-    server.capped()
 }
 
 struct ServiceNames([&'static str; 8]);
