@@ -55,6 +55,11 @@ pub trait BackendDecl: Send + Sync {
     async fn provision(&self) -> anyhow::Result<Instance>;
     /// A fresh connection to `instance`.
     async fn connect(&self, instance: &Instance) -> anyhow::Result<Backend>;
+    /// Whether `acceptance/registry/<name>.yaml` states this backend's claim (checked by
+    /// `<name>::registry_matches_code`). Out-of-tree servers declare themselves instead.
+    fn in_registry(&self) -> bool {
+        true
+    }
     /// Whether the reference proxy has a driver for this backend (then the suites also
     /// run as `proxy::<backend>::...`).
     fn has_proxy_driver(&self) -> bool {

@@ -77,6 +77,11 @@ impl BackendDecl for GrpcEndpoint {
         Ok(client.backend(&self.interfaces))
     }
 
+    fn in_registry(&self) -> bool {
+        // It describes itself through prism.meta.v1.Meta; there is no YAML to compare.
+        false
+    }
+
     fn has_proxy_driver(&self) -> bool {
         false
     }
