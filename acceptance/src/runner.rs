@@ -372,7 +372,7 @@ fn provisioning_trial(
 ) -> Trial {
     let name = format!("provisioning::{}::{}", spec.backend, path.as_str());
     let unavailable = match path {
-        Provider::Process => crate::provision::process::which(spec.binary)
+        Provider::Process => crate::provision::process::find(spec)
             .is_none()
             .then(|| format!("{} is not on PATH", spec.binary)),
         _ => (!crate::provision::container::engine_configured()).then(|| "no Docker engine".to_string()),
@@ -391,6 +391,13 @@ fn provisioning_trial(
         }
     };
     let is_selected = selected(args, &name) && !args.list;
+    // A provider ruled out on purpose is a counted skip, even in strict mode.
+    if let Some(why) = spec.ruled_out(path) {
+        if is_selected {
+            record(Status::Skipped(why), 0);
+        }
+        return Trial::test(name, || Ok(())).with_ignored_flag(true);
+    }
     if let Some(why) = unavailable {
         if options.strict {
             let message = format!("strict mode: {why}");
@@ -414,11 +421,7 @@ fn provisioning_trial(
             };
             anyhow::ensure!(instance.provider == path, "provisioned by {:?}", instance.provider);
             let url = instance.url.clone().unwrap_or_default();
-            let addr: std::net::SocketAddr = url
-                .rsplit("://")
-                .next()
-                .and_then(|a| a.parse().ok())
-                .ok_or_else(|| anyhow::anyhow!("unexpected URL {url:?}"))?;
+            let addr = instance.addr.ok_or_else(|| anyhow::anyhow!("no address for {url}"))?;
             anyhow::ensure!((spec.ready)(addr).await, "{url} does not answer");
             drop(instance);
             // Teardown must leave nothing listening.

@@ -24,7 +24,11 @@ use serde::Deserialize;
 
 use crate::Interface;
 use crate::backends::Backend;
+use crate::backends::clickhouse::{Clickhouse, ClickhouseConfig};
 use crate::backends::memstore::MemStore;
+use crate::backends::nats::{Nats, NatsConfig};
+use crate::backends::postgres::{Postgres, PostgresConfig};
+use crate::backends::redis::{Redis, RedisConfig};
 use crate::limits::Limits;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +119,14 @@ pub struct NamespaceConfig {
 pub enum BackendConfig {
     /// The in-process store; data lives as long as the proxy.
     Memstore,
+    /// Redis 6.2 or later: keyvalue_*, pubsub_basic, queue_basic.
+    Redis(RedisConfig),
+    /// PostgreSQL 13 or later: keyvalue_*, pubsub_basic, queue_basic.
+    Postgres(PostgresConfig),
+    /// ClickHouse 18.16 or later, over HTTP: timeseries_basic.
+    Clickhouse(ClickhouseConfig),
+    /// NATS 2.10 or later with JetStream: keyvalue_basic, pubsub_basic, queue_basic.
+    Nats(NatsConfig),
 }
 
 fn default_listen() -> SocketAddr {
@@ -232,6 +244,10 @@ impl BackendConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             BackendConfig::Memstore => "memstore",
+            BackendConfig::Redis(_) => "redis",
+            BackendConfig::Postgres(_) => "postgres",
+            BackendConfig::Clickhouse(_) => "clickhouse",
+            BackendConfig::Nats(_) => "nats",
         }
     }
 
@@ -239,6 +255,16 @@ impl BackendConfig {
     pub fn interfaces(&self) -> Vec<Interface> {
         match self {
             BackendConfig::Memstore => Interface::ALL.to_vec(),
+            BackendConfig::Redis(_) | BackendConfig::Postgres(_) => vec![
+                Interface::KeyvalueBasic,
+                Interface::KeyvalueTtl,
+                Interface::KeyvalueScan,
+                Interface::KeyvalueBatch,
+                Interface::PubsubBasic,
+                Interface::QueueBasic,
+            ],
+            BackendConfig::Clickhouse(_) => vec![Interface::TimeseriesBasic],
+            BackendConfig::Nats(_) => vec![Interface::KeyvalueBasic, Interface::PubsubBasic, Interface::QueueBasic],
         }
     }
 
@@ -246,6 +272,10 @@ impl BackendConfig {
     pub async fn connect(&self) -> crate::BackendResult<Backend> {
         match self {
             BackendConfig::Memstore => Ok(MemStore::new().backend()),
+            BackendConfig::Redis(config) => Ok(Redis::connect(config)?.backend()),
+            BackendConfig::Postgres(config) => Ok(Postgres::connect(config)?.backend()),
+            BackendConfig::Clickhouse(config) => Ok(Clickhouse::connect(config)?.backend()),
+            BackendConfig::Nats(config) => Ok(Nats::connect(config).await?.backend()),
         }
     }
 }

@@ -68,6 +68,7 @@ impl BackendDecl for GrpcEndpoint {
         Ok(Instance {
             provider: Provider::External,
             url: Some(self.endpoint.clone()),
+            addr: None,
             guard: None,
         })
     }

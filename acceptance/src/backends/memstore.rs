@@ -32,6 +32,7 @@ impl BackendDecl for Memstore {
         Ok(Instance {
             provider: Provider::InProcess,
             url: None,
+            addr: None,
             guard: None,
         })
     }

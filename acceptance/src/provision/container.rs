@@ -38,9 +38,16 @@ pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
     let mut request = image
         .with_label("dev.prism.acceptance", spec.backend)
         .with_startup_timeout(Duration::from_secs(30));
-    if host_network {
-        request = request.with_network("host").with_cmd((spec.args)(host_port, "/tmp"));
+    for (key, value) in spec.container_env {
+        request = request.with_env_var(*key, *value);
     }
+    request = if host_network {
+        request
+            .with_network("host")
+            .with_cmd((spec.container_args)("127.0.0.1", host_port))
+    } else {
+        request.with_cmd((spec.container_args)("0.0.0.0", spec.container_port))
+    };
     let container = request
         .start()
         .await
@@ -55,6 +62,7 @@ pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
     Ok(Instance {
         provider: Provider::Container,
         url: Some((spec.url)(addr)),
+        addr: Some(addr),
         guard: Some(Box::new(container)),
     })
 }

@@ -9,8 +9,10 @@
 
 pub mod container;
 pub mod process;
+pub mod specs;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -21,16 +23,29 @@ use crate::{Instance, Provider};
 pub struct ServerSpec {
     /// Backend name; the external URL comes from `PRISM_ACCEPT_<NAME>_URL`.
     pub backend: &'static str,
-    /// The server binary looked up on PATH for the process provider.
+    /// The server binary, looked up on PATH and then in `binary_dirs`.
     pub binary: &'static str,
+    /// Where distributions keep the binary off PATH (glob patterns).
+    pub binary_dirs: &'static [&'static str],
+    /// Run the process as this user when the harness runs as root (some servers refuse
+    /// root).
+    pub user: Option<&'static str>,
+    /// Work before the process starts, given the binary's folder and the data folder
+    /// (e.g. `initdb`, writing a config file).
+    pub prepare: Option<fn(bin_dir: &Path, data_dir: &Path) -> anyhow::Result<()>>,
+    /// Process arguments making the server listen on 127.0.0.1:`port` and keep its data in
+    /// `data_dir`.
+    pub args: fn(port: u16, data_dir: &str) -> Vec<String>,
     /// Default container image and tag; overridable with `PRISM_ACCEPT_<NAME>_IMAGE`
     /// (`name:tag`), since images cannot always be pulled.
     pub image: (&'static str, &'static str),
+    /// Environment for the container.
+    pub container_env: &'static [(&'static str, &'static str)],
     /// The port the server listens on inside a bridge-networked container.
     pub container_port: u16,
-    /// Command-line arguments making the server listen on 127.0.0.1:`port` and keep its
-    /// data in `data_dir`.
-    pub args: fn(port: u16, data_dir: &str) -> Vec<String>,
+    /// Container arguments making the server listen on `host`:`port` (127.0.0.1 and a
+    /// free port with host networking; 0.0.0.0 and `container_port` on a bridge).
+    pub container_args: fn(host: &str, port: u16) -> Vec<String>,
     /// The URL clients use for a server at `addr`.
     pub url: fn(addr: SocketAddr) -> String,
     /// Answers true once the server at `addr` serves requests.
@@ -48,8 +63,23 @@ impl ServerSpec {
         self.env("URL").map(|url| Instance {
             provider: Provider::External,
             url: Some(url),
+            addr: None,
             guard: None,
         })
+    }
+
+    /// `PRISM_ACCEPT_<NAME>_PROVIDER=container|process` pins the provider (so CI runs
+    /// some backends each way); unset tries container, then process.
+    fn pinned(&self) -> anyhow::Result<Option<Provider>> {
+        match self.env("PROVIDER").as_deref() {
+            None | Some("") => Ok(None),
+            Some("container") => Ok(Some(Provider::Container)),
+            Some("process") => Ok(Some(Provider::Process)),
+            Some(other) => anyhow::bail!(
+                "PRISM_ACCEPT_{}_PROVIDER={other}: expected `container` or `process`",
+                self.backend.to_uppercase()
+            ),
+        }
     }
 
     /// The image to run: `PRISM_ACCEPT_<NAME>_IMAGE` or the default.
@@ -63,19 +93,37 @@ impl ServerSpec {
         }
     }
 
+    /// Why `provider` is not used for this server, when `PRISM_ACCEPT_<NAME>_PROVIDER`
+    /// pins another one.
+    pub fn ruled_out(&self, provider: Provider) -> Option<String> {
+        match self.pinned() {
+            Ok(Some(pinned)) if pinned != provider => Some(format!(
+                "PRISM_ACCEPT_{}_PROVIDER={}",
+                self.backend.to_uppercase(),
+                pinned.as_str()
+            )),
+            _ => None,
+        }
+    }
+
     /// Tries every provider in order; the error says why each one did not work.
     pub async fn provision(&'static self) -> anyhow::Result<Instance> {
         if let Some(instance) = self.external() {
             return Ok(instance);
         }
+        let pinned = self.pinned()?;
         let mut reasons = Vec::new();
-        match container::start(self).await {
-            Ok(instance) => return Ok(instance),
-            Err(e) => reasons.push(format!("container: {e:#}")),
+        if pinned.is_none_or(|p| p == Provider::Container) {
+            match container::start(self).await {
+                Ok(instance) => return Ok(instance),
+                Err(e) => reasons.push(format!("container: {e:#}")),
+            }
         }
-        match process::start(self).await {
-            Ok(instance) => return Ok(instance),
-            Err(e) => reasons.push(format!("process: {e:#}")),
+        if pinned.is_none_or(|p| p == Provider::Process) {
+            match process::start(self).await {
+                Ok(instance) => return Ok(instance),
+                Err(e) => reasons.push(format!("process: {e:#}")),
+            }
         }
         reasons.push(format!(
             "external: PRISM_ACCEPT_{}_URL is not set",
@@ -100,55 +148,4 @@ pub async fn wait_ready(spec: &ServerSpec, addr: SocketAddr) -> anyhow::Result<(
 /// A free TCP port on 127.0.0.1 (the kernel picks; the listener is closed at once).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// The servers the harness knows how to run.
-pub mod specs {
-    use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// Every server the provisioning self-test exercises.
-    pub static ALL: &[&ServerSpec] = &[&REDIS];
-
-    /// Redis: ready when it answers PING with PONG.
-    pub static REDIS: ServerSpec = ServerSpec {
-        backend: "redis",
-        binary: "redis-server",
-        image: ("redis", "7"),
-        container_port: 6379,
-        args: |port, dir| {
-            [
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                dir,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-        },
-        url: |addr| format!("redis://{addr}"),
-        ready: |addr| {
-            Box::pin(async move {
-                let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
-                    return false;
-                };
-                if stream.write_all(b"*1\r\n$4\r\nPING\r\n").await.is_err() {
-                    return false;
-                }
-                let mut reply = [0u8; 7];
-                matches!(
-                    tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await,
-                    Ok(Ok(_)) if &reply == b"+PONG\r\n"
-                )
-            })
-        },
-        start_timeout: Duration::from_secs(20),
-    };
 }

@@ -3,7 +3,12 @@
 //! A [`Backend`] is the set of interface implementations one driver instance offers; a
 //! namespace serves a subset of them.
 
+pub mod clickhouse;
+pub mod driver;
 pub mod memstore;
+pub mod nats;
+pub mod postgres;
+pub mod redis;
 
 use std::sync::Arc;
 

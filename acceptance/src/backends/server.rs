@@ -1,0 +1,67 @@
+//! The declaration every server backend shares: provisioned from its [`ServerSpec`],
+//! reached through the proxy's own driver. A server backend is one value of this type.
+
+use std::sync::LazyLock;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use prism_proxy::Interface;
+use prism_proxy::backends::Backend;
+use prism_proxy::config::BackendConfig;
+
+use crate::provision::ServerSpec;
+use crate::{BackendDecl, Capability, Instance};
+
+pub struct ServerBackend {
+    pub spec: &'static ServerSpec,
+    pub capabilities: &'static [Capability],
+    /// The driver config for a server at `url`, with everything under `prefix`.
+    pub config: fn(url: &str, prefix: &str) -> BackendConfig,
+}
+
+/// Names this run's data, so runs against a long-lived external server never meet.
+static RUN_PREFIX: LazyLock<String> = LazyLock::new(|| {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("accept-{:x}{nanos:x}-", std::process::id())
+});
+
+impl ServerBackend {
+    fn config_for(&self, instance: &Instance) -> anyhow::Result<BackendConfig> {
+        let url = instance.url.as_deref().context("the instance has no URL")?;
+        Ok((self.config)(url, &RUN_PREFIX))
+    }
+}
+
+#[async_trait]
+impl BackendDecl for ServerBackend {
+    fn name(&self) -> &'static str {
+        self.spec.backend
+    }
+
+    fn interfaces(&self) -> Vec<Interface> {
+        (self.config)("", "").interfaces()
+    }
+
+    fn capabilities(&self) -> Vec<Capability> {
+        self.capabilities.to_vec()
+    }
+
+    async fn provision(&self) -> anyhow::Result<Instance> {
+        self.spec.provision().await
+    }
+
+    async fn connect(&self, instance: &Instance) -> anyhow::Result<Backend> {
+        let config = self.config_for(instance)?;
+        config
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", instance.url.as_deref().unwrap_or("?")))
+    }
+
+    fn proxy_backend(&self, instance: &Instance) -> Option<BackendConfig> {
+        self.config_for(instance).ok()
+    }
+}

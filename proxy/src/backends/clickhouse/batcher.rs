@@ -1,0 +1,125 @@
+//! Batched inserts. Appends hand their rows to one writer task, which sends an INSERT
+//! once `batch_rows` rows wait or the oldest has waited `flush_interval`. An append
+//! returns only after its rows are written, so nothing acknowledged is lost; at most
+//! `buffer_rows` rows wait at once, and further appends wait for room (pushback, never
+//! dropping). When the driver is dropped, the writer flushes what is left and stops.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
+
+use super::{ClickhouseConfig, TABLE, ensure_schema, error};
+use crate::backends::driver::bounded;
+use crate::{BackendError, BackendResult};
+
+#[derive(Debug, Clone, clickhouse::Row, Serialize)]
+pub struct EventRow {
+    pub stream: String,
+    pub ts: i64,
+    pub seq: u64,
+    pub tag_keys: Vec<String>,
+    pub tag_values: Vec<String>,
+    pub field_keys: Vec<String>,
+    pub field_values: Vec<f64>,
+}
+
+struct Pending {
+    rows: Vec<EventRow>,
+    done: oneshot::Sender<BackendResult<()>>,
+}
+
+pub struct Batcher {
+    tx: mpsc::UnboundedSender<Pending>,
+    room: Arc<Semaphore>,
+    buffer_rows: usize,
+}
+
+impl Batcher {
+    pub fn start(client: clickhouse::Client, schema: Arc<OnceCell<()>>, config: &ClickhouseConfig) -> Batcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer {
+            client,
+            schema,
+            timeout: config.timeout,
+            batch_rows: config.batch_rows,
+            flush_interval: config.flush_interval,
+        };
+        tokio::spawn(writer.run(rx));
+        Batcher {
+            tx,
+            room: Arc::new(Semaphore::new(config.buffer_rows)),
+            buffer_rows: config.buffer_rows,
+        }
+    }
+
+    /// Writes `rows`, waiting for room in the buffer first; returns once they are in
+    /// ClickHouse.
+    pub async fn write(&self, rows: Vec<EventRow>) -> BackendResult<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // An append larger than the whole buffer takes all of it.
+        let wanted = rows.len().min(self.buffer_rows) as u32;
+        let _room = self
+            .room
+            .acquire_many(wanted)
+            .await
+            .map_err(|_| BackendError::Unavailable("clickhouse: the insert batcher has stopped".into()))?;
+        let (done, written) = oneshot::channel();
+        self.tx
+            .send(Pending { rows, done })
+            .map_err(|_| BackendError::Unavailable("clickhouse: the insert batcher has stopped".into()))?;
+        written
+            .await
+            .map_err(|_| BackendError::Unavailable("clickhouse: the insert batcher stopped before writing".into()))?
+    }
+}
+
+struct Writer {
+    client: clickhouse::Client,
+    schema: Arc<OnceCell<()>>,
+    timeout: Duration,
+    batch_rows: usize,
+    flush_interval: Duration,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        // Ends when every sender is gone and the channel is drained: the final flush.
+        while let Some(first) = rx.recv().await {
+            let deadline = tokio::time::Instant::now() + self.flush_interval;
+            let mut batch = vec![first];
+            let mut rows = batch[0].rows.len();
+            while rows < self.batch_rows {
+                tokio::select! {
+                    next = rx.recv() => match next {
+                        Some(p) => {
+                            rows += p.rows.len();
+                            batch.push(p);
+                        }
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let result = self.insert(&batch).await;
+            for pending in batch {
+                let _ = pending.done.send(result.clone());
+            }
+        }
+    }
+
+    async fn insert(&self, batch: &[Pending]) -> BackendResult<()> {
+        ensure_schema(&self.client, &self.schema, self.timeout).await?;
+        bounded("clickhouse", self.timeout, async {
+            let mut insert = self.client.insert::<EventRow>(TABLE).await.map_err(error)?;
+            for row in batch.iter().flat_map(|p| &p.rows) {
+                insert.write(row).await.map_err(error)?;
+            }
+            insert.end().await.map_err(error)
+        })
+        .await
+    }
+}

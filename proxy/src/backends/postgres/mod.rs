@@ -1,0 +1,201 @@
+//! postgres: keyvalue_* in one table (expiry as a column, filtered on read), queue_basic
+//! with `SELECT ... FOR UPDATE SKIP LOCKED`, pubsub_basic on LISTEN/NOTIFY.
+//!
+//! Requests use a deadpool of connections, which drops broken connections and opens new
+//! ones, so the driver recovers by itself when the server comes back. The schema
+//! (schema.sql) is created on first use.
+
+mod keyvalue;
+mod pubsub;
+mod queue;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde::Deserialize;
+use tokio::sync::OnceCell;
+
+use super::driver::{LiveSubscriptions, bounded, default_timeout};
+use super::{Backend, HealthCheck};
+use crate::{BackendError, BackendResult};
+
+/// `backend: { type: postgres, url: postgres://user@127.0.0.1:5432/db, prefix: "app:" }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// `postgres://user[:password]@host:port/database` (or a `key=value` string).
+    pub url: String,
+    /// Prepended to every key, queue name and channel.
+    #[serde(default)]
+    pub prefix: String,
+    /// Longest wait for one statement (and for a pooled connection).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connections kept open for requests.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+}
+
+fn default_pool_size() -> usize {
+    16
+}
+
+pub struct Postgres {
+    pool: Pool,
+    /// For subscriptions, which hold a connection of their own.
+    pg_config: tokio_postgres::Config,
+    prefix: String,
+    timeout: Duration,
+    schema: OnceCell<()>,
+    live: LiveSubscriptions,
+}
+
+/// The NOTIFY payload limit (8000 bytes) leaves this much for a message after the
+/// envelope and base64.
+pub const MAX_PUBSUB_PAYLOAD: usize = 5_990;
+
+impl Postgres {
+    /// Sets up the pool without connecting: the proxy starts (not ready) while the
+    /// server is down.
+    pub fn connect(config: &PostgresConfig) -> BackendResult<Postgres> {
+        let pg_config = tokio_postgres::Config::from_str(&config.url)
+            .map_err(|e| BackendError::invalid("backend.url", format!("not a PostgreSQL URL: {e}")))?;
+        let mut pg_config_timed = pg_config.clone();
+        pg_config_timed.connect_timeout(config.timeout);
+        let manager = Manager::from_config(
+            pg_config_timed,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size.max(1))
+            .wait_timeout(Some(config.timeout))
+            .create_timeout(Some(config.timeout))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| BackendError::invalid("backend", format!("cannot build the connection pool: {e}")))?;
+        Ok(Postgres {
+            pool,
+            pg_config,
+            prefix: config.prefix.clone(),
+            timeout: config.timeout,
+            schema: OnceCell::new(),
+            live: LiveSubscriptions::default(),
+        })
+    }
+
+    pub fn backend(self) -> Backend {
+        let pg = Arc::new(self);
+        Backend {
+            kind: "postgres",
+            keyvalue_basic: Some(pg.clone()),
+            keyvalue_ttl: Some(pg.clone()),
+            keyvalue_scan: Some(pg.clone()),
+            keyvalue_batch: Some(pg.clone()),
+            pubsub_basic: Some(pg.clone()),
+            queue_basic: Some(pg.clone()),
+            timeseries_basic: None,
+            health: pg,
+        }
+    }
+
+    /// A pooled connection with the schema in place, within the timeout.
+    async fn conn(&self) -> BackendResult<deadpool_postgres::Object> {
+        let conn = bounded("postgres", self.timeout, async {
+            self.pool.get().await.map_err(pool_error)
+        })
+        .await?;
+        self.schema
+            .get_or_try_init(|| async {
+                bounded("postgres", self.timeout, async {
+                    conn.batch_execute(&format!(
+                        "SELECT pg_advisory_lock(7350); {} SELECT pg_advisory_unlock(7350);",
+                        include_str!("schema.sql")
+                    ))
+                    .await
+                    .map_err(error)
+                })
+                .await
+            })
+            .await?;
+        Ok(conn)
+    }
+
+    /// Runs `statement` with `params` and returns its rows, within the timeout.
+    async fn query(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> BackendResult<Vec<tokio_postgres::Row>> {
+        let conn = self.conn().await?;
+        bounded("postgres", self.timeout, async {
+            let prepared = conn.prepare_cached(statement).await.map_err(error)?;
+            conn.query(&prepared, params).await.map_err(error)
+        })
+        .await
+    }
+
+    /// Like [`Self::query`], returning the number of rows affected.
+    async fn execute(
+        &self,
+        statement: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> BackendResult<u64> {
+        let conn = self.conn().await?;
+        bounded("postgres", self.timeout, async {
+            let prepared = conn.prepare_cached(statement).await.map_err(error)?;
+            conn.execute(&prepared, params).await.map_err(error)
+        })
+        .await
+    }
+
+    fn prefixed(&self, name: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + name.len());
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(name);
+        out
+    }
+}
+
+/// Connection trouble and server shutdown or overload are retryable; anything else
+/// (a failed statement) is a bug on one side.
+fn error(e: tokio_postgres::Error) -> BackendError {
+    use tokio_postgres::error::SqlState;
+    let transient = e.is_closed()
+        || e.code().is_none()
+        || e.code().is_some_and(|c| {
+            [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+                SqlState::T_R_DEADLOCK_DETECTED,
+            ]
+            .contains(c)
+        });
+    if transient {
+        BackendError::Unavailable(format!("postgres: {e}"))
+    } else {
+        BackendError::Internal(format!("postgres: {e}"))
+    }
+}
+
+fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => error(e),
+        other => BackendError::Unavailable(format!("postgres: {other}")),
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Postgres {
+    async fn check(&self) -> BackendResult<()> {
+        self.query("SELECT 1", &[]).await.map(|_| ())
+    }
+}
