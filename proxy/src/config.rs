@@ -286,3 +286,34 @@ impl NamespaceConfig {
         self.interfaces.clone().unwrap_or_else(|| self.backend.interfaces())
     }
 }
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    /// Every file in proxy/config/ parses, and names the backend its file is named after.
+    #[test]
+    fn every_shipped_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("proxy/config") {
+            let path = entry.expect("entry").path();
+            let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            assert!(
+                config.namespaces.values().all(|ns| ns.backend.kind() == stem),
+                "{} configures another backend",
+                path.display()
+            );
+            seen += 1;
+        }
+        assert!(seen >= 5, "only {seen} configs found");
+    }
+
+    #[test]
+    fn a_misspelled_driver_option_is_an_error_naming_it() {
+        let text = "namespaces:\n  a:\n    backend: { type: redis, url: 'redis://x', prefx: p }\n";
+        let err = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        assert!(err.contains("prefx"), "{err}");
+    }
+}

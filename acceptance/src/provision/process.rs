@@ -91,7 +91,20 @@ pub fn command(binary: &Path, user: Option<&str>) -> anyhow::Result<std::process
     Ok(command)
 }
 
-pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
+/// A server's binary and its data folder, made ready to start (owned by the spec's user,
+/// the spec's `prepare` done). The folder is removed when this is dropped.
+pub struct Prepared {
+    pub binary: PathBuf,
+    pub data: tempfile::TempDir,
+}
+
+impl Prepared {
+    pub fn data_dir(&self) -> String {
+        self.data.path().to_string_lossy().into_owned()
+    }
+}
+
+pub fn prepare(spec: &ServerSpec) -> anyhow::Result<Prepared> {
     let binary = find(spec).with_context(|| format!("{} is not on PATH", spec.binary))?;
     let data = tempfile::tempdir().context("temporary data folder")?;
     if let Some(user) = spec.user.filter(|_| running_as_root()) {
@@ -103,16 +116,28 @@ pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
         let bin_dir = binary.parent().unwrap_or(Path::new("/"));
         prepare(bin_dir, data.path()).with_context(|| format!("preparing {}", spec.backend))?;
     }
-    let port = free_port()?;
-    let args = (spec.args)(port, &data.path().to_string_lossy());
-    let child = command(&binary, spec.user)?
-        .args(&args)
+    Ok(Prepared { binary, data })
+}
+
+/// Starts the prepared server with `args` (output discarded).
+pub fn spawn(spec: &ServerSpec, prepared: &Prepared, args: &[String]) -> anyhow::Result<std::process::Child> {
+    command(&prepared.binary, spec.user)?
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let guard = ProcessGuard { child, _data: data };
+        .with_context(|| format!("starting {}", prepared.binary.display()))
+}
+
+pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
+    let prepared = prepare(spec)?;
+    let port = free_port()?;
+    let child = spawn(spec, &prepared, &(spec.args)(port, &prepared.data_dir()))?;
+    let guard = ProcessGuard {
+        child,
+        _data: prepared.data,
+    };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     wait_ready(spec, addr).await?;
     Ok(Instance {

@@ -1,0 +1,226 @@
+//! Faults against real servers, through the proxy: the backend is killed in the middle of
+//! a run and started again on the same port and data folder.
+//!
+//! For each of redis (appendonly), postgres and nats (JetStream file storage):
+//! - while the backend is down, a request fails with UNAVAILABLE (retryable) within the
+//!   client's deadline, and `/readyz` says not ready;
+//! - once it is back, requests succeed again without restarting the proxy, and `/readyz`
+//!   is ready;
+//! - messages the backend acknowledged before the crash are delivered afterwards, and a
+//!   message acknowledged by a client does not come back.
+//!
+//! The servers run as processes (binaries from ci/install-servers.sh). A missing binary
+//! fails the test under PRISM_ACCEPT_STRICT=1 (CI) and is reported as skipped otherwise.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use acceptance::provision::process::{self, Prepared};
+use acceptance::provision::{ServerSpec, free_port, specs, wait_ready};
+use bytes::Bytes;
+use prism_proxy::backends::nats::NatsConfig;
+use prism_proxy::backends::postgres::PostgresConfig;
+use prism_proxy::backends::redis::RedisConfig;
+use prism_proxy::client::PrismClient;
+use prism_proxy::config::{AuthMode, BackendConfig, Config, NamespaceConfig};
+use prism_proxy::limits::Limits;
+use prism_proxy::{BackendError, Interface};
+
+/// The proxy's deadline for each call; the driver's own timeout is shorter, so a dead
+/// backend shows as UNAVAILABLE rather than DEADLINE_EXCEEDED.
+const CLIENT_DEADLINE: Duration = Duration::from_secs(3);
+const DRIVER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A server process that can be killed and started again with the same port and data.
+struct Restartable {
+    spec: &'static ServerSpec,
+    prepared: Prepared,
+    args: Vec<String>,
+    addr: SocketAddr,
+    child: Option<std::process::Child>,
+}
+
+impl Restartable {
+    async fn start(spec: &'static ServerSpec, extra_args: &[&str]) -> anyhow::Result<Restartable> {
+        let prepared = process::prepare(spec)?;
+        let port = free_port()?;
+        let mut args = (spec.args)(port, &prepared.data_dir());
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let mut server = Restartable {
+            spec,
+            prepared,
+            args,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+        };
+        server.up().await?;
+        Ok(server)
+    }
+
+    async fn up(&mut self) -> anyhow::Result<()> {
+        self.child = Some(process::spawn(self.spec, &self.prepared, &self.args)?);
+        wait_ready(self.spec, self.addr).await
+    }
+
+    /// SIGKILL: no clean shutdown, as in a crash.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Restartable {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The server, or `None` when its binary is missing outside strict mode.
+async fn server(spec: &'static ServerSpec, extra_args: &[&str]) -> Option<Restartable> {
+    let strict = std::env::var("PRISM_ACCEPT_STRICT").is_ok_and(|v| v == "1" || v == "true");
+    if process::find(spec).is_none() && !strict {
+        eprintln!("SKIPPED: {} is not installed (run ci/install-servers.sh)", spec.binary);
+        return None;
+    }
+    Some(Restartable::start(spec, extra_args).await.expect("start the server"))
+}
+
+async fn readyz(admin: SocketAddr) -> u16 {
+    prism_proxy::admin::http_get(admin, "/readyz")
+        .await
+        .expect("GET /readyz")
+        .0
+}
+
+async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
+    let mut config = Config::single_memstore("faults");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.auth = AuthMode::None;
+    config.namespaces = [(
+        "faults".to_string(),
+        NamespaceConfig {
+            backend,
+            interfaces: Some(vec![Interface::KeyvalueBasic, Interface::QueueBasic]),
+            limits: Limits::default(),
+        },
+    )]
+    .into();
+    let proxy = prism_proxy::server::start(&config).await.expect("start the proxy");
+    let client = PrismClient::connect(&format!("http://{}", proxy.grpc_addr), "faults")
+        .await
+        .expect("connect")
+        .with_timeout(CLIENT_DEADLINE);
+    let backend = client.backend(&[Interface::KeyvalueBasic, Interface::QueueBasic]);
+    let (kv, queue) = (backend.keyvalue_basic.unwrap(), backend.queue_basic.unwrap());
+
+    // Before the crash: data the backend acknowledged, and one message a client acked.
+    kv.set(Bytes::from("k"), Bytes::from("v")).await.expect("set");
+    let sent: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("m{i}"))).collect();
+    for m in &sent {
+        queue.enqueue("q".into(), m.clone()).await.expect("enqueue");
+    }
+    let first = queue
+        .receive("q".into(), 1, Duration::from_secs(60), Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert_eq!(first.len(), 1);
+    assert!(queue.ack("q".into(), first[0].receipt.clone()).await.expect("ack"));
+    assert_eq!(readyz(proxy.admin_addr).await, 200, "ready before the crash");
+
+    server.kill();
+    let started = Instant::now();
+    let err = kv
+        .get(Bytes::from("k"))
+        .await
+        .expect_err("a request while the backend is down");
+    let took = started.elapsed();
+    assert!(
+        matches!(err, BackendError::Unavailable(_)) && err.retryable(),
+        "expected a retryable UNAVAILABLE, got {err:?}"
+    );
+    assert!(
+        took <= CLIENT_DEADLINE,
+        "answered after {took:?}, past the {CLIENT_DEADLINE:?} deadline"
+    );
+    assert_eq!(readyz(proxy.admin_addr).await, 503, "/readyz while the backend is down");
+
+    server.up().await.expect("restart the server");
+    let recovered = Instant::now();
+    let value = loop {
+        match kv.get(Bytes::from("k")).await {
+            Ok(value) => break value,
+            Err(e) if recovered.elapsed() < Duration::from_secs(30) => {
+                assert!(e.retryable(), "while recovering: {e:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("still failing 30 s after the backend came back: {e:?}"),
+        }
+    };
+    assert_eq!(value, Some(Bytes::from("v")), "the value written before the crash");
+    assert_eq!(readyz(proxy.admin_addr).await, 200, "ready once the backend is back");
+
+    // Every message acknowledged by the backend is still there, except the one acked.
+    let mut delivered = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while delivered.len() < 4 && Instant::now() < deadline {
+        let got = queue
+            .receive("q".into(), 10, Duration::from_secs(60), Duration::from_secs(1))
+            .await
+            .unwrap_or_default();
+        for m in got {
+            assert!(queue.ack("q".into(), m.receipt).await.expect("ack after restart"));
+            delivered.insert(m.payload);
+        }
+    }
+    let expected: BTreeSet<Bytes> = sent.into_iter().filter(|m| *m != first[0].payload).collect();
+    assert_eq!(delivered, expected, "messages after the restart");
+    proxy.drain(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_crash_and_recovery() {
+    let Some(server) = server(&specs::REDIS, &["--appendonly", "yes", "--appendfsync", "always"]).await else {
+        return;
+    };
+    let url = (specs::REDIS.url)(server.addr);
+    let backend = BackendConfig::Redis(RedisConfig {
+        url,
+        prefix: "faults:".into(),
+        timeout: DRIVER_TIMEOUT,
+    });
+    crash_and_recover(server, backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_crash_and_recovery() {
+    let Some(server) = server(&specs::POSTGRES, &[]).await else {
+        return;
+    };
+    let url = (specs::POSTGRES.url)(server.addr);
+    let backend = BackendConfig::Postgres(PostgresConfig {
+        url,
+        prefix: "faults:".into(),
+        timeout: DRIVER_TIMEOUT,
+        pool_size: 4,
+    });
+    crash_and_recover(server, backend).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_crash_and_recovery() {
+    let Some(server) = server(&specs::NATS, &[]).await else {
+        return;
+    };
+    let url = (specs::NATS.url)(server.addr);
+    let backend = BackendConfig::Nats(NatsConfig {
+        url,
+        prefix: "faults".into(),
+        timeout: DRIVER_TIMEOUT,
+        ack_wait: Duration::from_secs(5),
+    });
+    crash_and_recover(server, backend).await;
+}
