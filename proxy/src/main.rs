@@ -40,6 +40,12 @@ struct Args {
     #[arg(long, value_name = "ADDR")]
     admin_listen: Option<SocketAddr>,
 
+    /// Runtime worker threads (default: one per CPU, or TOKIO_WORKER_THREADS). On a small
+    /// machine shared with clients, 1 avoids cross-thread wakeups (see
+    /// reports/baseline/backends.md).
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
+
     /// Longest wait for in-flight requests on shutdown; overrides `drain_timeout`.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     drain_timeout: Option<Duration>,
@@ -51,7 +57,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Some(n) = args.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -12,17 +12,20 @@ use anyhow::Context;
 use super::{ServerSpec, free_port, wait_ready};
 use crate::{Instance, Provider};
 
-/// Keeps the child and its data folder; drop kills and removes them.
-struct ProcessGuard {
-    child: std::process::Child,
-    _data: tempfile::TempDir,
+/// A child process killed (and reaped) when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for ProcessGuard {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Keeps the child and its data folder; drop kills and removes them (the child first).
+struct ProcessGuard {
+    _child: KillOnDrop,
+    _data: tempfile::TempDir,
 }
 
 /// Finds `binary` on PATH.
@@ -135,7 +138,7 @@ pub async fn start(spec: &ServerSpec) -> anyhow::Result<Instance> {
     let port = free_port()?;
     let child = spawn(spec, &prepared, &(spec.args)(port, &prepared.data_dir()))?;
     let guard = ProcessGuard {
-        child,
+        _child: KillOnDrop(child),
         _data: prepared.data,
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -1,0 +1,551 @@
+//! Proxy overhead per backend, measured in one run (see ci/bench-backends.sh, which
+//! records the output in reports/baseline/backends.md).
+//!
+//! For redis, postgres and nats (key-value get and set): the same load, first a moderate
+//! rate (`--rate`, open model), then one request at a time, then saturation (`--concurrency` closed-loop workers),
+//! `--duration` per phase, sent
+//! - `direct`: by the client crate itself (redis: the `redis` crate with raw GET/SET),
+//!   or, where the driver *is* the crate plus naming, by the proxy's driver in-process;
+//! - `proxy`: through a proxy on a real gRPC socket, with the same driver behind it.
+//!
+//! memstore is the floor: the proxy's own cost (gRPC hop, routing) with no backend.
+//!
+//! For clickhouse: ingestion of `--events` events, direct batched inserts with the
+//! `clickhouse` crate versus appends through the proxy (which batches them again).
+//!
+//! Servers are started as processes on free ports (binaries from ci/install-servers.sh).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use acceptance::provision::{ServerSpec, process, specs};
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use hdrhistogram::Histogram;
+use prism_proxy::Interface;
+use prism_proxy::backends::Backend;
+use prism_proxy::backends::nats::NatsConfig;
+use prism_proxy::backends::postgres::PostgresConfig;
+use prism_proxy::backends::redis::RedisConfig;
+use prism_proxy::client::PrismClient;
+use prism_proxy::config::BackendConfig;
+use prism_proxy::interfaces::Event;
+
+#[derive(Parser)]
+#[command(about = "Proxy overhead per backend: direct client vs through the proxy, same run")]
+struct Args {
+    /// Length of each measured phase.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Requests per second of the moderate-load phase (open model: latency counts from
+    /// each request's intended send time).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// Concurrent closed-loop workers of the throughput phase (saturates this machine).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Events ingested into ClickHouse per path.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Events per append call through the proxy / per INSERT direct.
+    #[arg(long, default_value_t = 1_000)]
+    append_batch: usize,
+    /// The proxy's runtime worker threads (0: its default, one per CPU).
+    #[arg(long, default_value_t = 1)]
+    proxy_workers: usize,
+    /// Backends to measure.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "memstore,redis,postgres,nats,clickhouse"
+    )]
+    backends: Vec<String>,
+}
+
+/// Latency (us) and count of one phase.
+struct Phase {
+    hist: Histogram<u64>,
+    elapsed: Duration,
+    errors: u64,
+}
+
+impl Phase {
+    fn row(&self, backend: &str, op: &str, path: &str) -> String {
+        let ops = self.hist.len() as f64 / self.elapsed.as_secs_f64();
+        format!(
+            "| {backend} | {op} | {path} | {:.0} | {} | {} | {} | {} | {} |",
+            ops,
+            self.hist.value_at_quantile(0.5),
+            self.hist.value_at_quantile(0.9),
+            self.hist.value_at_quantile(0.99),
+            self.hist.max(),
+            self.errors
+        )
+    }
+}
+
+type Op = Arc<dyn Fn(u64) -> futures::future::BoxFuture<'static, anyhow::Result<()>> + Send + Sync>;
+
+/// Runs `op` from `concurrency` workers for `duration`, recording each call's latency.
+async fn closed_loop(op: Op, concurrency: usize, duration: Duration) -> Phase {
+    let start = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..concurrency {
+        let op = op.clone();
+        workers.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+            let mut errors = 0;
+            let mut i = w as u64;
+            while start.elapsed() < duration {
+                let t = Instant::now();
+                match op(i).await {
+                    Ok(()) => hist.saturating_record(t.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+                i += concurrency as u64;
+            }
+            (hist, errors)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut errors = 0;
+    for w in workers {
+        let (h, e) = w.await.expect("worker");
+        hist.add(h).expect("same bounds");
+        errors += e;
+    }
+    Phase {
+        hist,
+        elapsed: start.elapsed(),
+        errors,
+    }
+}
+
+/// Sends `rate` requests per second for `duration` and records each one's latency from
+/// its actual send. (Tokio's timer wakes up to 1 ms late, so latency from the intended
+/// time would measure the pacing here, not the proxy; loadtest paces precisely.)
+async fn open_loop(op: Op, rate: u64, duration: Duration) -> Phase {
+    let start = tokio::time::Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1) as f64);
+    let total = (duration.as_secs_f64() * rate as f64) as u64;
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let intended = start + interval * i as u32;
+        tokio::time::sleep_until(intended).await;
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let result = op(i).await;
+            (result.is_ok(), sent.elapsed())
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let mut errors = 0;
+    for t in tasks {
+        let (ok, latency) = t.await.expect("request task");
+        if ok {
+            hist.saturating_record(latency.as_micros() as u64);
+        } else {
+            errors += 1;
+        }
+    }
+    Phase {
+        hist,
+        elapsed: start.elapsed(),
+        errors,
+    }
+}
+
+/// The two rows of one comparison plus the difference.
+fn compare(rows: &mut Vec<String>, name: &str, op: &str, direct_label: &str, d: &Phase, p: &Phase) {
+    let rate = |x: &Phase| x.hist.len() as f64 / x.elapsed.as_secs_f64();
+    let q = |x: &Phase, q: f64| x.hist.value_at_quantile(q) as i64;
+    rows.push(d.row(name, op, direct_label));
+    rows.push(p.row(name, op, "proxy"));
+    rows.push(format!(
+        "| {name} | {op} | **added by the proxy** | ratio {:.2} | {:+} | {:+} | {:+} | | |",
+        rate(p) / rate(d),
+        q(p, 0.5) - q(d, 0.5),
+        q(p, 0.9) - q(d, 0.9),
+        q(p, 0.99) - q(d, 0.99),
+    ));
+}
+
+const KEYS: u64 = 10_000;
+
+fn key(i: u64) -> Bytes {
+    Bytes::from(format!("bench:{:05}", i % KEYS))
+}
+
+fn value() -> Bytes {
+    Bytes::from(vec![b'x'; 128])
+}
+
+fn kv_get(backend: &Backend) -> Op {
+    let kv = backend.keyvalue_basic.clone().expect("keyvalue_basic");
+    Arc::new(move |i| {
+        let kv = kv.clone();
+        Box::pin(async move { kv.get(key(i)).await.map(|_| ()).map_err(Into::into) })
+    })
+}
+
+fn kv_set(backend: &Backend) -> Op {
+    let kv = backend.keyvalue_basic.clone().expect("keyvalue_basic");
+    Arc::new(move |i| {
+        let kv = kv.clone();
+        Box::pin(async move { kv.set(key(i), value()).await.map_err(Into::into) })
+    })
+}
+
+/// A `prism-proxy` process (the release binary next to this example) serving `config` as
+/// namespace `bench`, and a client for it. A separate process, as deployed: the proxy
+/// does not share this generator's threads.
+struct ProxyProcess {
+    _child: process::KillOnDrop,
+    _dir: tempfile::TempDir,
+}
+
+async fn proxy_for(
+    args: &Args,
+    config_yaml: &str,
+    interfaces: &[Interface],
+) -> anyhow::Result<(ProxyProcess, Backend)> {
+    let exe = std::env::current_exe()?;
+    let bin = exe
+        .parent()
+        .and_then(|examples| examples.parent())
+        .map(|release| release.join("prism-proxy"))
+        .context("locating prism-proxy")?;
+    anyhow::ensure!(
+        bin.is_file(),
+        "{} not found: cargo build --release -p prism-proxy",
+        bin.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("proxy.yaml");
+    let port = acceptance::provision::free_port()?;
+    std::fs::write(
+        &path,
+        format!(
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\nnamespaces:\n  bench:\n    backend: {config_yaml}\n"
+        ),
+    )?;
+    let mut command = std::process::Command::new(&bin);
+    command.arg("--config").arg(&path);
+    if args.proxy_workers > 0 {
+        command.arg("--worker-threads").arg(args.proxy_workers.to_string());
+    }
+    let child = command
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let proxy = ProxyProcess {
+        _child: process::KillOnDrop(child),
+        _dir: dir,
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if let Ok(client) = PrismClient::connect(&endpoint, "bench").await
+            && client.describe().await.is_ok()
+        {
+            return Ok((proxy, client.backend(interfaces)));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("prism-proxy did not answer on {endpoint}")
+}
+
+async fn kv_overhead(
+    args: &Args,
+    name: &str,
+    spec: Option<&'static ServerSpec>,
+    config: fn(&str) -> BackendConfig,
+    proxy_yaml: fn(&str) -> String,
+    (moderate, sequential, saturated): (&mut Vec<String>, &mut Vec<String>, &mut Vec<String>),
+) -> anyhow::Result<()> {
+    let instance = match spec {
+        Some(spec) => Some(process::start(spec).await.with_context(|| format!("starting {name}"))?),
+        None => None,
+    };
+    let url = instance.as_ref().and_then(|i| i.url.clone()).unwrap_or_default();
+    let direct = config(&url).connect().await?;
+    let (proxy, through) = proxy_for(args, &proxy_yaml(&url), &[Interface::KeyvalueBasic]).await?;
+    // Every key exists before the gets.
+    for i in 0..KEYS {
+        direct
+            .keyvalue_basic
+            .as_ref()
+            .context("kv")?
+            .set(key(i), value())
+            .await?;
+    }
+    let (direct_label, raw) = if name == "redis" {
+        let client = redis::Client::open(url.as_str())?;
+        let conn = client.get_connection_manager().await?;
+        let get: Op = {
+            let conn = conn.clone();
+            Arc::new(move |i| {
+                let mut conn = conn.clone();
+                Box::pin(async move {
+                    let _: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(format!("bench:k:bench:{:05}", i % KEYS))
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+        };
+        let set: Op = Arc::new(move |i| {
+            let mut conn = conn.clone();
+            Box::pin(async move {
+                let _: () = redis::cmd("SET")
+                    .arg(format!("bench:k:bench:{:05}", i % KEYS))
+                    .arg(vec![b'x'; 128])
+                    .query_async(&mut conn)
+                    .await?;
+                Ok(())
+            })
+        });
+        ("direct (redis crate)", Some((get, set)))
+    } else {
+        ("direct (driver in-process)", None)
+    };
+    let (direct_get, direct_set) = raw.unwrap_or_else(|| (kv_get(&direct), kv_set(&direct)));
+    for (op, direct_op, proxy_op) in [
+        ("get", direct_get, kv_get(&through)),
+        ("set", direct_set, kv_set(&through)),
+    ] {
+        eprintln!(
+            "bench: {name} {op}: {}/s open model, direct then proxy ({:?} each)",
+            args.rate, args.duration
+        );
+        let d = open_loop(direct_op.clone(), args.rate, args.duration).await;
+        let p = open_loop(proxy_op.clone(), args.rate, args.duration).await;
+        compare(moderate, name, &format!("{op} @ {}/s", args.rate), direct_label, &d, &p);
+        eprintln!("bench: {name} {op}: one request at a time, direct then proxy");
+        let d = closed_loop(direct_op.clone(), 1, args.duration).await;
+        let p = closed_loop(proxy_op.clone(), 1, args.duration).await;
+        compare(sequential, name, &format!("{op} x1"), direct_label, &d, &p);
+        eprintln!(
+            "bench: {name} {op}: {} closed-loop workers, direct then proxy",
+            args.concurrency
+        );
+        let d = closed_loop(direct_op, args.concurrency, args.duration).await;
+        let p = closed_loop(proxy_op, args.concurrency, args.duration).await;
+        compare(
+            saturated,
+            name,
+            &format!("{op} x{}", args.concurrency),
+            direct_label,
+            &d,
+            &p,
+        );
+    }
+    drop(proxy);
+    drop(instance);
+    Ok(())
+}
+
+#[derive(clickhouse::Row, serde::Serialize)]
+struct DirectRow {
+    stream: String,
+    ts: i64,
+    seq: u64,
+    tag_keys: Vec<String>,
+    tag_values: Vec<String>,
+    field_keys: Vec<String>,
+    field_values: Vec<f64>,
+}
+
+fn event(i: usize) -> Event {
+    Event {
+        timestamp_ms: 1_700_000_000_000 + i as i64,
+        tags: [
+            ("host".to_string(), format!("h{}", i % 16)),
+            ("region".to_string(), "eu".to_string()),
+        ]
+        .into(),
+        fields: [("v".to_string(), (i % 1000) as f64)].into(),
+    }
+}
+
+async fn clickhouse_ingest(args: &Args, rows: &mut Vec<String>) -> anyhow::Result<()> {
+    let instance = process::start(&specs::CLICKHOUSE)
+        .await
+        .context("starting clickhouse")?;
+    let url = instance.url.clone().context("url")?;
+    // The proxy creates the table; direct inserts go to the same table, another stream.
+    let (proxy, through) = proxy_for(
+        args,
+        &format!("{{ type: clickhouse, url: '{url}' }}"),
+        &[Interface::TimeseriesBasic],
+    )
+    .await?;
+    let series = through.timeseries_basic.clone().context("timeseries")?;
+    series.append("warmup".into(), vec![event(0)]).await?;
+
+    eprintln!("bench: clickhouse: {} events direct", args.events);
+    let client = clickhouse::Client::default().with_url(&url).with_validation(false);
+    let start = Instant::now();
+    for chunk in (0..args.events).collect::<Vec<_>>().chunks(10_000) {
+        let mut insert = client.insert::<DirectRow>("prism_events").await?;
+        for &i in chunk {
+            let e = event(i);
+            let (tag_keys, tag_values) = e.tags.into_iter().unzip();
+            let (field_keys, field_values) = e.fields.into_iter().unzip();
+            insert
+                .write(&DirectRow {
+                    stream: "direct".into(),
+                    ts: e.timestamp_ms,
+                    seq: i as u64,
+                    tag_keys,
+                    tag_values,
+                    field_keys,
+                    field_values,
+                })
+                .await?;
+        }
+        insert.end().await?;
+    }
+    let direct = args.events as f64 / start.elapsed().as_secs_f64();
+
+    eprintln!("bench: clickhouse: {} events through the proxy", args.events);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    let calls = args.events / args.append_batch;
+    for w in 0..args.concurrency {
+        let series = series.clone();
+        let batch = args.append_batch;
+        let concurrency = args.concurrency;
+        tasks.push(tokio::spawn(async move {
+            let mut c = w;
+            while c < calls {
+                let events = (c * batch..(c + 1) * batch).map(event).collect();
+                series.append("proxy".into(), events).await?;
+                c += concurrency;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let through = (calls * args.append_batch) as f64 / start.elapsed().as_secs_f64();
+    rows.push(format!(
+        "| clickhouse | append | direct (clickhouse crate, 10k-row INSERTs) | {direct:.0} events/s | | | | | |"
+    ));
+    rows.push(format!(
+        "| clickhouse | append | proxy ({} events per call, {} callers) | {through:.0} events/s | | | | | |",
+        args.append_batch, args.concurrency
+    ));
+    rows.push(format!(
+        "| clickhouse | append | **proxy / direct** | ratio {:.2} | | | | | |",
+        through / direct
+    ));
+    drop(proxy);
+    drop(instance);
+    Ok(())
+}
+
+// One thread: the generator adds no cross-thread wakeups of its own to what it measures.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let header = [
+        "| backend | op | path | ops/s | p50 us | p90 us | p99 us | max us | errors |".to_string(),
+        "|---|---|---|---|---|---|---|---|---|".to_string(),
+    ];
+    let (mut moderate, mut sequential, mut saturated, mut rows) =
+        (header.to_vec(), header.to_vec(), header.to_vec(), header.to_vec());
+    for backend in &args.backends {
+        match backend.as_str() {
+            "memstore" => {
+                kv_overhead(
+                    &args,
+                    "memstore",
+                    None,
+                    |_| BackendConfig::Memstore,
+                    |_| "{ type: memstore }".into(),
+                    (&mut moderate, &mut sequential, &mut saturated),
+                )
+                .await?
+            }
+            "redis" => {
+                kv_overhead(
+                    &args,
+                    "redis",
+                    Some(&specs::REDIS),
+                    |url| {
+                        BackendConfig::Redis(RedisConfig {
+                            url: url.into(),
+                            prefix: "bench:".into(),
+                            timeout: Duration::from_secs(5),
+                        })
+                    },
+                    |url| format!("{{ type: redis, url: '{url}', prefix: 'bench:' }}"),
+                    (&mut moderate, &mut sequential, &mut saturated),
+                )
+                .await?
+            }
+            "postgres" => {
+                kv_overhead(
+                    &args,
+                    "postgres",
+                    Some(&specs::POSTGRES),
+                    |url| {
+                        BackendConfig::Postgres(PostgresConfig {
+                            url: url.into(),
+                            prefix: "bench:".into(),
+                            timeout: Duration::from_secs(5),
+                            pool_size: 16,
+                        })
+                    },
+                    |url| format!("{{ type: postgres, url: '{url}', prefix: 'bench:' }}"),
+                    (&mut moderate, &mut sequential, &mut saturated),
+                )
+                .await?
+            }
+            "nats" => {
+                kv_overhead(
+                    &args,
+                    "nats",
+                    Some(&specs::NATS),
+                    |url| {
+                        BackendConfig::Nats(NatsConfig {
+                            url: url.into(),
+                            prefix: "bench".into(),
+                            timeout: Duration::from_secs(5),
+                            ack_wait: Duration::from_secs(30),
+                        })
+                    },
+                    |url| format!("{{ type: nats, url: '{url}', prefix: bench }}"),
+                    (&mut moderate, &mut sequential, &mut saturated),
+                )
+                .await?
+            }
+            "clickhouse" => clickhouse_ingest(&args, &mut rows).await?,
+            other => {
+                anyhow::bail!("--backends: unknown backend {other:?} (memstore, redis, postgres, nats, clickhouse)")
+            }
+        }
+    }
+    println!(
+        "### Moderate load (open model, {}/s)\n\n{}\n",
+        args.rate,
+        moderate.join("\n")
+    );
+    println!(
+        "### One request at a time (closed loop, 1 worker)\n\n{}\n",
+        sequential.join("\n")
+    );
+    println!(
+        "### Saturated ({} closed-loop workers)\n\n{}\n",
+        args.concurrency,
+        saturated.join("\n")
+    );
+    println!("### ClickHouse ingestion\n\n{}", rows.join("\n"));
+    Ok(())
+}
