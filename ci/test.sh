@@ -34,7 +34,8 @@ leftovers=""
 if command -v docker >/dev/null && docker version >/dev/null 2>&1; then
   leftovers+="$(docker ps -aq --filter label=dev.prism.acceptance)"
 fi
-for server in redis-server nats-server clickhouse-server postgres; do leftovers+="$(pgrep -x "$server" || true)"; done
+# (process names are cut at 15 characters: clickhouse-server is "clickhouse-serv")
+for server in redis-server nats-server clickhouse-serv postgres; do leftovers+="$(pgrep -x "$server" || true)"; done
 if [ -n "$leftovers" ]; then
   echo "FAIL: containers or server processes left behind: $leftovers" >&2
   exit 1

@@ -35,7 +35,7 @@ pub struct Options {
 impl Options {
     pub fn from_env() -> Options {
         Options {
-            strict: std::env::var("PRISM_ACCEPT_STRICT").is_ok_and(|v| v == "1" || v == "true"),
+            strict: crate::provision::strict(),
             report_dir: std::env::var_os("PRISM_ACCEPT_REPORT_DIR").map(PathBuf::from),
         }
     }

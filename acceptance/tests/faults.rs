@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use acceptance::provision::process::{self, Prepared};
-use acceptance::provision::{ServerSpec, free_port, specs, wait_ready};
+use acceptance::provision::{self, ServerSpec, free_port, specs, wait_ready};
 use bytes::Bytes;
 use prism_proxy::backends::nats::NatsConfig;
 use prism_proxy::backends::postgres::PostgresConfig;
@@ -80,9 +80,7 @@ impl Drop for Restartable {
 
 /// The server, or `None` when its binary is missing outside strict mode.
 async fn server(spec: &'static ServerSpec, extra_args: &[&str]) -> Option<Restartable> {
-    let strict = std::env::var("PRISM_ACCEPT_STRICT").is_ok_and(|v| v == "1" || v == "true");
-    if process::find(spec).is_none() && !strict {
-        eprintln!("SKIPPED: {} is not installed (run ci/install-servers.sh)", spec.binary);
+    if !provision::binary_or_skip(spec) {
         return None;
     }
     Some(Restartable::start(spec, extra_args).await.expect("start the server"))

@@ -145,6 +145,21 @@ pub async fn wait_ready(spec: &ServerSpec, addr: SocketAddr) -> anyhow::Result<(
     anyhow::bail!("{} at {addr} not ready after {:?}", spec.backend, spec.start_timeout)
 }
 
+/// `PRISM_ACCEPT_STRICT=1` (CI): a server that cannot be run is a failure, not a skip.
+pub fn strict() -> bool {
+    std::env::var("PRISM_ACCEPT_STRICT").is_ok_and(|v| v == "1" || v == "true")
+}
+
+/// Whether a test needing `spec`'s binary should run: yes when it is installed; in
+/// strict mode always (so a missing binary fails); otherwise it prints a skip line.
+pub fn binary_or_skip(spec: &ServerSpec) -> bool {
+    if process::find(spec).is_some() || strict() {
+        return true;
+    }
+    eprintln!("SKIPPED: {} is not installed (run ci/install-servers.sh)", spec.binary);
+    false
+}
+
 /// A free TCP port on 127.0.0.1 (the kernel picks; the listener is closed at once).
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -19,10 +19,14 @@ use crate::interfaces::{
     Interface, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, QueueBasic, TimeSeriesBasic,
 };
 
-/// Whether a backend can serve requests now (`/readyz`).
+/// Whether a backend can serve requests now (`/readyz`), and its part in a drain.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
     async fn check(&self) -> BackendResult<()>;
+
+    /// The proxy has started draining: write out anything buffered now rather than on a
+    /// timer, so in-flight requests finish within the drain.
+    fn draining(&self) {}
 }
 
 /// One driver instance and the interfaces it implements.

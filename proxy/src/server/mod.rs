@@ -225,6 +225,9 @@ impl RunningProxy {
             self.health.set_service_status(name, ServingStatus::NotServing).await;
         }
         self.shutdown.cancel();
+        for namespace in self.router.namespaces() {
+            namespace.backend.health.draining();
+        }
         let outcome = match tokio::time::timeout(timeout, self.grpc).await {
             Ok(Ok(Err(e))) => {
                 tracing::warn!(error = %e, "gRPC server ended with an error");

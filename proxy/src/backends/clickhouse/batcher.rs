@@ -2,13 +2,15 @@
 //! once `batch_rows` rows wait or the oldest has waited `flush_interval`. An append
 //! returns only after its rows are written, so nothing acknowledged is lost; at most
 //! `buffer_rows` rows wait at once, and further appends wait for room (pushback, never
-//! dropping). When the driver is dropped, the writer flushes what is left and stops.
+//! dropping). [`Batcher::close`] (called when the driver is dropped) makes the writer
+//! flush at once whatever waits, and everything after it without delay.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{ClickhouseConfig, TABLE, ensure_schema, error};
 use crate::backends::driver::bounded;
@@ -34,12 +36,15 @@ pub struct Batcher {
     tx: mpsc::UnboundedSender<Pending>,
     room: Arc<Semaphore>,
     buffer_rows: usize,
+    closing: CancellationToken,
 }
 
 impl Batcher {
     pub fn start(client: clickhouse::Client, schema: Arc<OnceCell<()>>, config: &ClickhouseConfig) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
+        let closing = CancellationToken::new();
         let writer = Writer {
+            closing: closing.clone(),
             client,
             schema,
             timeout: config.timeout,
@@ -51,7 +56,13 @@ impl Batcher {
             tx,
             room: Arc::new(Semaphore::new(config.buffer_rows)),
             buffer_rows: config.buffer_rows,
+            closing,
         }
+    }
+
+    /// Flushes what waits now, and every later append without waiting (shutdown).
+    pub fn close(&self) {
+        self.closing.cancel();
     }
 
     /// Writes `rows`, waiting for room in the buffer first; returns once they are in
@@ -78,6 +89,7 @@ impl Batcher {
 }
 
 struct Writer {
+    closing: CancellationToken,
     client: clickhouse::Client,
     schema: Arc<OnceCell<()>>,
     timeout: Duration,
@@ -92,8 +104,9 @@ impl Writer {
             let deadline = tokio::time::Instant::now() + self.flush_interval;
             let mut batch = vec![first];
             let mut rows = batch[0].rows.len();
-            while rows < self.batch_rows {
+            while rows < self.batch_rows && !self.closing.is_cancelled() {
                 tokio::select! {
+                    _ = self.closing.cancelled() => break,
                     next = rx.recv() => match next {
                         Some(p) => {
                             rows += p.rows.len();

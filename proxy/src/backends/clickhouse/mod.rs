@@ -150,10 +150,21 @@ impl Clickhouse {
         }
     }
 
+    /// Writes every waiting append now and stops batching by time (shutdown).
+    pub fn close(&self) {
+        self.batcher.close();
+    }
+
     /// The client, once the table exists.
     async fn ready(&self) -> BackendResult<&clickhouse::Client> {
         ensure_schema(&self.client, &self.schema, self.timeout).await?;
         Ok(&self.client)
+    }
+}
+
+impl Drop for Clickhouse {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -185,5 +196,9 @@ impl HealthCheck for Clickhouse {
         })
         .await
         .map(|_| ())
+    }
+
+    fn draining(&self) {
+        self.close();
     }
 }
