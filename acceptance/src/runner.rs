@@ -166,6 +166,7 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
                 admin_listen: "127.0.0.1:0".parse().expect("static address"),
                 drain_timeout: Duration::from_secs(5),
                 auth: AuthMode::None,
+                tls: None,
                 namespaces: namespaces.into_iter().collect(),
             };
             match shared.rt.block_on(prism_proxy::server::start(&config)) {

@@ -251,7 +251,9 @@ async fn run(
         endpoint.clone()
     };
     let mut metadata: Vec<(String, String)> = Vec::new();
+    let mut tls = prism_proxy::client::ClientTls::default();
     if let Some(Target::Remote(r)) = &scenario.target {
+        tls = r.tls().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         metadata.extend(r.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(auth) = &r.auth {
             let token = auth.token().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -260,7 +262,7 @@ async fn run(
     }
     let mut clients = Vec::new();
     for _ in 0..channels {
-        let mut client = PrismClient::connect(&endpoint, &namespace)
+        let mut client = PrismClient::connect_with(&endpoint, &namespace, &tls)
             .await
             .with_context(|| format!("connecting to {endpoint}"))?
             .with_timeout(timeout);

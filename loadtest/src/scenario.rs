@@ -71,8 +71,16 @@ pub enum NamedTarget {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteTarget {
-    /// `http://host:port`.
+    /// `http://host:port`, or `https://host:port` for TLS.
     pub endpoint: String,
+    /// PEM file of the authority that signed the server's certificate (https only; the
+    /// system's roots when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The name the server's certificate must carry, when it differs from the endpoint's
+    /// host (https only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
     #[serde(default = "default_namespace")]
     pub namespace: String,
     /// HTTP/2 connections to spread requests over.
@@ -97,6 +105,22 @@ pub enum Auth {
     BearerEnv(String),
     /// Read the token from this file (trailing whitespace trimmed).
     BearerFile(PathBuf),
+}
+
+impl RemoteTarget {
+    /// The TLS settings for an https endpoint, the CA file read now.
+    pub fn tls(&self) -> Result<prism_proxy::client::ClientTls, String> {
+        let ca_pem = match &self.ca_file {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|e| format!("target.ca_file: cannot read {}: {e}", path.display()))?)
+            }
+            None => None,
+        };
+        Ok(prism_proxy::client::ClientTls {
+            ca_pem,
+            server_name: self.server_name.clone(),
+        })
+    }
 }
 
 impl Auth {
@@ -359,6 +383,14 @@ impl Scenario {
                     "target.endpoint: {:?} must start with http:// or https://",
                     r.endpoint
                 ));
+            }
+            if !r.endpoint.starts_with("https://") {
+                if r.ca_file.is_some() {
+                    p.push("target.ca_file: only used with an https:// endpoint".to_string());
+                }
+                if r.server_name.is_some() {
+                    p.push("target.server_name: only used with an https:// endpoint".to_string());
+                }
             }
             if r.channels == 0 || r.channels > 1024 {
                 p.push(format!("target.channels: {} is not in 1..=1024", r.channels));

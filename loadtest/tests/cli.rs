@@ -599,3 +599,89 @@ fn shipped_json_schema_is_current_and_strict() {
     );
     assert!(schema["$defs"]["Operation"]["properties"]["op"].is_object());
 }
+
+// The guard only orders whole tests (each with its own runtime) against each other.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_target_checks_the_server_certificate() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    // A test authority, and a certificate for `prism.test` it signed.
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["prism.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let ca_file = write(dir.path(), "ca.pem", &ca.pem());
+    let cert_file = write(dir.path(), "server.pem", &cert.pem());
+    let key_file = write(dir.path(), "server.key", &key.serialize_pem());
+
+    // The proxy serving gRPC over TLS with that certificate.
+    let mut config = prism_proxy::config::Config::single_memstore("default");
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    config.tls = Some(prism_proxy::config::TlsConfig {
+        cert_file: cert_file.into(),
+        key_file: key_file.into(),
+    });
+    let proxy = prism_proxy::server::start(&config).await.expect("TLS proxy");
+    let scenario = |tls: &str| {
+        format!(
+            "name: tls\ntarget: {{endpoint: 'https://{}', {tls}}}\n\
+             load: {{model: closed, stages: [{{duration: 1s, concurrency: 2}}]}}\n\
+             keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n\
+             thresholds: ['error_rate < 1%']\n",
+            proxy.grpc_addr
+        )
+    };
+    // Trusting the test authority and expecting its name: every request succeeds.
+    let (code, out, run) = run_scenario(scenario(&format!("ca_file: '{ca_file}', server_name: prism.test"))).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(run["total"]["count"].as_u64().unwrap() > 0, "{}", run["total"]);
+    assert_eq!(run["total"]["errors"].as_u64(), Some(0));
+
+    // Without the authority (system roots only) or with the wrong name, the connection is
+    // refused with an error saying why, and nothing is sent.
+    for tls in [
+        "server_name: prism.test".to_string(),
+        format!("ca_file: '{ca_file}', server_name: other.test"),
+    ] {
+        let path = write(dir.path(), "bad.yaml", &scenario(&tls));
+        let (code, _, err) = tokio::task::spawn_blocking(move || loadtest(&["run", &path, "--quiet"]))
+            .await
+            .unwrap();
+        assert_eq!(code, Some(1), "{tls}: {err}");
+        assert!(
+            err.contains("cannot connect") && err.to_lowercase().contains("certificate"),
+            "{tls}: {err}"
+        );
+    }
+
+    // A CA file that cannot be read, or TLS settings on a plain endpoint, are named.
+    let path = write(dir.path(), "missing.yaml", &scenario("ca_file: /no/such/ca.pem"));
+    let (code, _, err) = tokio::task::spawn_blocking(move || loadtest(&["run", &path, "--quiet"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("target.ca_file") && err.contains("/no/such/ca.pem"),
+        "{err}"
+    );
+    let plain = write(
+        dir.path(),
+        "plain.yaml",
+        &scenario(&format!("ca_file: '{ca_file}'")).replace("https://", "http://"),
+    );
+    let (code, _, err) = tokio::task::spawn_blocking(move || loadtest(&["validate", &plain]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("target.ca_file: only used with an https:// endpoint"),
+        "{err}"
+    );
+    proxy.drain(Duration::from_secs(2)).await;
+}

@@ -68,6 +68,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     #[serde(default)]
     pub auth: AuthMode,
+    /// Serve gRPC over TLS with this certificate (the admin listener stays plain HTTP).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     #[serde(deserialize_with = "unique_namespaces")]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
 }
@@ -93,6 +96,15 @@ fn unique_namespaces<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<
         }
     }
     d.deserialize_map(Visitor)
+}
+
+/// `tls: { cert_file: server.pem, key_file: server.key }` (PEM; the certificate file may
+/// hold the chain).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -172,6 +184,7 @@ impl Config {
             admin_listen: default_admin_listen(),
             drain_timeout: default_drain_timeout(),
             auth: AuthMode::None,
+            tls: None,
             namespaces: [(
                 namespace.to_string(),
                 NamespaceConfig {
@@ -192,6 +205,13 @@ impl Config {
         };
         if self.namespaces.is_empty() {
             return Err(invalid("namespaces".into(), "at least one namespace is needed".into()));
+        }
+        if let Some(tls) = &self.tls {
+            for (field, file) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
+                if let Err(e) = std::fs::File::open(file) {
+                    return Err(invalid(field.into(), format!("cannot read {}: {e}", file.display())));
+                }
+            }
         }
         for (name, ns) in &self.namespaces {
             let field = |f: &str| format!("namespaces.{name}{f}");

@@ -461,6 +461,16 @@ fn config_errors_name_file_line_and_field() {
             "namespaces.Bad Name",
             "a-z",
         ),
+        (
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ntls: { cert_file: /no/such.pem, key_file: /no/such.key }\nnamespaces:\n  a:\n    backend: { type: memstore }\n",
+            "tls.cert_file",
+            "/no/such.pem",
+        ),
+        (
+            "namespaces:\n  a:\n    backend: { type: redis, url: 'redis://127.0.0.1:1', prefx: x }\n",
+            ":3:",
+            "unknown field `prefx`",
+        ),
     ];
     for (i, (yaml, location, message)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("case{i}.yaml"));

@@ -52,17 +52,46 @@ pub struct NamespaceInfo {
     pub interfaces: Vec<Interface>,
 }
 
+/// How to check the server of an `https://` endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// PEM certificates of the authority that signed the server's certificate; the
+    /// system's roots when `None`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// The name the certificate must carry, when it differs from the endpoint's host.
+    pub server_name: Option<String>,
+}
+
 impl PrismClient {
-    /// Connects to `endpoint` (`http://host:port`) for `namespace`.
+    /// Connects to `endpoint` (`http://host:port`, or `https://` checked against the
+    /// system's roots) for `namespace`.
     pub async fn connect(endpoint: &str, namespace: &str) -> BackendResult<PrismClient> {
-        let endpoint = Endpoint::from_shared(endpoint.to_string())
+        PrismClient::connect_with(endpoint, namespace, &ClientTls::default()).await
+    }
+
+    /// Like [`PrismClient::connect`], with `tls` used for an `https://` endpoint.
+    pub async fn connect_with(endpoint: &str, namespace: &str, tls: &ClientTls) -> BackendResult<PrismClient> {
+        let mut endpoint = Endpoint::from_shared(endpoint.to_string())
             .map_err(|e| BackendError::invalid("endpoint", format!("{endpoint:?} is not a URI: {e}")))?
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
+        if endpoint.uri().scheme_str() == Some("https") {
+            let mut config = tonic::transport::ClientTlsConfig::new();
+            config = match &tls.ca_pem {
+                Some(pem) => config.ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                None => config.with_native_roots(),
+            };
+            if let Some(name) = &tls.server_name {
+                config = config.domain_name(name.clone());
+            }
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| BackendError::invalid("endpoint", format!("TLS settings: {e}")))?;
+        }
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| BackendError::Unavailable(format!("cannot connect to {}: {e}", endpoint.uri())))?;
+            .map_err(|e| BackendError::Unavailable(format!("cannot connect to {}: {}", endpoint.uri(), chain(&e))))?;
         PrismClient::from_channel(channel, namespace)
     }
 
@@ -424,4 +453,17 @@ impl HealthCheck for PrismClient {
     async fn check(&self) -> BackendResult<()> {
         self.describe().await.map(|_| ())
     }
+}
+
+/// An error and its causes, `outer: inner: ...` (tonic's transport errors say little
+/// without their sources, e.g. which certificate check failed).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }

@@ -61,6 +61,29 @@ pub enum StartError {
     },
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
+    #[error("tls.{field}: cannot read {path}")]
+    TlsFile {
+        field: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tls: the certificate and key cannot be used: {0}")]
+    Tls(String),
+}
+
+/// The server TLS settings from `config.tls`, files read now.
+fn server_tls(tls: &crate::config::TlsConfig) -> Result<tonic::transport::ServerTlsConfig, StartError> {
+    let read = |field, path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| StartError::TlsFile {
+            field,
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let identity =
+        tonic::transport::Identity::from_pem(read("cert_file", &tls.cert_file)?, read("key_file", &tls.key_file)?);
+    Ok(tonic::transport::ServerTlsConfig::new().identity(identity))
 }
 
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
@@ -142,7 +165,13 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     }
     health.set_service_status("", ServingStatus::Serving).await;
 
-    let grpc = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(server_tls(tls)?)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    let grpc = builder
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
