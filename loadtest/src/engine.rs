@@ -128,6 +128,10 @@ async fn execute(client: &PrismClient, plan: &OpPlan, request: Request) -> &'sta
             };
             client.query(target(), query).await.map(drop)
         }
+        // Given weight 0 on the engine's side (crate::http::split); never drawn here.
+        OpKind::HttpGet | OpKind::HttpPost => Err(prism_proxy::BackendError::Unimplemented(
+            "http operations run on goose".into(),
+        )),
         OpKind::Aggregate => {
             let now = now_ms();
             let aggregation = Aggregation {
@@ -146,6 +150,14 @@ async fn execute(client: &PrismClient, plan: &OpPlan, request: Request) -> &'sta
         Ok(()) => "OK",
         Err(e) => code_name(code_of(&e)),
     }
+}
+
+/// Whether the engine has gRPC operations to send (HTTP ones run on goose).
+fn has_grpc_operations(scenario: &Scenario) -> bool {
+    scenario
+        .operations
+        .iter()
+        .any(|o| o.weight > 0 && !crate::workload::is_http(&o.op))
 }
 
 /// Waits for `at` more precisely than tokio's 1 ms timer: sleep to within 2 ms, then
@@ -192,6 +204,7 @@ impl Engine {
         let scenario = &self.shard.apply(scenario);
         let mut subscribers = self.subscribe(scenario).await?;
         let result = match &scenario.load {
+            _ if !has_grpc_operations(scenario) => self.keep_time(scenario).await,
             Load::Open {
                 stages,
                 max_in_flight,
@@ -239,6 +252,14 @@ impl Engine {
             }
         }
         Ok(tasks)
+    }
+
+    /// With nothing to send (only HTTP operations), still keeps time while goose works.
+    async fn keep_time(&self, scenario: &Scenario) -> anyhow::Result<()> {
+        let mut timer = tokio::task::JoinSet::new();
+        timer.spawn(tokio::time::sleep(scenario.duration()));
+        self.tick_until_done(timer, scenario, Instant::now()).await;
+        Ok(())
     }
 
     async fn open(
@@ -367,7 +388,14 @@ impl Engine {
                 }
             });
         }
-        // Close seconds as they pass, for the per-second percentiles.
+        self.tick_until_done(workers, scenario, start).await;
+        Ok(())
+    }
+
+    /// Until every worker is done: moves the progress display and closes the seconds as
+    /// they pass (for the per-second percentiles), then closes the rest.
+    async fn tick_until_done(&self, mut workers: tokio::task::JoinSet<()>, scenario: &Scenario, start: Instant) {
+        let warmup = scenario.warmup();
         let measure = scenario.duration().saturating_sub(warmup).as_secs();
         let mut closed_second = 0;
         while !workers.is_empty() {
@@ -390,6 +418,5 @@ impl Engine {
             s.close_second(closed_second);
             closed_second += 1;
         }
-        Ok(())
     }
 }

@@ -4,11 +4,13 @@
 //! - [`scenario`]: the file format and its validation;
 //! - [`workload`]: deterministic operation, key and size choices;
 //! - [`engine`]: open and closed load models;
+//! - [`http`]: `http.*` operations on goose, beside the engine;
 //! - [`stats`]: histograms and the per-second series;
 //! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log.
 
 pub mod engine;
 pub mod html;
+pub mod http;
 pub mod merge;
 pub mod report;
 pub mod scenario;

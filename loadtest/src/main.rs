@@ -291,7 +291,28 @@ async fn run(
             scenario.duration(),
         ))
     });
-    engine.run(&scenario).await?;
+    // http.* operations run on goose beside the engine, into the same stats.
+    let (grpc_part, http_part) = loadtest::http::split(&scenario);
+    let http = match http_part {
+        Some(part) => {
+            let base = match &scenario.target {
+                Some(Target::Remote(r)) => r.http_endpoint.clone(),
+                _ => _proxy.as_ref().map(|p| format!("http://{}", p.admin_addr)),
+            }
+            .context("http.* operations need target.http_endpoint")?;
+            let part = shard.unwrap_or(Shard::WHOLE).apply(&part);
+            let stats = engine.stats.clone();
+            let start = tokio::time::Instant::now();
+            Some(tokio::spawn(async move {
+                loadtest::http::run(part, &base, stats, start).await
+            }))
+        }
+        None => None,
+    };
+    engine.run(grpc_part.as_ref().unwrap_or(&scenario)).await?;
+    if let Some(http) = http {
+        http.await.context("the goose task")??;
+    }
     if let Some(p) = printer {
         p.abort();
     }

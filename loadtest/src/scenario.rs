@@ -93,6 +93,10 @@ pub struct RemoteTarget {
     /// Extra gRPC metadata sent with every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Where `http.*` operations go (`http://host:port`): for example the proxy's admin
+    /// listener. Needed when the scenario has HTTP operations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_endpoint: Option<String>,
     /// A bearer token sent as `authorization: Bearer ...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Auth>,
@@ -249,6 +253,16 @@ pub struct Operation {
     /// publish-to-delivery latency is reported as `pubsub.delivery`.
     #[serde(default)]
     pub subscribers: Option<u32>,
+    /// `http.*`: the request path, joined to the HTTP endpoint; `{key}` is replaced by a
+    /// key of `keys` and `{n}` by the user's request number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `http.*`: extra request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// `http.post`: the request body, with the same `{key}` and `{n}` placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -433,6 +447,43 @@ impl Scenario {
                     OpKind::names().join(", ")
                 ));
             }
+            if crate::workload::is_http(&o.op) {
+                match &o.path {
+                    None => p.push(format!("operations[{i}].path: {} needs a path such as /healthz", o.op)),
+                    Some(path) if !path.starts_with('/') => {
+                        p.push(format!("operations[{i}].path: {path:?} must start with /"))
+                    }
+                    Some(_) => {}
+                }
+                if o.body.is_some() && o.op != "http.post" {
+                    p.push(format!("operations[{i}].body: only http.post takes a body"));
+                }
+                for key in o.headers.keys() {
+                    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                        p.push(format!("operations[{i}].headers.{key}: not a valid header name"));
+                    }
+                }
+                if let Some(k) = &o.keys
+                    && !self.keyspaces.contains_key(k)
+                {
+                    p.push(format!("operations[{i}].keys: no keyspace {k:?}"));
+                }
+                if let Some(Target::Remote(r)) = &self.target
+                    && !r
+                        .http_endpoint
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("http://") || e.starts_with("https://"))
+                {
+                    p.push(format!(
+                        "target.http_endpoint: {} needs an http:// or https:// endpoint (operations[{i}])",
+                        o.op
+                    ));
+                }
+            } else if o.path.is_some() || o.body.is_some() || !o.headers.is_empty() {
+                p.push(format!(
+                    "operations[{i}]: path, headers and body are for http.* operations"
+                ));
+            }
             if o.op.starts_with("keyvalue.") {
                 match &o.keys {
                     None => p.push(format!("operations[{i}].keys: {} needs a keyspace name", o.op)),
@@ -478,7 +529,16 @@ impl Scenario {
     /// Operation names as reported: one per operation, plus `pubsub.delivery` when
     /// any publish has subscribers.
     pub fn reported_operations(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.operations.iter().map(|o| o.op.clone()).collect();
+        // An HTTP operation is named with its path (`http.get:/healthz`): a scenario often
+        // has several.
+        let mut names: Vec<String> = self
+            .operations
+            .iter()
+            .map(|o| match (&o.path, crate::workload::is_http(&o.op)) {
+                (Some(path), true) => format!("{}:{path}", o.op),
+                _ => o.op.clone(),
+            })
+            .collect();
         if self.operations.iter().any(|o| o.subscribers.unwrap_or(0) > 0) {
             names.push(DELIVERY_OP.to_string());
         }

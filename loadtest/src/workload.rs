@@ -36,6 +36,9 @@ pub enum OpKind {
     Append,
     Query,
     Aggregate,
+    /// HTTP operations run on goose (crate::http), not on the gRPC engine.
+    HttpGet,
+    HttpPost,
 }
 
 /// Every operation a scenario may name: the one list the parser and validation use.
@@ -53,7 +56,14 @@ pub const OPERATIONS: &[(&str, OpKind)] = &[
     ("timeseries.append", OpKind::Append),
     ("timeseries.query", OpKind::Query),
     ("timeseries.aggregate", OpKind::Aggregate),
+    ("http.get", OpKind::HttpGet),
+    ("http.post", OpKind::HttpPost),
 ];
+
+/// Whether the operation named `op` is an HTTP one (run on goose).
+pub fn is_http(op: &str) -> bool {
+    op.starts_with("http.")
+}
 
 impl OpKind {
     pub fn parse(name: &str) -> Option<OpKind> {
@@ -66,6 +76,7 @@ impl OpKind {
     }
 }
 
+#[derive(Clone)]
 pub struct OpSpec {
     pub name: String,
     pub kind: OpKind,
@@ -77,12 +88,14 @@ pub struct OpSpec {
     size: Option<ValueSize>,
 }
 
+#[derive(Clone)]
 enum Chooser {
     Uniform,
     Zipf(Zipf<f64>),
     Sequential(u64),
 }
 
+#[derive(Clone)]
 struct KeyChooser {
     prefix: String,
     /// First key of this shard's slice.
@@ -106,6 +119,7 @@ impl KeyChooser {
     }
 }
 
+#[derive(Clone)]
 pub struct Workload {
     pub ops: Vec<OpSpec>,
     weights: WeightedIndex<u32>,
@@ -123,8 +137,9 @@ impl Workload {
         let mut ops = Vec::new();
         for o in &scenario.operations {
             let kind = OpKind::parse(&o.op).ok_or_else(|| anyhow::anyhow!("unknown operation {}", o.op))?;
+            let keyed = o.op.starts_with("keyvalue.") || is_http(&o.op);
             let keys = match o.keys.as_ref().and_then(|k| scenario.keyspaces.get(k)) {
-                Some(ks) if o.op.starts_with("keyvalue.") => {
+                Some(ks) if keyed => {
                     let (offset, count) = shard.keys(ks.count);
                     Some(KeyChooser {
                         prefix: ks.prefix.clone(),
@@ -140,7 +155,7 @@ impl Workload {
                 _ => None,
             };
             let target = match o.keys.as_ref().and_then(|k| scenario.keyspaces.get(k)) {
-                Some(ks) if o.op.starts_with("keyvalue.") => ks.prefix.clone(),
+                Some(ks) if keyed => ks.prefix.clone(),
                 _ => o.keys.clone().unwrap_or_else(|| "loadtest".into()),
             };
             ops.push(OpSpec {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -684,4 +685,99 @@ async fn https_target_checks_the_server_certificate() {
         "{err}"
     );
     proxy.drain(Duration::from_secs(2)).await;
+}
+
+// The guard only orders whole tests (each with its own runtime) against each other.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_operations_run_on_goose_into_the_same_report() {
+    let _serial = timing();
+    // An HTTP server that records what it receives.
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+    let seen: Seen = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/items/{id}",
+            axum::routing::post(
+                |axum::extract::State(seen): axum::extract::State<Seen>,
+                 axum::extract::Path(id): axum::extract::Path<String>,
+                 headers: axum::http::HeaderMap,
+                 body: String| async move {
+                    let tenant = headers
+                        .get("x-tenant")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    seen.lock().unwrap().push((id, tenant, body));
+                    "stored"
+                },
+            ),
+        )
+        .route(
+            "/fail",
+            axum::routing::get(|| async { (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no") }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // The gRPC side: a server answering every Get at once.
+    let grpc = serve(|_| Ok(Duration::ZERO)).await;
+
+    let yaml = format!(
+        "name: http\ntarget: {{endpoint: 'http://{grpc}', http_endpoint: 'http://{addr}'}}\n\
+         load: {{model: closed, stages: [{{duration: 2s, concurrency: 4}}]}}\n\
+         keyspaces: {{k: {{prefix: 'item-', count: 5}}}}\noperations:\n  \
+         - {{op: keyvalue.get, keys: k, weight: 2}}\n  \
+         - {{op: http.post, path: '/items/{{key}}', keys: k, headers: {{x-tenant: blue}}, body: 'n={{n}}', weight: 1}}\n  \
+         - {{op: http.get, path: /fail, weight: 1}}\n"
+    );
+    let (code, out, run) = run_scenario(yaml).await;
+    assert_eq!(code, Some(0), "{out}");
+    let op = |name: &str| {
+        run["operations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["operation"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {}", run["operations"]))
+            .clone()
+    };
+    let (grpc_get, post, fail) = (op("keyvalue.get"), op("http.post:/items/{key}"), op("http.get:/fail"));
+    assert!(grpc_get["count"].as_u64().unwrap() > 0, "{grpc_get}");
+    let posts = post["count"].as_u64().unwrap();
+    assert!(posts > 0 && post["errors"].as_u64() == Some(0), "{post}");
+    assert!(fail["count"].as_u64().unwrap() > 0, "{fail}");
+    assert_eq!(fail["errors"], fail["count"], "every /fail answer is an error: {fail}");
+    assert!(fail["codes"]["HTTP_5XX"].as_u64().unwrap() > 0, "{fail}");
+    // Templates, headers and bodies reached the server; every recorded post was received.
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len() as u64, posts, "posts recorded vs received");
+    assert!(
+        seen.iter()
+            .all(|(id, tenant, body)| id.starts_with("item-") && tenant == "blue" && body.starts_with("n="))
+    );
+}
+
+#[test]
+fn http_operations_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "bad.yaml",
+        "name: bad\ntarget: {endpoint: 'http://127.0.0.1:1'}\n\
+         load: {model: closed, stages: [{duration: 1s, concurrency: 1}]}\noperations:\n  \
+         - {op: http.get}\n  - {op: http.get, path: nope, body: x}\n  - {op: keyvalue.get, keys: k, path: /x}\n",
+    );
+    let (code, _, err) = loadtest(&["validate", &path]);
+    assert_eq!(code, Some(1));
+    for expected in [
+        "operations[0].path: http.get needs a path",
+        "operations[1].path: \"nope\" must start with /",
+        "operations[1].body: only http.post takes a body",
+        "operations[2]: path, headers and body are for http.* operations",
+        "target.http_endpoint",
+    ] {
+        assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+    }
 }

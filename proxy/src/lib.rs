@@ -18,6 +18,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod wire;
 
 pub use error::{BackendError, BackendResult};

@@ -76,6 +76,7 @@ impl PrismClient {
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(5));
         if endpoint.uri().scheme_str() == Some("https") {
+            crate::tls::ensure_crypto_provider();
             let mut config = tonic::transport::ClientTlsConfig::new();
             config = match &tls.ca_pem {
                 Some(pem) => config.ca_certificate(tonic::transport::Certificate::from_pem(pem)),

@@ -74,6 +74,7 @@ pub enum StartError {
 
 /// The server TLS settings from `config.tls`, files read now.
 fn server_tls(tls: &crate::config::TlsConfig) -> Result<tonic::transport::ServerTlsConfig, StartError> {
+    crate::tls::ensure_crypto_provider();
     let read = |field, path: &std::path::Path| {
         std::fs::read(path).map_err(|source| StartError::TlsFile {
             field,
