@@ -152,6 +152,7 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
                         backend,
                         interfaces: Some(decl.interfaces()),
                         limits: Limits::default(),
+                        groups: None,
                     };
                     (decl.name().to_string(), ns)
                 }),

@@ -104,6 +104,7 @@ async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
             backend,
             interfaces: Some(vec![Interface::KeyvalueBasic, Interface::QueueBasic]),
             limits: Limits::default(),
+            groups: None,
         },
     )]
     .into();

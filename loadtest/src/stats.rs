@@ -141,7 +141,13 @@ impl Stats {
             None => o.corrected.record(micros(corrected)),
         };
         let _ = o.service.record(micros(service));
-        *o.codes.entry(code.to_string()).or_default() += 1;
+        // No allocation per response: the code's entry almost always exists already.
+        match o.codes.get_mut(code) {
+            Some(n) => *n += 1,
+            None => {
+                o.codes.insert(code.to_string(), 1);
+            }
+        }
         let _ = self.send_lag.record(micros(lag));
         let _ = self.current.record(micros(corrected));
         let _ = self.current_ops[op].record(micros(corrected));

@@ -107,12 +107,14 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
     /// No authentication: for local use only.
     #[default]
     None,
+    /// Bearer tokens from an OIDC issuer; namespaces' `groups` say who may use them.
+    Oidc(crate::auth::OidcConfig),
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -124,6 +126,10 @@ pub struct NamespaceConfig {
     pub interfaces: Option<Vec<Interface>>,
     #[serde(default)]
     pub limits: Limits,
+    /// With `auth: oidc`: token groups allowed to use this namespace (any one of them);
+    /// absent, any authenticated caller may.
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +197,7 @@ impl Config {
                     backend: BackendConfig::Memstore,
                     interfaces: None,
                     limits: Limits::default(),
+                    groups: None,
                 },
             )]
             .into(),

@@ -9,6 +9,7 @@
 //! - [`config`]: the YAML configuration, validated at load time.
 
 pub mod admin;
+pub mod auth;
 pub mod backends;
 pub mod client;
 pub mod config;

@@ -31,7 +31,7 @@ fn ttl(field: &str, ms: u64) -> Result<Duration, BackendError> {
 #[tonic::async_trait]
 impl key_value_basic_server::KeyValueBasic for KeyValueService {
     async fn set(&self, request: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_basic, Interface::KeyvalueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvSet, async move {
@@ -44,7 +44,7 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
     }
 
     async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_basic, Interface::KeyvalueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvGet, async move {
@@ -59,7 +59,7 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
     }
 
     async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_basic, Interface::KeyvalueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvDelete, async move {
@@ -72,7 +72,7 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
     }
 
     async fn exists(&self, request: Request<pb::ExistsRequest>) -> Result<Response<pb::ExistsResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_basic, Interface::KeyvalueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvExists, async move {
@@ -88,7 +88,7 @@ impl key_value_basic_server::KeyValueBasic for KeyValueService {
 #[tonic::async_trait]
 impl key_value_ttl_server::KeyValueTtl for KeyValueService {
     async fn set_with_ttl(&self, request: Request<pb::SetWithTtlRequest>) -> Result<Response<pb::SetResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_ttl, Interface::KeyvalueTtl)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvSetWithTtl, async move {
@@ -101,7 +101,7 @@ impl key_value_ttl_server::KeyValueTtl for KeyValueService {
     }
 
     async fn expire(&self, request: Request<pb::ExpireRequest>) -> Result<Response<pb::ExpireResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_ttl, Interface::KeyvalueTtl)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvExpire, async move {
@@ -114,7 +114,7 @@ impl key_value_ttl_server::KeyValueTtl for KeyValueService {
     }
 
     async fn ttl(&self, request: Request<pb::TtlRequest>) -> Result<Response<pb::TtlResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_ttl, Interface::KeyvalueTtl)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvTtl, async move {
@@ -125,7 +125,7 @@ impl key_value_ttl_server::KeyValueTtl for KeyValueService {
     }
 
     async fn persist(&self, request: Request<pb::PersistRequest>) -> Result<Response<pb::PersistResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_ttl, Interface::KeyvalueTtl)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvPersist, async move {
@@ -141,7 +141,7 @@ impl key_value_ttl_server::KeyValueTtl for KeyValueService {
 #[tonic::async_trait]
 impl key_value_scan_server::KeyValueScan for KeyValueService {
     async fn scan(&self, request: Request<pb::ScanRequest>) -> Result<Response<pb::ScanResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_scan, Interface::KeyvalueScan)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvScan, async move {
@@ -160,7 +160,7 @@ impl key_value_scan_server::KeyValueScan for KeyValueService {
     }
 
     async fn count(&self, request: Request<pb::CountRequest>) -> Result<Response<pb::CountResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_scan, Interface::KeyvalueScan)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvCount, async move {
@@ -178,7 +178,7 @@ impl key_value_scan_server::KeyValueScan for KeyValueService {
 #[tonic::async_trait]
 impl key_value_batch_server::KeyValueBatch for KeyValueService {
     async fn batch_set(&self, request: Request<pb::BatchSetRequest>) -> Result<Response<pb::BatchSetResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_batch, Interface::KeyvalueBatch)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvBatchSet, async move {
@@ -196,7 +196,7 @@ impl key_value_batch_server::KeyValueBatch for KeyValueService {
     }
 
     async fn batch_get(&self, request: Request<pb::BatchGetRequest>) -> Result<Response<pb::BatchGetResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_batch, Interface::KeyvalueBatch)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvBatchGet, async move {
@@ -219,7 +219,7 @@ impl key_value_batch_server::KeyValueBatch for KeyValueService {
         &self,
         request: Request<pb::BatchDeleteRequest>,
     ) -> Result<Response<pb::BatchDeleteResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let kv = ns.serve(&ns.backend.keyvalue_batch, Interface::KeyvalueBatch)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::KvBatchDelete, async move {

@@ -23,7 +23,7 @@ impl meta_server::Meta for MetaService {
         &self,
         request: Request<pb::DescribeNamespaceRequest>,
     ) -> Result<Response<pb::DescribeNamespaceResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let limits = ns.limits;
         let response = pb::DescribeNamespaceResponse {
             namespace: ns.name.clone(),

@@ -70,6 +70,8 @@ pub enum StartError {
     },
     #[error("tls: the certificate and key cannot be used: {0}")]
     Tls(String),
+    #[error("auth: {0}")]
+    Auth(#[source] BackendError),
 }
 
 /// The server TLS settings from `config.tls`, files read now.
@@ -136,14 +138,17 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
             source,
         })?;
         let backend = backend.restrict(&ns.served());
-        namespaces.push(Namespace::new(
-            name.clone(),
-            backend,
-            ns.limits,
-            metrics.namespace(name),
-        ));
+        namespaces.push(
+            Namespace::new(name.clone(), backend, ns.limits, metrics.namespace(name)).with_groups(ns.groups.clone()),
+        );
     }
-    let router = Arc::new(Router::new(namespaces));
+    let auth = match &config.auth {
+        crate::config::AuthMode::None => crate::auth::Auth::None,
+        crate::config::AuthMode::Oidc(oidc) => crate::auth::Auth::Oidc(Box::new(
+            crate::auth::OidcValidator::new(oidc.clone()).map_err(StartError::Auth)?,
+        )),
+    };
+    let router = Arc::new(Router::new(namespaces, auth));
 
     let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;
     let admin_listener = bind(config.admin_listen, "admin HTTP listener (admin_listen)").await?;

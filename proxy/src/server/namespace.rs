@@ -11,6 +11,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
 use super::Operation;
+use crate::auth::Auth;
 use crate::backends::Backend;
 use crate::limits::Limits;
 use crate::metrics::NamespaceMetrics;
@@ -24,6 +25,8 @@ pub struct Namespace {
     pub name: String,
     pub backend: Backend,
     pub limits: Limits,
+    /// Token groups allowed to use it (`auth: oidc`); `None`: any authenticated caller.
+    pub groups: Option<Vec<String>>,
     permits: Semaphore,
     metrics: NamespaceMetrics,
 }
@@ -44,8 +47,14 @@ impl Namespace {
             name,
             backend,
             limits,
+            groups: None,
             metrics,
         }
+    }
+
+    pub fn with_groups(mut self, groups: Option<Vec<String>>) -> Namespace {
+        self.groups = groups;
+        self
     }
 
     /// The handle for `interface`, or UNIMPLEMENTED when this namespace does not serve it.
@@ -163,12 +172,14 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
 /// All namespaces, by name.
 pub struct Router {
     namespaces: HashMap<String, Arc<Namespace>>,
+    auth: Auth,
 }
 
 impl Router {
-    pub fn new(namespaces: impl IntoIterator<Item = Namespace>) -> Router {
+    pub fn new(namespaces: impl IntoIterator<Item = Namespace>, auth: Auth) -> Router {
         Router {
             namespaces: namespaces.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect(),
+            auth,
         }
     }
 
@@ -176,9 +187,14 @@ impl Router {
         self.namespaces.values()
     }
 
-    /// The namespace a request names in its metadata, with the request's deadline.
-    pub fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
+    /// The namespace a request names in its metadata, with the request's deadline, once
+    /// the caller is authenticated and allowed to use it.
+    pub async fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
         let ns = self.lookup(metadata)?;
+        self.auth
+            .authorize(metadata, &ns.name, ns.groups.as_deref())
+            .await
+            .map_err(|e| to_status(&e, Some(&ns.name)))?;
         Ok(Call {
             ns,
             deadline: grpc_timeout(metadata),

@@ -29,7 +29,7 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 #[tonic::async_trait]
 impl pub_sub_basic_server::PubSubBasic for PubSubService {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::PubsubPublish, async move {
@@ -45,7 +45,7 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         let subscription = ns
@@ -77,7 +77,7 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
         &self,
         request: Request<pb::UnsubscribeRequest>,
     ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::PubsubUnsubscribe, async move {

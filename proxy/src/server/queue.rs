@@ -39,7 +39,7 @@ fn bounded(field: &str, ms: u64, max: Duration) -> Result<Duration, BackendError
 #[tonic::async_trait]
 impl queue_basic_server::QueueBasic for QueueService {
     async fn enqueue(&self, request: Request<pb::EnqueueRequest>) -> Result<Response<pb::EnqueueResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::QueueEnqueue, async move {
@@ -53,7 +53,7 @@ impl queue_basic_server::QueueBasic for QueueService {
     }
 
     async fn receive(&self, request: Request<pb::ReceiveRequest>) -> Result<Response<pb::ReceiveResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::QueueReceive, async move {
@@ -72,7 +72,7 @@ impl queue_basic_server::QueueBasic for QueueService {
     }
 
     async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::QueueAck, async move {
@@ -86,7 +86,7 @@ impl queue_basic_server::QueueBasic for QueueService {
     }
 
     async fn nack(&self, request: Request<pb::NackRequest>) -> Result<Response<pb::NackResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::QueueNack, async move {

@@ -21,7 +21,7 @@ impl TimeSeriesService {
 #[tonic::async_trait]
 impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let series = ns.serve(&ns.backend.timeseries_basic, Interface::TimeseriesBasic)?;
         let (limits, req) = (ns.limits, request.into_inner());
         ns.run(Operation::TsAppend, async move {
@@ -36,7 +36,7 @@ impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
     }
 
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let series = ns.serve(&ns.backend.timeseries_basic, Interface::TimeseriesBasic)?;
         let (limits, mut req) = (ns.limits, request.into_inner());
         ns.run(Operation::TsQuery, async move {
@@ -55,7 +55,7 @@ impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
         &self,
         request: Request<pb::AggregateRequest>,
     ) -> Result<Response<pb::AggregateResponse>, Status> {
-        let ns = self.router.namespace(request.metadata())?;
+        let ns = self.router.namespace(request.metadata()).await?;
         let series = ns.serve(&ns.backend.timeseries_basic, Interface::TimeseriesBasic)?;
         let (limits, mut req) = (ns.limits, request.into_inner());
         ns.run(Operation::TsAggregate, async move {

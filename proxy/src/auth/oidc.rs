@@ -1,0 +1,173 @@
+//! OIDC bearer tokens: issuer discovery, the JWKS cached and fetched again when a token
+//! names a key id it does not hold (keys rotate), and issuer, audience, expiry and
+//! signature checked with a small clock leeway. Tokens signed with `alg: none` or with an
+//! algorithm other than the key's are refused.
+
+use std::time::Duration;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{DecodingKey, Validation};
+use serde::Deserialize;
+use tokio::sync::{Mutex, OnceCell};
+use tokio::time::Instant;
+
+use super::Caller;
+use crate::BackendError;
+
+/// `auth: { oidc: { issuer: https://dex.local:5556/dex, audience: prism-proxy } }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL, exactly as it appears in the tokens' `iss`.
+    pub issuer: String,
+    /// The `aud` tokens must carry (the proxy's client id at the issuer).
+    pub audience: String,
+    /// The claim holding the caller's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Clock difference tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Fetching the keys again for an unknown key id happens at most this often, so junk
+/// tokens cannot make the proxy hammer the issuer.
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+pub struct OidcValidator {
+    config: OidcConfig,
+    http: reqwest::Client,
+    jwks_uri: OnceCell<String>,
+    keys: Mutex<Keys>,
+}
+
+struct Keys {
+    set: JwkSet,
+    fetched: Option<Instant>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    issuer: String,
+    jwks_uri: String,
+}
+
+impl OidcValidator {
+    pub fn new(config: OidcConfig) -> Result<OidcValidator, BackendError> {
+        crate::tls::ensure_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| BackendError::Internal(format!("HTTP client for OIDC: {e}")))?;
+        Ok(OidcValidator {
+            config,
+            http,
+            jwks_uri: OnceCell::new(),
+            keys: Mutex::new(Keys {
+                set: JwkSet { keys: Vec::new() },
+                fetched: None,
+            }),
+        })
+    }
+
+    /// The JWKS URI from the issuer's discovery document (fetched once).
+    async fn jwks_uri(&self) -> Result<&str, BackendError> {
+        self.jwks_uri
+            .get_or_try_init(|| async {
+                let url = format!(
+                    "{}/.well-known/openid-configuration",
+                    self.config.issuer.trim_end_matches('/')
+                );
+                let discovery: Discovery = self.get_json(&url).await?;
+                if discovery.issuer != self.config.issuer {
+                    return Err(BackendError::Unavailable(format!(
+                        "OIDC discovery at {url} names issuer {:?}, but the proxy is configured for {:?}",
+                        discovery.issuer, self.config.issuer
+                    )));
+                }
+                Ok(discovery.jwks_uri)
+            })
+            .await
+            .map(String::as_str)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, BackendError> {
+        let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("OIDC issuer: {url}: {e}"));
+        self.http
+            .get(url)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .error_for_status()
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The key for `kid`, fetching the JWKS when it is not held (first use, rotation).
+    async fn key(&self, kid: &str) -> Result<jsonwebtoken::jwk::Jwk, BackendError> {
+        let mut keys = self.keys.lock().await;
+        if let Some(jwk) = keys.set.find(kid) {
+            return Ok(jwk.clone());
+        }
+        let may_fetch = keys.fetched.is_none_or(|t| t.elapsed() >= REFRESH_AT_MOST_EVERY);
+        if may_fetch {
+            let uri = self.jwks_uri().await?.to_string();
+            keys.set = self.get_json(&uri).await?;
+            keys.fetched = Some(Instant::now());
+            if let Some(jwk) = keys.set.find(kid) {
+                return Ok(jwk.clone());
+            }
+        }
+        Err(BackendError::Unauthenticated(format!(
+            "the token's key id {kid:?} is not among the issuer's keys"
+        )))
+    }
+
+    /// Checks `token` and returns who it names.
+    pub async fn validate(&self, token: &str) -> Result<Caller, BackendError> {
+        let invalid = |what: String| BackendError::Unauthenticated(format!("invalid token: {what}"));
+        // `alg: none` and unknown algorithms fail here: jsonwebtoken has no such algorithm.
+        let header = jsonwebtoken::decode_header(token).map_err(|e| invalid(e.to_string()))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| invalid("no key id (kid) in its header".into()))?;
+        let jwk = self.key(&kid).await?;
+        // KeyAlgorithm and Algorithm name their variants alike (RS256, ES256, ...).
+        if let Some(key_alg) = jwk.common.key_algorithm
+            && format!("{key_alg:?}") != format!("{:?}", header.alg)
+        {
+            return Err(invalid(format!(
+                "signed with {:?}, but key {kid} is for {key_alg:?}",
+                header.alg
+            )));
+        }
+        let key = DecodingKey::from_jwk(&jwk).map_err(|e| invalid(format!("key {kid}: {e}")))?;
+        let mut validation = Validation::new(header.alg);
+        validation.set_issuer(&[&self.config.issuer]);
+        validation.set_audience(&[&self.config.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation.leeway = self.config.leeway.as_secs();
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation).map_err(|e| invalid(e.to_string()))?;
+        let claims = data.claims;
+        let groups = claims
+            .get(&self.config.groups_claim)
+            .and_then(|g| g.as_array())
+            .map(|a| a.iter().filter_map(|g| g.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        Ok(Caller {
+            subject: claims.get("sub").and_then(|s| s.as_str()).map(String::from),
+            groups,
+        })
+    }
+}
