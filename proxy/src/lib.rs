@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod status;
+pub mod telemetry;
 pub mod tls;
 pub mod wire;
 

@@ -52,10 +52,6 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
@@ -69,14 +65,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // Inside the runtime: the gRPC trace exporter needs one.
+    let telemetry = {
+        let _runtime = runtime.enter();
+        match prism_proxy::telemetry::init() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let code = match runtime.block_on(run(args)) {
         Ok(DrainOutcome::Clean) => ExitCode::SUCCESS,
         Ok(DrainOutcome::TimedOut) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Spans still buffered go out before the process ends.
+    let _runtime = runtime.enter();
+    telemetry.shutdown();
+    code
 }
 
 async fn run(args: Args) -> anyhow::Result<DrainOutcome> {

@@ -104,6 +104,8 @@ impl Namespace {
 pub struct Call {
     ns: Arc<Namespace>,
     deadline: Option<Duration>,
+    /// The caller's trace context (W3C `traceparent`), when traces are exported.
+    parent: Option<opentelemetry::Context>,
 }
 
 impl std::ops::Deref for Call {
@@ -121,8 +123,37 @@ fn deadline_margin(deadline: Duration) -> Duration {
 }
 
 impl Call {
-    /// [`Namespace::run`] within the request's deadline.
+    /// [`Namespace::run`] within the request's deadline, in a `prism.request` span.
     pub async fn run<R>(
+        &self,
+        op: Operation,
+        work: impl Future<Output = BackendResult<R>>,
+    ) -> Result<tonic::Response<R>, Status> {
+        let span = tracing::trace_span!(
+            target: crate::telemetry::REQUEST_TARGET,
+            "prism.request",
+            otel.name = op.as_str(),
+            otel.kind = "server",
+            rpc.system = "grpc",
+            rpc.method = op.as_str(),
+            prism.namespace = %self.ns.name,
+            prism.backend = self.ns.backend.kind,
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        if span.is_disabled() {
+            return self.run_within_deadline(op, work).await;
+        }
+        if let Some(parent) = &self.parent {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let _ = span.set_parent(parent.clone());
+        }
+        let result = tracing::Instrument::instrument(self.run_within_deadline(op, work), span.clone()).await;
+        let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+        span.record("rpc.grpc.status_code", code as i32);
+        result
+    }
+
+    async fn run_within_deadline<R>(
         &self,
         op: Operation,
         work: impl Future<Output = BackendResult<R>>,
@@ -198,6 +229,7 @@ impl Router {
         Ok(Call {
             ns,
             deadline: grpc_timeout(metadata),
+            parent: crate::telemetry::parent_context(metadata),
         })
     }
 

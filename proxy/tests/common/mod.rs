@@ -38,6 +38,11 @@ impl Proxy {
     }
 
     pub fn start_with_args(config: &str, extra: &[&str]) -> Proxy {
+        Proxy::start_with_env(config, extra, &[])
+    }
+
+    /// With extra environment variables for the proxy process.
+    pub fn start_with_env(config: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, config).expect("write config");
@@ -47,6 +52,7 @@ impl Proxy {
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
