@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Builds are cached outside the clone so repeated runs (and CI on the same machine)
 # reuse them.
+# One-shot builds: incremental state only fills the disk (it reached tens of GB here).
+export CARGO_INCREMENTAL=0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 

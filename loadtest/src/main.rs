@@ -262,8 +262,14 @@ async fn run(
     }
     let mut clients = Vec::new();
     for _ in 0..channels {
-        let mut client = PrismClient::connect_with(&endpoint, &namespace, &tls)
-            .await
+        // Plain http: one HTTP/2 connection driven directly, without tonic's request
+        // buffer task (about a task hop per request less; see PrismClient::connect_direct).
+        let connected = if endpoint.starts_with("http://") {
+            PrismClient::connect_direct(&endpoint, &namespace).await
+        } else {
+            PrismClient::connect_with(&endpoint, &namespace, &tls).await
+        };
+        let mut client = connected
             .with_context(|| format!("connecting to {endpoint}"))?
             .with_timeout(timeout);
         for (key, value) in &metadata {

@@ -246,7 +246,7 @@ async fn in_flight_limit_gives_retryable_resource_exhausted() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut raw = KeyValueBasicClient::new(c.channel().clone());
+    let mut raw = KeyValueBasicClient::new(c.transport().clone());
     let mut request = tonic::Request::new(GetRequest { key: b("k") });
     request
         .metadata_mut()
@@ -497,7 +497,7 @@ async fn deadline_passed_is_deadline_exceeded_and_retryable() {
     use prism_proto::queue::v1::{ReceiveRequest, queue_basic_client::QueueBasicClient};
     let proxy = Proxy::start(CONFIG);
     let c = proxy.client("default").await;
-    let mut raw = QueueBasicClient::new(c.channel().clone());
+    let mut raw = QueueBasicClient::new(c.transport().clone());
     let mut request = tonic::Request::new(ReceiveRequest {
         queue: "empty".into(),
         max_messages: 1,
@@ -516,4 +516,37 @@ async fn deadline_passed_is_deadline_exceeded_and_retryable() {
         start.elapsed() < Duration::from_secs(3),
         "answered at the deadline, not after the wait"
     );
+}
+
+#[tokio::test]
+async fn direct_connection_serves_calls_and_names_a_refused_one() {
+    let proxy = Proxy::start(CONFIG);
+    let client = prism_proxy::client::PrismClient::connect_direct(&proxy.endpoint(), "default")
+        .await
+        .expect("direct connection")
+        .with_timeout(Duration::from_secs(5));
+    client.set(Bytes::from("k"), Bytes::from("v")).await.expect("set");
+    assert_eq!(client.get(Bytes::from("k")).await.expect("get"), Some(Bytes::from("v")));
+    let unknown = prism_proxy::client::PrismClient::connect_direct(&proxy.endpoint(), "nope")
+        .await
+        .expect("direct connection");
+    assert!(matches!(
+        unknown.get(Bytes::from("k")).await,
+        Err(BackendError::NotFound(_))
+    ));
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let refused =
+        prism_proxy::client::PrismClient::connect_direct(&format!("http://127.0.0.1:{port}"), "default").await;
+    assert!(
+        matches!(&refused, Err(BackendError::Unavailable(m)) if m.contains("cannot connect")),
+        "{:?}",
+        refused.err()
+    );
+    let tls = prism_proxy::client::PrismClient::connect_direct("https://127.0.0.1:1", "default").await;
+    assert!(matches!(tls, Err(BackendError::InvalidArgument { .. })));
 }

@@ -22,6 +22,10 @@ use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
+pub use transport::Transport;
+
+mod transport;
+
 use crate::backends::{Backend, HealthCheck};
 use crate::interfaces::{
     AggregateRow, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, Query,
@@ -34,7 +38,10 @@ use crate::{BackendError, BackendResult, Interface, wire};
 /// A connection to a Prism endpoint, bound to one namespace. Cheap to clone.
 #[derive(Clone)]
 pub struct PrismClient {
-    channel: Channel,
+    transport: Transport,
+    /// Scheme and authority put on every request (the direct transport needs them;
+    /// tonic's channel adds its own).
+    origin: Option<http::Uri>,
     namespace: AsciiMetadataValue,
     timeout: Option<Duration>,
     /// `timeout` encoded once as a `grpc-timeout` value: formatting it per call cost the
@@ -96,13 +103,38 @@ impl PrismClient {
         PrismClient::from_channel(channel, namespace)
     }
 
+    /// One HTTP/2 connection to `endpoint` (`http://host:port`) driven directly, without
+    /// tonic's request buffer (see [`Transport`]); no TLS, no reconnection.
+    pub async fn connect_direct(endpoint: &str, namespace: &str) -> BackendResult<PrismClient> {
+        let uri: http::Uri = endpoint
+            .parse()
+            .map_err(|e| BackendError::invalid("endpoint", format!("{endpoint:?} is not a URI: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(BackendError::invalid(
+                "endpoint",
+                "a direct connection is plain http://",
+            ));
+        }
+        let transport = Transport::direct(&uri)
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("cannot connect to {uri}: {}", chain(e.as_ref()))))?;
+        let mut client = PrismClient::from_transport(transport, namespace)?;
+        client.origin = Some(uri);
+        Ok(client)
+    }
+
     /// Uses an existing channel (to share one HTTP/2 connection across namespaces).
     pub fn from_channel(channel: Channel, namespace: &str) -> BackendResult<PrismClient> {
+        PrismClient::from_transport(Transport::Channel(channel), namespace)
+    }
+
+    fn from_transport(transport: Transport, namespace: &str) -> BackendResult<PrismClient> {
         let namespace = namespace
             .parse()
             .map_err(|_| BackendError::invalid("namespace", format!("{namespace:?} is not valid metadata")))?;
         Ok(PrismClient {
-            channel,
+            transport,
+            origin: None,
             namespace,
             timeout: None,
             timeout_header: None,
@@ -129,8 +161,17 @@ impl PrismClient {
         Ok(self)
     }
 
-    pub fn channel(&self) -> &Channel {
-        &self.channel
+    /// The transport, for raw generated clients in tests.
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
+    /// A generated client over this client's transport and origin.
+    fn client<C>(&self, new: fn(Transport) -> C, with_origin: fn(Transport, http::Uri) -> C) -> C {
+        match &self.origin {
+            Some(origin) => with_origin(self.transport.clone(), origin.clone()),
+            None => new(self.transport.clone()),
+        }
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
@@ -146,7 +187,8 @@ impl PrismClient {
     }
 
     pub async fn describe(&self) -> BackendResult<NamespaceInfo> {
-        let response = MetaClient::new(self.channel.clone())
+        let response = self
+            .client(MetaClient::new, MetaClient::with_origin)
             .describe_namespace(self.request(meta::DescribeNamespaceRequest {}))
             .await
             .map_err(|s| from_status(&s))?
@@ -158,26 +200,26 @@ impl PrismClient {
         })
     }
 
-    fn kv_basic(&self) -> KeyValueBasicClient<Channel> {
-        KeyValueBasicClient::new(self.channel.clone())
+    fn kv_basic(&self) -> KeyValueBasicClient<Transport> {
+        self.client(KeyValueBasicClient::new, KeyValueBasicClient::with_origin)
     }
-    fn kv_ttl(&self) -> KeyValueTtlClient<Channel> {
-        KeyValueTtlClient::new(self.channel.clone())
+    fn kv_ttl(&self) -> KeyValueTtlClient<Transport> {
+        self.client(KeyValueTtlClient::new, KeyValueTtlClient::with_origin)
     }
-    fn kv_scan(&self) -> KeyValueScanClient<Channel> {
-        KeyValueScanClient::new(self.channel.clone())
+    fn kv_scan(&self) -> KeyValueScanClient<Transport> {
+        self.client(KeyValueScanClient::new, KeyValueScanClient::with_origin)
     }
-    fn kv_batch(&self) -> KeyValueBatchClient<Channel> {
-        KeyValueBatchClient::new(self.channel.clone())
+    fn kv_batch(&self) -> KeyValueBatchClient<Transport> {
+        self.client(KeyValueBatchClient::new, KeyValueBatchClient::with_origin)
     }
-    fn pubsub(&self) -> PubSubBasicClient<Channel> {
-        PubSubBasicClient::new(self.channel.clone())
+    fn pubsub(&self) -> PubSubBasicClient<Transport> {
+        self.client(PubSubBasicClient::new, PubSubBasicClient::with_origin)
     }
-    fn queue(&self) -> QueueBasicClient<Channel> {
-        QueueBasicClient::new(self.channel.clone())
+    fn queue(&self) -> QueueBasicClient<Transport> {
+        self.client(QueueBasicClient::new, QueueBasicClient::with_origin)
     }
-    fn series(&self) -> TimeSeriesBasicClient<Channel> {
-        TimeSeriesBasicClient::new(self.channel.clone())
+    fn series(&self) -> TimeSeriesBasicClient<Transport> {
+        self.client(TimeSeriesBasicClient::new, TimeSeriesBasicClient::with_origin)
     }
 }
 
