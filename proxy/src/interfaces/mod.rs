@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keyvalue::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
 pub use pubsub::{Message, PubSubBasic, Subscription};
-pub use queue::{QueueBasic, ReceivedMessage};
+pub use queue::{QueueBasic, ReceivedMessage, check_receive};
 pub use timeseries::{AggregateFunction, AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
 
 /// The data interfaces a namespace can serve.

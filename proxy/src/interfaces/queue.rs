@@ -3,7 +3,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::BackendResult;
+use crate::{BackendError, BackendResult};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
@@ -33,4 +33,16 @@ pub trait QueueBasic: Send + Sync {
     async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool>;
     /// Makes the message visible again now; `false` when the receipt is unknown or expired.
     async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool>;
+}
+
+/// The arguments every backend's `receive` refuses: no messages asked for, or no
+/// visibility timeout.
+pub fn check_receive(max: u32, visibility: Duration) -> BackendResult<()> {
+    if max == 0 {
+        return Err(BackendError::invalid("max_messages", "must be at least 1"));
+    }
+    if visibility.is_zero() {
+        return Err(BackendError::invalid("visibility_timeout_ms", "must be greater than 0"));
+    }
+    Ok(())
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::interfaces::{QueueBasic, ReceivedMessage};
-use crate::{BackendError, BackendResult};
+use crate::BackendResult;
+use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 
 #[derive(Default)]
 pub struct Queues {
@@ -160,12 +160,7 @@ impl QueueBasic for Queues {
         visibility: Duration,
         wait: Duration,
     ) -> BackendResult<Vec<ReceivedMessage>> {
-        if max == 0 {
-            return Err(BackendError::invalid("max_messages", "must be at least 1"));
-        }
-        if visibility.is_zero() {
-            return Err(BackendError::invalid("visibility_timeout_ms", "must be greater than 0"));
-        }
+        check_receive(max, visibility)?;
         let state = self.queue(&queue);
         let give_up = Instant::now() + wait;
         loop {

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::{Nats, error, fnv1a, token};
 use crate::backends::driver::bounded;
-use crate::interfaces::{QueueBasic, ReceivedMessage};
+use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 use crate::{BackendError, BackendResult};
 
 #[derive(Default)]
@@ -210,12 +210,7 @@ impl QueueBasic for Nats {
         visibility: Duration,
         wait: Duration,
     ) -> BackendResult<Vec<ReceivedMessage>> {
-        if max == 0 {
-            return Err(BackendError::invalid("max_messages", "must be at least 1"));
-        }
-        if visibility.is_zero() {
-            return Err(BackendError::invalid("visibility_timeout_ms", "must be greater than 0"));
-        }
+        check_receive(max, visibility)?;
         let consumer = self.consumer(&queue).await?;
         let messages = bounded("nats", self.timeout + wait, self.pull(&consumer, max as usize, wait)).await?;
         let mut out = Vec::with_capacity(messages.len());

@@ -61,12 +61,11 @@ impl Postgres {
     /// Sets up the pool without connecting: the proxy starts (not ready) while the
     /// server is down.
     pub fn connect(config: &PostgresConfig) -> BackendResult<Postgres> {
-        let pg_config = tokio_postgres::Config::from_str(&config.url)
+        let mut pg_config = tokio_postgres::Config::from_str(&config.url)
             .map_err(|e| BackendError::invalid("backend.url", format!("not a PostgreSQL URL: {e}")))?;
-        let mut pg_config_timed = pg_config.clone();
-        pg_config_timed.connect_timeout(config.timeout);
+        pg_config.connect_timeout(config.timeout);
         let manager = Manager::from_config(
-            pg_config_timed,
+            pg_config.clone(),
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,

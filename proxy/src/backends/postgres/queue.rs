@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::Postgres;
 use crate::backends::driver::poll_until;
-use crate::interfaces::{QueueBasic, ReceivedMessage};
+use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 use crate::{BackendError, BackendResult};
 
 impl Postgres {
@@ -56,12 +56,7 @@ impl QueueBasic for Postgres {
         visibility: Duration,
         wait: Duration,
     ) -> BackendResult<Vec<ReceivedMessage>> {
-        if max == 0 {
-            return Err(BackendError::invalid("max_messages", "must be at least 1"));
-        }
-        if visibility.is_zero() {
-            return Err(BackendError::invalid("visibility_timeout_ms", "must be greater than 0"));
-        }
+        check_receive(max, visibility)?;
         let name = self.queue_name(&queue);
         let (max, seconds) = (i64::from(max), visibility.as_secs_f64());
         poll_until(wait, || async {

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Redis;
+use crate::BackendResult;
 use crate::backends::driver::poll_until;
-use crate::interfaces::{QueueBasic, ReceivedMessage};
-use crate::{BackendError, BackendResult};
+use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 
 const GROUP: &str = "prism";
 
@@ -65,12 +65,7 @@ impl QueueBasic for Redis {
         visibility: Duration,
         wait: Duration,
     ) -> BackendResult<Vec<ReceivedMessage>> {
-        if max == 0 {
-            return Err(BackendError::invalid("max_messages", "must be at least 1"));
-        }
-        if visibility.is_zero() {
-            return Err(BackendError::invalid("visibility_timeout_ms", "must be greater than 0"));
-        }
+        check_receive(max, visibility)?;
         let (stream, deadlines) = (self.stream(&queue), self.deadlines(&queue));
         let visibility_ms = (visibility.as_millis() as u64).max(1);
         poll_until(wait, || {
