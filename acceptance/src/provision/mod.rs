@@ -11,6 +11,7 @@ pub mod container;
 pub mod process;
 pub mod specs;
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -151,12 +152,19 @@ pub fn strict() -> bool {
 }
 
 /// Whether a test needing `spec`'s binary should run: yes when it is installed; in
-/// strict mode always (so a missing binary fails); otherwise it prints a skip line.
+/// strict mode always (so a missing binary fails); otherwise it prints a skip line that
+/// shows even in captured test output.
 pub fn binary_or_skip(spec: &ServerSpec) -> bool {
     if process::find(spec).is_some() || strict() {
         return true;
     }
-    eprintln!("SKIPPED: {} is not installed (run ci/install-servers.sh)", spec.binary);
+    // Straight to the stderr handle: the test harness captures `eprintln!`, and a skip
+    // must show.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {} is not installed (run ci/install-servers.sh)",
+        spec.binary
+    );
     false
 }
 
