@@ -20,6 +20,7 @@ command -v clickhouse-server >/dev/null || need+=(clickhouse-server)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v chromium >/dev/null || need+=(chromium)   # renders loadtest's HTML report in a test
+command -v busybox >/dev/null || need+=(busybox-static)   # devstack's stand-in images
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -87,6 +88,19 @@ sed 's|DATA_DIR|/tmp/clickhouse|' "$here/acceptance/src/provision/clickhouse.xml
 image_from_binary prism-local/clickhouse:18 "$(command -v clickhouse-server)" --config-file=/etc/prism-clickhouse.xml
 rm -rf "$extra"; extra=
 
+# devstack's driver tests run stand-ins (Dex and Signoz images cannot be pulled here): a
+# static busybox with the applets its scripts use linked onto PATH.
+standin=prism-local/busybox:1.35
+if ! docker image inspect "$standin" >/dev/null 2>&1; then
+  dir="$(mktemp -d)"
+  mkdir -p "$dir/bin" "$dir/tmp" && chmod 1777 "$dir/tmp"
+  cp "$(command -v busybox)" "$dir/bin/busybox"
+  for applet in sh sleep httpd wget echo mkdir test cat touch ls nc; do ln -s busybox "$dir/bin/$applet"; done
+  tar -C "$dir" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD ["/bin/sh"]' - "$standin" >/dev/null
+  rm -rf "$dir"
+  log "built image $standin from busybox"
+fi
+
 # Redis, NATS and ClickHouse run in containers; PostgreSQL runs as a process, so both
 # providers are exercised.
 cat <<ENV
@@ -95,4 +109,6 @@ export PRISM_ACCEPT_NATS_IMAGE=prism-local/nats:2
 export PRISM_ACCEPT_CLICKHOUSE_IMAGE=prism-local/clickhouse:18
 export PRISM_ACCEPT_POSTGRES_PROVIDER=process
 export PRISM_ACCEPT_DOCKER_NETWORK=host
+export PRISM_DEVSTACK_STANDIN_IMAGE=$standin
+export DEVSTACK_NETWORK=host
 ENV

@@ -35,6 +35,8 @@ fi
 leftovers=""
 if command -v docker >/dev/null && docker version >/dev/null 2>&1; then
   leftovers+="$(docker ps -aq --filter label=dev.prism.acceptance)"
+  leftovers+="$(docker ps -aq --filter label=dev.prism.devstack.project)"
+  leftovers+="$(docker volume ls -q --filter label=dev.prism.devstack.project)"
 fi
 # (process names are cut at 15 characters: clickhouse-server is "clickhouse-serv")
 for server in redis-server nats-server clickhouse-serv postgres; do leftovers+="$(pgrep -x "$server" || true)"; done

@@ -183,6 +183,47 @@ impl Config {
         Ok(config)
     }
 
+    /// Applies `PRISM_OIDC_ISSUER` and `PRISM_OIDC_AUDIENCE` (what `devstack env` prints):
+    /// when the issuer is set, `auth` becomes OIDC with that issuer and audience,
+    /// replacing the file's. `var` looks a variable up (`std::env::var` in the binary).
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let Some(issuer) = var("PRISM_OIDC_ISSUER").filter(|v| !v.is_empty()) else {
+            return Ok(());
+        };
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            path: PathBuf::from("(environment)"),
+            field: field.into(),
+            message,
+        };
+        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
+            return Err(invalid(
+                "PRISM_OIDC_ISSUER",
+                format!("{issuer:?} is not an http(s) URL"),
+            ));
+        }
+        let audience = var("PRISM_OIDC_AUDIENCE").filter(|v| !v.is_empty()).ok_or_else(|| {
+            invalid(
+                "PRISM_OIDC_AUDIENCE",
+                "required with PRISM_OIDC_ISSUER (the proxy's client id)".into(),
+            )
+        })?;
+        let leeway = match &self.auth {
+            AuthMode::Oidc(current) => current.leeway,
+            AuthMode::None => crate::auth::oidc::default_leeway(),
+        };
+        let groups_claim = match &self.auth {
+            AuthMode::Oidc(current) => current.groups_claim.clone(),
+            AuthMode::None => crate::auth::oidc::default_groups_claim(),
+        };
+        self.auth = AuthMode::Oidc(crate::auth::OidcConfig {
+            issuer,
+            audience,
+            groups_claim,
+            leeway,
+        });
+        Ok(())
+    }
+
     /// A config with one memstore namespace, as `prism-proxy` runs with no file.
     pub fn single_memstore(namespace: &str) -> Config {
         Config {

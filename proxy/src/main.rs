@@ -17,6 +17,10 @@ use prism_proxy::server::{self, DrainOutcome};
 /// health and reflection are served, so `grpcurl` and `grpc_health_probe` work. The admin
 /// listener serves /healthz, /readyz and /metrics (Prometheus).
 ///
+/// Environment: OTEL_EXPORTER_OTLP_ENDPOINT (and the other standard OTEL_* variables)
+/// export request traces; PRISM_OIDC_ISSUER with PRISM_OIDC_AUDIENCE turn on bearer-token
+/// checks against that issuer. `devstack env` prints both sets for the local stack.
+///
 /// On SIGTERM or SIGINT the proxy stops accepting, lets in-flight requests finish and
 /// exits 0; if they do not finish within the drain timeout it exits 1.
 #[derive(Parser, Debug)]
@@ -95,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
         Some(path) => Config::load(path)?,
         None => Config::single_memstore("default"),
     };
+    config.apply_env(|name| std::env::var(name).ok())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

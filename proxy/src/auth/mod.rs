@@ -2,7 +2,7 @@
 //! validated against the issuer's keys, and the token's groups matched against each
 //! namespace's `groups`.
 
-mod oidc;
+pub(crate) mod oidc;
 
 pub use oidc::{OidcConfig, OidcValidator};
 

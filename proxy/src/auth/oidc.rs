@@ -30,11 +30,11 @@ pub struct OidcConfig {
     pub leeway: Duration,
 }
 
-fn default_groups_claim() -> String {
+pub(crate) fn default_groups_claim() -> String {
     "groups".into()
 }
 
-fn default_leeway() -> Duration {
+pub(crate) fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
 

@@ -1,0 +1,137 @@
+//! The command line: global settings (ports, network mode, state folder) and one file per
+//! command.
+
+mod doctor;
+mod down;
+mod env;
+mod logs;
+mod render;
+mod status;
+mod token;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use devstack::identity::Identity;
+use devstack::stack::Stack;
+use devstack::{NetworkMode, Settings};
+
+/// Signoz (OpenTelemetry traces) and Dex (OIDC logins) for local development, with a
+/// developer identity provisioned and the Prism proxy wired to both.
+///
+/// `devstack up` starts everything through the Docker engine, creates the developer user
+/// dev@local.prism (password kept in the state folder), logs in and caches a token.
+/// `eval "$(devstack env)"` then points the proxy at both; `devstack token` prints a token
+/// for requests. Give every command the same flags (or DEVSTACK_* variables).
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about,
+    long_about,
+    after_help = "Examples:\n  devstack doctor\n  devstack up\n  eval \"$(devstack env)\" && prism-proxy --config proxy/config/memstore.yaml\n  grpcurl -H \"authorization: Bearer $(devstack token)\" ...\n  devstack down --reset"
+)]
+pub struct Args {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Global {
+    /// Prefix of every container, volume and network this tool creates.
+    #[arg(long, global = true, env = "DEVSTACK_PROJECT", default_value = "devstack")]
+    project: String,
+    /// `bridge`: a private network, ports published on 127.0.0.1 (Docker's usual setup);
+    /// `host`: the host's network (for engines without a bridge).
+    #[arg(long, global = true, env = "DEVSTACK_NETWORK", value_enum, default_value = "bridge")]
+    network: NetworkMode,
+    /// Where the identity, the token and the rendered configs are kept
+    /// [default: $XDG_STATE_HOME/prism-devstack or ~/.local/state/prism-devstack].
+    #[arg(long, global = true, env = "DEVSTACK_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Dex's port; the issuer is http://127.0.0.1:<port>/dex.
+    #[arg(long, global = true, env = "DEVSTACK_DEX_PORT", default_value_t = 5556)]
+    dex_port: u16,
+    /// The collector's OTLP/gRPC port.
+    #[arg(long, global = true, env = "DEVSTACK_OTLP_GRPC_PORT", default_value_t = 4317)]
+    otlp_grpc_port: u16,
+    /// The collector's OTLP/HTTP port.
+    #[arg(long, global = true, env = "DEVSTACK_OTLP_HTTP_PORT", default_value_t = 4318)]
+    otlp_http_port: u16,
+    /// The Signoz UI's port.
+    #[arg(long, global = true, env = "DEVSTACK_UI_PORT", default_value_t = 3301)]
+    ui_port: u16,
+}
+
+impl Global {
+    fn settings(&self) -> Settings {
+        Settings {
+            project: self.project.clone(),
+            network: self.network,
+            state_dir: self.state_dir.clone().unwrap_or_else(Settings::default_state_dir),
+            dex_port: self.dex_port,
+            otlp_grpc_port: self.otlp_grpc_port,
+            otlp_http_port: self.otlp_http_port,
+            ui_port: self.ui_port,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Up(up::UpArgs),
+    Down(down::DownArgs),
+    Status(status::StatusArgs),
+    Logs(logs::LogsArgs),
+    Env(env::EnvArgs),
+    Token(token::TokenArgs),
+    Doctor(doctor::DoctorArgs),
+    Render(render::RenderArgs),
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let settings = args.global.settings();
+    match args.command {
+        Command::Up(a) => up::run(&settings, a).await,
+        Command::Down(a) => down::run(&settings, a).await,
+        Command::Status(a) => status::run(&settings, a).await,
+        Command::Logs(a) => logs::run(&settings, a).await,
+        Command::Env(a) => env::run(&settings, a),
+        Command::Token(a) => token::run(&settings, a).await,
+        Command::Doctor(a) => doctor::run(&settings, a).await,
+        Command::Render(a) => render::run(&settings, a),
+    }
+}
+
+/// The whole stack for `settings`, with the kept (or a new) developer identity.
+fn stack(settings: &Settings) -> anyhow::Result<(Stack, Identity)> {
+    let identity = Identity::load_or_create(&settings.state_dir)
+        .with_context(|| format!("developer identity in {}", settings.state_dir.display()))?;
+    Ok((devstack::stack::devstack(settings, &identity), identity))
+}
+
+/// Progress lines go to stderr, so stdout stays for what scripts read.
+fn progress(line: &str) {
+    eprintln!("{line}");
+}
+
+/// Checks Dex's config as rendered; every problem is listed.
+fn check_dex(settings: &Settings, identity: &Identity, text: &str) -> anyhow::Result<()> {
+    let expected = devstack::dexcheck::Expected {
+        issuer: &settings.issuer(),
+        cli_client: devstack::settings::CLI_CLIENT_ID,
+        proxy_client: devstack::settings::PROXY_CLIENT_ID,
+        user: Some((&identity.email, &identity.password)),
+        group: Some(devstack::settings::ADMIN_GROUP),
+    };
+    let problems = devstack::dexcheck::check_text(text, &expected);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+    anyhow::bail!("Dex's config is not valid:\n{}", list.join("\n"))
+}

@@ -1,0 +1,35 @@
+//! `devstack render`: the stack as files, without starting anything.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use devstack::Settings;
+use devstack::stack::{dex, render};
+
+/// Write every config (Dex, the collector, ClickHouse) and an equivalent compose file to
+/// a folder, and check Dex's config. Nothing is started.
+#[derive(clap::Args, Debug)]
+pub struct RenderArgs {
+    /// The folder to write into (created if needed).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+pub fn run(settings: &Settings, args: RenderArgs) -> anyhow::Result<ExitCode> {
+    let (stack, identity) = super::stack(settings)?;
+    let written =
+        render::render(&stack, &args.out).with_context(|| format!("rendering into {}", args.out.display()))?;
+    // The check reads back what was written, not what was meant to be.
+    let dex_file = args.out.join(dex::CONFIG_FILE);
+    let text = std::fs::read_to_string(&dex_file).with_context(|| format!("reading {}", dex_file.display()))?;
+    super::check_dex(settings, &identity, &text)?;
+    for path in &written {
+        println!("{}", path.display());
+    }
+    eprintln!(
+        "Dex config checked: no problems; start it with `docker compose -f {}/compose.yaml up`",
+        args.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

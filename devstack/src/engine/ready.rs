@@ -1,0 +1,103 @@
+//! Waiting for a service to be ready: Docker's health status, a TCP port answering, or a
+//! one-shot's exit code — polled with backoff until the service's limit. A container that
+//! exits (other than a one-shot with code 0) fails at once rather than at the limit.
+
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerStateStatusEnum, HealthStatusEnum};
+
+use super::{Engine, EngineError, Progress};
+use crate::stack::{Ready, Service};
+
+pub enum Outcome {
+    Ready,
+    Failed(String),
+}
+
+/// How often the wait is reported while it goes on.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+pub async fn wait(
+    engine: &Engine,
+    service: &Service,
+    container: &str,
+    limit: Duration,
+    progress: Progress<'_>,
+) -> Result<Outcome, EngineError> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    let mut last_report = Instant::now();
+    loop {
+        let found = engine
+            .docker
+            .inspect_container(container, None)
+            .await
+            .map_err(EngineError::docker(format!("inspect {container}")))?;
+        let state = found.state.unwrap_or_default();
+        let exited = matches!(
+            state.status,
+            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+        );
+        let code = state.exit_code.unwrap_or(-1);
+        let detail = match &service.ready {
+            Ready::Completed if exited && code == 0 => return Ok(Outcome::Ready),
+            _ if exited => {
+                let oom = if state.oom_killed == Some(true) {
+                    " (killed: out of memory)"
+                } else {
+                    ""
+                };
+                return Ok(Outcome::Failed(format!("exited with code {code}{oom}")));
+            }
+            Ready::Completed => "running (a one-shot: waiting for it to exit 0)".to_string(),
+            Ready::Running => return Ok(Outcome::Ready),
+            Ready::Healthy(_) => {
+                let health = state.health.unwrap_or_default();
+                if health.status == Some(HealthStatusEnum::HEALTHY) {
+                    return Ok(Outcome::Ready);
+                }
+                let last = health
+                    .log
+                    .and_then(|log| log.last().cloned())
+                    .map(|r| {
+                        format!(
+                            "; last check exit {}: {}",
+                            r.exit_code.unwrap_or(-1),
+                            r.output.unwrap_or_default().trim()
+                        )
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "health {}{last}",
+                    health.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into())
+                )
+            }
+            Ready::Listening(port) => {
+                let connect = tokio::net::TcpStream::connect(("127.0.0.1", *port));
+                match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    Ok(Ok(_)) => return Ok(Outcome::Ready),
+                    Ok(Err(e)) => format!("port {port} not answering ({e})"),
+                    Err(_) => format!("port {port} not answering (connect timed out)"),
+                }
+            }
+        };
+        let waited = started.elapsed();
+        if waited >= limit {
+            return Ok(Outcome::Failed(format!(
+                "was not ready after {}: {detail}",
+                humantime::format_duration(Duration::from_secs(limit.as_secs().max(1)))
+            )));
+        }
+        if last_report.elapsed() >= REPORT_EVERY {
+            progress(&format!(
+                "  waiting for {} ({}s of {}s): {detail}",
+                service.name,
+                waited.as_secs(),
+                limit.as_secs()
+            ));
+            last_report = Instant::now();
+        }
+        tokio::time::sleep(backoff.min(limit.saturating_sub(waited))).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,161 @@
+//! The Dex config checker, on exactly what `devstack render` writes (the real binary):
+//! the rendered config passes; each broken rule — Dex's own and ours — is reported with
+//! the field it concerns. Also the rendered folder: compose file, file modes, identity.
+
+use std::path::Path;
+use std::process::Command;
+
+use devstack::dexcheck::{Expected, Problem, check, check_text};
+use devstack::identity::Identity;
+use devstack::settings::{ADMIN_GROUP, CLI_CLIENT_ID, PROXY_CLIENT_ID};
+use devstack::stack::dex::DexConfig;
+
+const ISSUER: &str = "http://127.0.0.1:5556/dex";
+
+/// Renders into `out` with the binary; returns the Dex config text and the identity.
+fn render(state: &Path, out: &Path) -> (String, Identity) {
+    let run = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(["render", "--out"])
+        .arg(out)
+        .env("DEVSTACK_STATE_DIR", state)
+        .env_remove("DEVSTACK_DEX_PORT")
+        .env("DEVSTACK_NETWORK", "bridge")
+        .output()
+        .expect("run devstack render");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let text = std::fs::read_to_string(out.join("dex/config.yaml")).unwrap();
+    (text, Identity::load(state).unwrap().expect("identity kept"))
+}
+
+fn expected(identity: &Identity) -> Expected<'_> {
+    Expected {
+        issuer: ISSUER,
+        cli_client: CLI_CLIENT_ID,
+        proxy_client: PROXY_CLIENT_ID,
+        user: Some((&identity.email, &identity.password)),
+        group: Some(ADMIN_GROUP),
+    }
+}
+
+fn fields(problems: &[Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.field.as_str()).collect()
+}
+
+#[test]
+fn rendered_config_passes_and_every_broken_rule_is_named() {
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (text, identity) = render(state.path(), out.path());
+    assert_eq!(check_text(&text, &expected(&identity)), []);
+    let good: DexConfig = serde_yaml::from_str(&text).unwrap();
+
+    // Each mutation breaks one rule; the problem names its field.
+    type Mutation = (&'static str, fn(&mut DexConfig));
+    let cases: Vec<Mutation> = vec![
+        ("issuer", |c| c.issuer = String::new()),
+        ("issuer", |c| c.issuer = "http://127.0.0.1:5556/dex/".into()),
+        ("storage.type", |c| c.storage.kind = "sqlite".into()),
+        ("storage.config.file", |c| c.storage.config = None),
+        ("web", |c| c.web.http = None),
+        ("web.http", |c| c.web.http = Some("0.0.0.0:5557".into())),
+        ("staticPasswords", |c| c.enable_password_db = false),
+        ("oauth2.passwordConnector", |c| c.oauth2.password_connector = None),
+        ("oauth2.passwordConnector", |c| {
+            c.oauth2.password_connector = Some("ldap".into())
+        }),
+        ("oauth2.grantTypes[0]", |c| c.oauth2.grant_types[0] = "magic".into()),
+        ("oauth2.grantTypes", |c| {
+            c.oauth2.grant_types.retain(|g| g != "password")
+        }),
+        ("staticClients[0].public", |c| c.static_clients[0].public = false),
+        ("staticClients[0].redirectURIs", |c| {
+            c.static_clients[0].redirect_uris.retain(|u| u != "/device/callback")
+        }),
+        ("staticClients[0].redirectURIs[0]", |c| {
+            c.static_clients[0].redirect_uris[0] = "http://dev.example.com/cb".into()
+        }),
+        ("staticClients[0].redirectURIs[0]", |c| {
+            c.static_clients[0].redirect_uris[0] = "callback".into()
+        }),
+        ("staticClients[1].secret", |c| c.static_clients[1].secret = None),
+        ("staticClients[1].id", |c| c.static_clients[1].id = CLI_CLIENT_ID.into()),
+        ("staticClients[1].trustedPeers", |c| {
+            c.static_clients[1].trusted_peers.clear()
+        }),
+        ("staticPasswords[0].hash", |c| {
+            c.static_passwords[0].hash = "plain-text".into()
+        }),
+        ("staticPasswords[0].hash", |c| {
+            c.static_passwords[0].hash = bcrypt::hash("someone-else's", 10).unwrap()
+        }),
+        ("staticPasswords[0].hash", |c| {
+            c.static_passwords[0].hash = bcrypt::hash("x", 4).unwrap()
+        }),
+        ("staticPasswords[0].userID", |c| c.static_passwords[0].user_id.clear()),
+        ("staticPasswords[0].groups", |c| c.static_passwords[0].groups.clear()),
+    ];
+    for (field, mutate) in cases {
+        let mut config = good.clone();
+        mutate(&mut config);
+        let problems = check(&config, &expected(&identity));
+        assert!(
+            fields(&problems).contains(&field),
+            "breaking {field} should be reported there; got {problems:?}"
+        );
+    }
+    let problems = check_text("issuer: [unclosed", &expected(&identity));
+    assert!(problems[0].message.contains("not a Dex configuration"), "{problems:?}");
+}
+
+#[test]
+fn render_writes_configs_a_compose_file_and_keeps_the_identity_private() {
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (_, identity) = render(state.path(), out.path());
+    for file in [
+        "dex/config.yaml",
+        "signoz/otel-collector.yaml",
+        "signoz/clickhouse-cluster.xml",
+        "signoz/prometheus.yml",
+        "compose.yaml",
+    ] {
+        assert!(out.path().join(file).is_file(), "{file} written");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&Identity::path(state.path())), 0o600);
+    assert_eq!(mode(state.path()), 0o700);
+    assert!(bcrypt::verify(&identity.password, &identity.password_hash).unwrap());
+    assert_eq!(identity.email, "dev@local.prism");
+    assert_eq!(identity.groups, [ADMIN_GROUP]);
+
+    // The compose file: every service, start conditions from readiness, files mounted.
+    let compose: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out.path().join("compose.yaml")).unwrap()).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    assert_eq!(services.len(), 7);
+    let ui = &compose["services"]["signoz"];
+    assert_eq!(ui["ports"][0], "127.0.0.1:3301:8080");
+    assert_eq!(
+        ui["depends_on"]["schema-migrator-async"]["condition"],
+        "service_completed_successfully"
+    );
+    assert_eq!(
+        compose["services"]["clickhouse"]["depends_on"]["zookeeper"]["condition"],
+        "service_healthy"
+    );
+    let dex = &compose["services"]["dex"];
+    assert_eq!(dex["volumes"][1], "./dex/config.yaml:/etc/dex/devstack.yaml:ro");
+    assert_eq!(compose["volumes"]["dex-data"]["name"], "devstack-dex-data");
+    let collector = std::fs::read_to_string(out.path().join("signoz/otel-collector.yaml")).unwrap();
+    assert!(collector.contains("endpoint: 0.0.0.0:4317") && collector.contains("endpoint: 0.0.0.0:4318"));
+
+    // A second render keeps the identity (and so the same Dex config).
+    let again = tempfile::tempdir().unwrap();
+    let (_, same) = render(state.path(), again.path());
+    assert_eq!(same, identity);
+    assert_eq!(
+        std::fs::read(out.path().join("dex/config.yaml")).unwrap(),
+        std::fs::read(again.path().join("dex/config.yaml")).unwrap()
+    );
+}
