@@ -11,6 +11,16 @@ export CARGO_INCREMENTAL=0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# The shared cache only grows (every dependency change leaves old artifacts behind); it
+# once filled this machine's disk. Below 10 GB free, start it over: a cold build is
+# minutes, a full disk kills the run.
+mkdir -p "$CARGO_TARGET_DIR"
+free_kb="$(df --output=avail -k "$CARGO_TARGET_DIR" | tail -1)"
+if [ "$free_kb" -lt $((10 * 1024 * 1024)) ]; then
+  echo "== only $((free_kb / 1024 / 1024)) GB free: removing the build cache $CARGO_TARGET_DIR/debug"
+  rm -rf "$CARGO_TARGET_DIR/debug"
+fi
+
 # In CI a backend the acceptance harness cannot provision is a failure, not a skip.
 if [ "${CI:-}" = "true" ]; then export PRISM_ACCEPT_STRICT=1; fi
 
@@ -18,6 +28,7 @@ if [ "${CI:-}" = "true" ]; then export PRISM_ACCEPT_STRICT=1; fi
 # those tests are reported as skipped, or fail in strict mode).
 echo "== installing and starting test servers"
 eval "$(bash ci/install-servers.sh)"
+eval "$(bash ci/build-standins.sh)"
 
 echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
 cargo test --workspace --locked "$@"

@@ -136,6 +136,10 @@ impl Engine {
         if reset {
             for volume in stack.volumes() {
                 let name = stack.volume_name(&volume);
+                // With `force` the engine also answers 204 for volumes that do not exist.
+                if self.docker.inspect_volume(&name).await.is_err() {
+                    continue;
+                }
                 let options = RemoveVolumeOptionsBuilder::default().force(true).build();
                 match self.docker.remove_volume(&name, Some(options)).await {
                     Ok(()) => removed.push(name),

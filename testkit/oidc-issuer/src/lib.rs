@@ -71,6 +71,7 @@ pub fn now() -> i64 {
 #[derive(Clone, Debug)]
 pub struct User {
     pub username: String,
+    /// The password, or its bcrypt hash (`$2b$...`, as in Dex's `staticPasswords`).
     pub password: String,
     pub subject: String,
     pub groups: Vec<String>,
@@ -121,6 +122,15 @@ impl TestIssuer {
     pub async fn start_at(path: &str, users: Vec<User>, clients: Vec<Client>) -> TestIssuer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}{path}", listener.local_addr().expect("address"));
+        TestIssuer::serve(listener, url, users, clients)
+    }
+
+    /// Serves on `listener` as issuer `url` (its path is where the endpoints live).
+    pub fn serve(listener: tokio::net::TcpListener, url: String, users: Vec<User>, clients: Vec<Client>) -> TestIssuer {
+        let path = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].trim_end_matches('/').to_string()))
+            .unwrap_or_default();
         let key = SigningKey::generate("k1");
         let inner = Arc::new(Inner {
             url,
@@ -140,7 +150,7 @@ impl TestIssuer {
         let app = if path.is_empty() {
             app
         } else {
-            axum::Router::new().nest(path, app)
+            axum::Router::new().nest(&path, app)
         };
         tokio::spawn(async move { axum::serve(listener, app).await });
         TestIssuer { inner }
@@ -186,6 +196,14 @@ impl TestIssuer {
     }
 }
 
+fn password_matches(kept: &str, given: &str) -> bool {
+    if kept.starts_with("$2") {
+        bcrypt::verify(given, kept).unwrap_or(false)
+    } else {
+        kept == given
+    }
+}
+
 fn json_response(status: StatusCode, value: Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
 }
@@ -226,7 +244,7 @@ async fn token(State(inner): State<Arc<Inner>>, Form(form): Form<HashMap<String,
             let user = inner
                 .users
                 .iter()
-                .find(|u| u.username == field("username") && u.password == field("password"));
+                .find(|u| u.username == field("username") && password_matches(&u.password, field("password")));
             match user {
                 Some(u) => (u.subject.clone(), u.groups.clone(), field("scope").to_string()),
                 None => {
