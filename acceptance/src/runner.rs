@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Failed, Trial};
 use prism_proxy::backends::Backend;
 use prism_proxy::client::PrismClient;
-use prism_proxy::config::{AuthMode, Config, NamespaceConfig};
-use prism_proxy::limits::Limits;
+use prism_proxy::config::{Config, NamespaceConfig};
 use prism_proxy::server::RunningProxy;
 
 use crate::provision::ServerSpec;
@@ -148,12 +147,8 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
             .zip(&states)
             .filter_map(|(decl, state)| match state.as_ref() {
                 Provisioned::Ready(instance) => decl.proxy_backend(instance).map(|backend| {
-                    let ns = NamespaceConfig {
-                        backend,
-                        interfaces: Some(decl.interfaces()),
-                        limits: Limits::default(),
-                        groups: None,
-                    };
+                    let mut ns = NamespaceConfig::new(backend);
+                    ns.interfaces = Some(decl.interfaces());
                     (decl.name().to_string(), ns)
                 }),
                 Provisioned::Unavailable(_) => None,
@@ -162,14 +157,8 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
         if namespaces.is_empty() {
             None
         } else {
-            let config = Config {
-                listen: "127.0.0.1:0".parse().expect("static address"),
-                admin_listen: "127.0.0.1:0".parse().expect("static address"),
-                drain_timeout: Duration::from_secs(5),
-                auth: AuthMode::None,
-                tls: None,
-                namespaces: namespaces.into_iter().collect(),
-            };
+            let mut config = Config::ephemeral(namespaces);
+            config.drain_timeout = Duration::from_secs(5);
             match shared.rt.block_on(prism_proxy::server::start(&config)) {
                 Ok(p) => Some(p),
                 Err(e) => {

@@ -23,8 +23,7 @@ use prism_proxy::backends::nats::NatsConfig;
 use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::backends::redis::RedisConfig;
 use prism_proxy::client::PrismClient;
-use prism_proxy::config::{AuthMode, BackendConfig, Config, NamespaceConfig};
-use prism_proxy::limits::Limits;
+use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 use prism_proxy::{BackendError, Interface};
 
 /// The proxy's deadline for each call; the driver's own timeout is shorter, so a dead
@@ -94,20 +93,9 @@ async fn readyz(admin: SocketAddr) -> u16 {
 }
 
 async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
-    let mut config = Config::single_memstore("faults");
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.auth = AuthMode::None;
-    config.namespaces = [(
-        "faults".to_string(),
-        NamespaceConfig {
-            backend,
-            interfaces: Some(vec![Interface::KeyvalueBasic, Interface::QueueBasic]),
-            limits: Limits::default(),
-            groups: None,
-        },
-    )]
-    .into();
+    let mut namespace = NamespaceConfig::new(backend);
+    namespace.interfaces = Some(vec![Interface::KeyvalueBasic, Interface::QueueBasic]);
+    let config = Config::ephemeral([("faults".to_string(), namespace)]);
     let proxy = prism_proxy::server::start(&config).await.expect("start the proxy");
     let client = PrismClient::connect(&format!("http://{}", proxy.grpc_addr), "faults")
         .await

@@ -18,7 +18,7 @@ use devstack::settings::{CLI_CLIENT_ID, PROXY_CLIENT_ID};
 use oidc_test_issuer::{Client, SigningKey, TestIssuer, User, now, unsigned_token};
 use prism_proxy::BackendError;
 use prism_proxy::client::PrismClient;
-use prism_proxy::config::Config;
+use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 use prism_proxy::interfaces::KeyValueBasic;
 use serde_json::json;
 
@@ -116,10 +116,9 @@ async fn token_logs_in_caches_refreshes_and_the_proxy_accepts_it() {
         .collect();
     assert_eq!(vars["PRISM_OIDC_ISSUER"], issuer.url());
     assert_eq!(vars["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://127.0.0.1:4317");
-    let mut config = Config::single_memstore("admin");
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
-    config.namespaces.get_mut("admin").unwrap().groups = Some(vec!["prism:admin".into()]);
+    let mut admin = NamespaceConfig::new(BackendConfig::Memstore);
+    admin.groups = Some(vec!["prism:admin".into()]);
+    let mut config = Config::ephemeral([("admin".to_string(), admin)]);
     config.apply_env(|name| vars.get(name).cloned()).expect("env applies");
     let proxy = prism_proxy::server::start(&config).await.expect("proxy");
     let get = |token: String| {

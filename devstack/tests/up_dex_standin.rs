@@ -83,15 +83,25 @@ fn up_only_dex_with_a_standin_logs_in_and_a_second_up_changes_nothing() {
         again.stderr
     );
 
-    let status = run(&["status", "-o", "json"]);
-    assert_eq!(status.code, 3, "only dex is up");
-    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let dex = status
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["service"] == "dex")
-        .unwrap();
+    // `up` runs the health check itself as soon as the container starts; Docker's own
+    // first check follows within its 1 s interval and must agree.
+    let mut dex = serde_json::Value::Null;
+    for _ in 0..50 {
+        let status = run(&["status", "-o", "json"]);
+        assert_eq!(status.code, 3, "only dex is up");
+        let all: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        dex = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == "dex")
+            .unwrap()
+            .clone();
+        if dex["health"] == "healthy" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(
         (dex["state"].as_str(), dex["health"].as_str()),
         (Some("running"), Some("healthy"))

@@ -14,7 +14,7 @@ use loadtest::scenario::{Scenario, Target};
 use loadtest::shard::Shard;
 use loadtest::stats::Stats;
 use prism_proxy::client::PrismClient;
-use prism_proxy::config::Config;
+use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 
 /// Replays YAML load scenarios against a Prism endpoint and reports latency histograms
 /// corrected for coordinated omission.
@@ -235,9 +235,7 @@ async fn run(
             None,
         ),
         None | Some(Target::Named(_)) => {
-            let mut config = Config::single_memstore("default");
-            config.listen = "127.0.0.1:0".parse()?;
-            config.admin_listen = "127.0.0.1:0".parse()?;
+            let config = Config::ephemeral([("default".to_string(), NamespaceConfig::new(BackendConfig::Memstore))]);
             let proxy = prism_proxy::server::start(&config)
                 .await
                 .context("starting the embedded proxy")?;

@@ -621,9 +621,8 @@ async fn https_target_checks_the_server_certificate() {
     let key_file = write(dir.path(), "server.key", &key.serialize_pem());
 
     // The proxy serving gRPC over TLS with that certificate.
-    let mut config = prism_proxy::config::Config::single_memstore("default");
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
+    let mut config = Config::ephemeral([("default".to_string(), NamespaceConfig::new(BackendConfig::Memstore))]);
     config.tls = Some(prism_proxy::config::TlsConfig {
         cert_file: cert_file.into(),
         key_file: key_file.into(),

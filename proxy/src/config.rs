@@ -132,6 +132,19 @@ pub struct NamespaceConfig {
     pub groups: Option<Vec<String>>,
 }
 
+impl NamespaceConfig {
+    /// A namespace on `backend`: every interface it implements, default limits, open to any
+    /// caller.
+    pub fn new(backend: BackendConfig) -> NamespaceConfig {
+        NamespaceConfig {
+            backend,
+            interfaces: None,
+            limits: Limits::default(),
+            groups: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BackendConfig {
@@ -229,19 +242,21 @@ impl Config {
         Config {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
+            ..Config::ephemeral([(namespace.to_string(), NamespaceConfig::new(BackendConfig::Memstore))])
+        }
+    }
+
+    /// `namespaces` on listeners at 127.0.0.1 with ports the kernel picks (read them from
+    /// the running proxy): for tests and proxies embedded in other tools.
+    pub fn ephemeral(namespaces: impl IntoIterator<Item = (String, NamespaceConfig)>) -> Config {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        Config {
+            listen: any_port,
+            admin_listen: any_port,
             drain_timeout: default_drain_timeout(),
             auth: AuthMode::None,
             tls: None,
-            namespaces: [(
-                namespace.to_string(),
-                NamespaceConfig {
-                    backend: BackendConfig::Memstore,
-                    interfaces: None,
-                    limits: Limits::default(),
-                    groups: None,
-                },
-            )]
-            .into(),
+            namespaces: namespaces.into_iter().collect(),
         }
     }
 

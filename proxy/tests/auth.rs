@@ -12,7 +12,7 @@ use oidc_test_issuer::{SigningKey, TestIssuer, now, unsigned_token};
 use prism_proxy::BackendError;
 use prism_proxy::auth::OidcConfig;
 use prism_proxy::client::PrismClient;
-use prism_proxy::config::{AuthMode, Config, NamespaceConfig};
+use prism_proxy::config::{AuthMode, BackendConfig, Config, NamespaceConfig};
 use prism_proxy::interfaces::KeyValueBasic;
 use serde_json::json;
 
@@ -20,18 +20,16 @@ const AUDIENCE: &str = "prism-proxy";
 
 /// A proxy with namespace `admin` (group prism:admin only) and `open` (any caller).
 async fn proxy(issuer: &str) -> prism_proxy::server::RunningProxy {
-    let mut config = Config::single_memstore("open");
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.admin_listen = "127.0.0.1:0".parse().unwrap();
+    let mut admin = NamespaceConfig::new(BackendConfig::Memstore);
+    admin.groups = Some(vec!["prism:admin".into()]);
+    let open = NamespaceConfig::new(BackendConfig::Memstore);
+    let mut config = Config::ephemeral([("open".to_string(), open), ("admin".to_string(), admin)]);
     config.auth = AuthMode::Oidc(OidcConfig {
         issuer: issuer.to_string(),
         audience: AUDIENCE.to_string(),
         groups_claim: "groups".into(),
         leeway: Duration::from_secs(30),
     });
-    let mut admin: NamespaceConfig = config.namespaces["open"].clone();
-    admin.groups = Some(vec!["prism:admin".into()]);
-    config.namespaces.insert("admin".into(), admin);
     prism_proxy::server::start(&config).await.expect("proxy")
 }
 

@@ -14,6 +14,9 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// How long one health check may take (as in the container's health config).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often the wait is reported while it goes on.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
@@ -51,9 +54,14 @@ pub async fn wait(
             }
             Ready::Completed => "running (a one-shot: waiting for it to exit 0)".to_string(),
             Ready::Running => return Ok(Outcome::Ready),
-            Ready::Healthy(_) => {
+            Ready::Healthy(test) => {
                 let health = state.health.unwrap_or_default();
                 if health.status == Some(HealthStatusEnum::HEALTHY) {
+                    return Ok(Outcome::Ready);
+                }
+                // Docker runs the first check a whole interval after start (dockerd
+                // 20.10 has no StartInterval): run the same check now instead.
+                if health.status == Some(HealthStatusEnum::STARTING) && check_now(engine, container, test).await {
                     return Ok(Outcome::Ready);
                 }
                 let last = health
@@ -100,4 +108,39 @@ pub async fn wait(
         tokio::time::sleep(backoff.min(limit.saturating_sub(waited))).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+}
+
+/// Runs a health check's command in the container (`exec`); true when it exits 0 within
+/// the check's timeout. Any failure to run it only means "not yet".
+async fn check_now(engine: &Engine, container: &str, test: &[String]) -> bool {
+    let cmd = match test.split_first() {
+        Some((kind, args)) if kind == "CMD" => args.to_vec(),
+        Some((kind, args)) if kind == "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), args.join(" ")],
+        _ => return false,
+    };
+    let config = bollard::models::ExecConfig {
+        cmd: Some(cmd),
+        attach_stdout: Some(false),
+        attach_stderr: Some(false),
+        ..Default::default()
+    };
+    let Ok(exec) = engine.docker.create_exec(container, config).await else {
+        return false;
+    };
+    let start = bollard::exec::StartExecOptions {
+        detach: true,
+        ..Default::default()
+    };
+    if engine.docker.start_exec(&exec.id, Some(start)).await.is_err() {
+        return false;
+    }
+    let deadline = Instant::now() + CHECK_TIMEOUT;
+    while Instant::now() < deadline {
+        match engine.docker.inspect_exec(&exec.id).await {
+            Ok(state) if state.running == Some(false) => return state.exit_code == Some(0),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => return false,
+        }
+    }
+    false
 }

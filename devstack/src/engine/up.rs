@@ -370,7 +370,7 @@ fn container_body(stack: &Stack, service: &Service, hash: &str, files_dir: &Path
         body.healthcheck = Some(HealthConfig {
             test: Some(test.clone()),
             interval: Some(SECOND),
-            timeout: Some(5 * SECOND),
+            timeout: Some(super::ready::CHECK_TIMEOUT.as_nanos() as i64),
             retries: Some(3),
             ..Default::default()
         });
