@@ -38,6 +38,8 @@ fn commands_report_clearly_and_exit_with_codes_scripts_can_trust() {
     // The real images are not present here: a warning, not a failure.
     assert!(out.contains("warn  image      ghcr.io/dexidp/dex:"), "{out}");
     assert_eq!(code, 0, "{out}{err}");
+    let identity = devstack::identity::Identity::path(state.path());
+    assert!(!identity.exists(), "doctor only looks: no identity made");
 
     let (code, _, err) = devstack(state.path(), &["up", "--only", "dex", "--pull", "never"]);
     assert_eq!(code, 1, "{err}");
@@ -45,6 +47,7 @@ fn commands_report_clearly_and_exit_with_codes_scripts_can_trust() {
         err.contains("image ghcr.io/dexidp/dex:") && err.contains("service dex") && err.contains("--pull never"),
         "{err}"
     );
+    assert!(identity.exists(), "up made the developer identity");
 
     let (code, out, _) = devstack(state.path(), &["status", "-o", "json"]);
     assert_eq!(code, 3, "not up: exit 3");

@@ -14,7 +14,7 @@ pub struct DoctorArgs {}
 const SIGNOZ_MEMORY: i64 = 4 * 1024 * 1024 * 1024;
 
 pub async fn run(settings: &Settings, _args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let (stack, _) = super::stack(settings)?;
+    let stack = super::existing_stack(settings)?;
     let mut failed = false;
     let mut line = |status: &str, what: &str, detail: String| {
         failed |= status == "FAIL";

@@ -15,7 +15,7 @@ pub struct DownArgs {
 }
 
 pub async fn run(settings: &Settings, args: DownArgs) -> anyhow::Result<ExitCode> {
-    let (stack, _) = super::stack(settings)?;
+    let stack = super::existing_stack(settings)?;
     let engine = Engine::connect().await?;
     let removed = engine.down(&stack, args.reset).await?;
     if args.reset {

@@ -21,7 +21,7 @@ pub struct LogsArgs {
 }
 
 pub async fn run(settings: &Settings, args: LogsArgs) -> anyhow::Result<ExitCode> {
-    let (stack, _) = super::stack(settings)?;
+    let stack = super::existing_stack(settings)?;
     if stack.service(&args.service).is_none() {
         let known: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
         return Err(EngineError::UnknownService {

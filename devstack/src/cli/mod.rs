@@ -114,6 +114,18 @@ fn stack(settings: &Settings) -> anyhow::Result<(Stack, Identity)> {
     Ok((devstack::stack::devstack(settings, &identity), identity))
 }
 
+/// The stack's names and ports, for commands that only look at or remove what runs: the
+/// kept identity if there is one, else a throwaway (nothing is written to the state folder).
+fn existing_stack(settings: &Settings) -> anyhow::Result<Stack> {
+    let identity = match Identity::load(&settings.state_dir)
+        .with_context(|| format!("developer identity in {}", settings.state_dir.display()))?
+    {
+        Some(identity) => identity,
+        None => Identity::generate()?,
+    };
+    Ok(devstack::stack::devstack(settings, &identity))
+}
+
 /// Progress lines go to stderr, so stdout stays for what scripts read.
 fn progress(line: &str) {
     eprintln!("{line}");

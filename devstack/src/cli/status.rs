@@ -21,7 +21,7 @@ enum Format {
 }
 
 pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let (stack, _) = super::stack(settings)?;
+    let stack = super::existing_stack(settings)?;
     let engine = Engine::connect().await?;
     let statuses = engine.status(&stack).await?;
     match args.output {

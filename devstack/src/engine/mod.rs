@@ -156,6 +156,17 @@ impl Engine {
         }
     }
 
+    /// Removes `image` (and its untagged layers); absent is fine.
+    pub async fn remove_image(&self, image: &str) -> Result<(), EngineError> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+            .force(true)
+            .build();
+        match self.docker.remove_image(image, Some(options), None).await {
+            Err(e) if !not_found(&e) => Err(EngineError::docker(format!("remove image {image}"))(e)),
+            _ => Ok(()),
+        }
+    }
+
     /// Which devstack containers (of any project) listen on which host ports.
     pub async fn port_holders(&self) -> Result<PortHolders, EngineError> {
         let filters: HashMap<String, Vec<String>> = HashMap::from([("label".into(), vec![LABEL_PROJECT.to_string()])]);
