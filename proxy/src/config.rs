@@ -393,6 +393,24 @@ mod shipped_configs {
         assert!(seen >= 5, "only {seen} configs found");
     }
 
+    /// What validation says a backend serves (`BackendConfig::interfaces`, checked before
+    /// any driver exists) is what its driver really serves. Drivers connect lazily, so no
+    /// server is needed.
+    #[tokio::test]
+    async fn declared_interfaces_match_what_each_driver_serves() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut kinds = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).expect("proxy/config") {
+            let config = Config::load(&entry.expect("entry").path()).unwrap_or_else(|e| panic!("{e}"));
+            for ns in config.namespaces.values() {
+                let driver = ns.backend.connect().await.expect("lazy driver");
+                assert_eq!(ns.backend.interfaces(), driver.interfaces(), "{}", ns.backend.kind());
+                kinds.insert(ns.backend.kind());
+            }
+        }
+        assert_eq!(kinds.len(), 5, "every backend kind checked: {kinds:?}");
+    }
+
     #[test]
     fn a_misspelled_driver_option_is_an_error_naming_it() {
         let text = "namespaces:\n  a:\n    backend: { type: redis, url: 'redis://x', prefx: p }\n";
