@@ -100,7 +100,10 @@ fn three_tier(project: &str, image: &str, db_port: u16, app_port: u16, network: 
         format!(
             "test -f /data/runs || {{ echo no migration; exit 8; }}; mkdir -p /tmp/www && cp /data/runs /tmp/www/runs; exec httpd -f -p {app_port} -h /tmp/www"
         ),
-        Ready::Listening(app_port),
+        Ready::Http {
+            port: app_port,
+            path: "/runs".into(),
+        },
     );
     app.depends_on = vec!["migrate".into()];
     app.ports = vec![Port::same(app_port)];

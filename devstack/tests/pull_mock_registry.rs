@@ -149,7 +149,7 @@ async fn pulls_from_a_mock_registry_once_with_progress_and_names_a_missing_tag()
         format!("mkdir -p /tmp/w && echo ok > /tmp/w/index.html && exec httpd -f -p {port} -h /tmp/w"),
     ];
     service.ports = vec![Port::same(port)];
-    service.ready = Ready::Listening(port);
+    service.ready = Ready::Http { port, path: "/".into() };
     service.timeout = Duration::from_secs(30);
     let network = match std::env::var("DEVSTACK_NETWORK").as_deref() {
         Ok("host") => NetworkMode::Host,

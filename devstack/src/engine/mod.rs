@@ -123,6 +123,8 @@ pub struct EngineInfo {
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) docker: Docker,
+    /// For readiness probes from the host.
+    pub(crate) http: reqwest::Client,
 }
 
 impl Engine {
@@ -131,7 +133,11 @@ impl Engine {
     pub async fn connect() -> Result<Engine, EngineError> {
         let docker = Docker::connect_with_local_defaults().map_err(EngineError::Unreachable)?;
         let docker = docker.negotiate_version().await.map_err(EngineError::Unreachable)?;
-        Ok(Engine { docker })
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+            .unwrap_or_default();
+        Ok(Engine { docker, http })
     }
 
     pub async fn info(&self) -> Result<EngineInfo, EngineError> {

@@ -80,12 +80,12 @@ pub async fn wait(
                     health.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into())
                 )
             }
-            Ready::Listening(port) => {
-                let connect = tokio::net::TcpStream::connect(("127.0.0.1", *port));
-                match tokio::time::timeout(Duration::from_secs(1), connect).await {
-                    Ok(Ok(_)) => return Ok(Outcome::Ready),
-                    Ok(Err(e)) => format!("port {port} not answering ({e})"),
-                    Err(_) => format!("port {port} not answering (connect timed out)"),
+            Ready::Http { port, path } => {
+                let url = format!("http://127.0.0.1:{port}{path}");
+                match engine.http.get(&url).send().await {
+                    Ok(r) if r.status().as_u16() < 500 => return Ok(Outcome::Ready),
+                    Ok(r) => format!("GET {url} answered {}", r.status()),
+                    Err(e) => format!("GET {url}: {e}"),
                 }
             }
         };

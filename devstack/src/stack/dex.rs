@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FileMount, Port, Service, Stack, StackFile, VolumeMount, cmd};
+use super::{FileMount, Port, Ready, Service, Stack, StackFile, VolumeMount};
 use crate::identity::Identity;
 use crate::settings::{CLI_CLIENT_ID, PROXY_CLIENT_ID, Settings};
 use crate::versions;
@@ -183,10 +183,6 @@ pub fn add(stack: &mut Stack, settings: &Settings, identity: &Identity) {
         path: PathBuf::from(CONFIG_FILE),
         contents: format!("# Dex for the Prism devstack; written by `devstack`, edits are replaced.\n{text}"),
     });
-    let discovery = format!(
-        "http://127.0.0.1:{}/dex/.well-known/openid-configuration",
-        settings.dex_port
-    );
     let mut dex = Service::new("dex", "dex", versions::image("dex", versions::DEX));
     dex.command = ["dex", "serve", "/etc/dex/devstack.yaml"].map(String::from).to_vec();
     dex.ports = vec![Port::same(settings.dex_port)];
@@ -198,7 +194,12 @@ pub fn add(stack: &mut Stack, settings: &Settings, identity: &Identity) {
         file: PathBuf::from(CONFIG_FILE),
         target: "/etc/dex/devstack.yaml".into(),
     }];
-    dex.ready = cmd(&["wget", "-q", "-O", "/dev/null", &discovery]);
+    // Probed from the host: it does not depend on what the image contains, and it is
+    // exactly what the login and the proxy fetch first.
+    dex.ready = Ready::Http {
+        port: settings.dex_port,
+        path: "/dex/.well-known/openid-configuration".into(),
+    };
     dex.timeout = Duration::from_secs(60);
     stack.services.push(dex);
 }

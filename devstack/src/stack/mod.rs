@@ -120,8 +120,10 @@ pub struct FileMount {
 pub enum Ready {
     /// Docker's health check: this command, run in the container, exits 0.
     Healthy(Vec<String>),
-    /// A TCP connection to this published port succeeds (images without a shell).
-    Listening(u16),
+    /// An HTTP GET of `path` on this published port, from the host, gets any answer below
+    /// 500 (for images without a shell). HTTP rather than a bare TCP connect: with port
+    /// publishing, Docker's proxy accepts connections before the server inside listens.
+    Http { port: u16, path: String },
     /// A one-shot: it has exited with code 0.
     Completed,
     /// It is running.

@@ -100,8 +100,12 @@ pub fn add(stack: &mut Stack, settings: &Settings) {
     }];
     collector.ports = vec![Port::same(settings.otlp_grpc_port), Port::same(settings.otlp_http_port)];
     collector.depends_on = strings(&["clickhouse", "schema-migrator-async"]);
-    // The collector image has no shell or wget: readiness is its OTLP port answering.
-    collector.ready = Ready::Listening(settings.otlp_grpc_port);
+    // The collector image has no shell or wget: readiness is its OTLP/HTTP receiver
+    // answering (405 for a GET).
+    collector.ready = Ready::Http {
+        port: settings.otlp_http_port,
+        path: "/v1/traces".into(),
+    };
 
     let mut ui = service("signoz", versions::image("signoz", versions::SIGNOZ));
     ui.command = strings(&["--config=/root/config/prometheus.yml"]);
