@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prism_proxy::auth::{Caller, OidcConfig, OidcValidator};
+use prism_proxy::auth::{Caller, Discovery, IssuerError, OidcConfig, OidcValidator};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
@@ -35,13 +35,6 @@ pub enum OidcError {
     Unverified(String),
     #[error(transparent)]
     State(#[from] StateError),
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Discovery {
-    pub issuer: String,
-    pub token_endpoint: String,
-    pub jwks_uri: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,37 +110,26 @@ impl OidcClient {
         })
     }
 
-    /// The discovery document; its `issuer` must be ours exactly.
-    pub async fn discover(&self) -> Result<Discovery, OidcError> {
-        let url = format!("{}/.well-known/openid-configuration", self.issuer.trim_end_matches('/'));
-        let http = |e: reqwest::Error| OidcError::Http {
-            url: url.clone(),
-            message: e.to_string(),
-        };
-        let discovery: Discovery = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(http)?
-            .error_for_status()
-            .map_err(http)?
-            .json()
-            .await
-            .map_err(http)?;
-        if discovery.issuer != self.issuer {
-            return Err(OidcError::IssuerMismatch {
-                url,
-                found: discovery.issuer,
-                expected: self.issuer.clone(),
-            });
-        }
-        Ok(discovery)
+    /// The discovery document (fetched once, shared with the token check); its `issuer`
+    /// must be ours exactly.
+    pub async fn discover(&self) -> Result<&Discovery, OidcError> {
+        self.validator.discovery().await.map_err(|e| match e {
+            IssuerError::Fetch { url, message } => OidcError::Http { url, message },
+            IssuerError::Mismatch { url, found, expected } => OidcError::IssuerMismatch { url, found, expected },
+        })
     }
 
-    async fn grant(&self, form: &[(&str, &str)]) -> Result<CachedToken, OidcError> {
-        let discovery = self.discover().await?;
-        let url = discovery.token_endpoint;
+    /// A grant at the token endpoint; the token comes back verified, with whom it names.
+    async fn grant(&self, form: &[(&str, &str)]) -> Result<(CachedToken, Caller), OidcError> {
+        let url = self
+            .discover()
+            .await?
+            .token_endpoint
+            .clone()
+            .ok_or_else(|| OidcError::Http {
+                url: self.issuer.clone(),
+                message: "the discovery document names no token_endpoint".into(),
+            })?;
         let http = |e: reqwest::Error| OidcError::Http {
             url: url.clone(),
             message: e.to_string(),
@@ -170,17 +152,18 @@ impl OidcClient {
             });
         }
         let token: TokenResponse = response.json().await.map_err(http)?;
-        self.verify(&token.id_token).await?;
-        Ok(CachedToken {
+        let caller = self.verify(&token.id_token).await?;
+        let cached = CachedToken {
             issuer: self.issuer.clone(),
             expires_at: now() + token.expires_in.unwrap_or(0),
             id_token: token.id_token,
             refresh_token: token.refresh_token,
-        })
+        };
+        Ok((cached, caller))
     }
 
     /// Logs in with the password grant as `identity`.
-    pub async fn password_login(&self, identity: &Identity) -> Result<CachedToken, OidcError> {
+    pub async fn password_login(&self, identity: &Identity) -> Result<(CachedToken, Caller), OidcError> {
         let scope = scopes();
         self.grant(&[
             ("grant_type", "password"),
@@ -193,7 +176,7 @@ impl OidcClient {
     }
 
     /// A new token for a refresh token.
-    pub async fn refresh(&self, refresh_token: &str) -> Result<CachedToken, OidcError> {
+    pub async fn refresh(&self, refresh_token: &str) -> Result<(CachedToken, Caller), OidcError> {
         self.grant(&[
             ("grant_type", "refresh_token"),
             ("client_id", CLI_CLIENT_ID),
@@ -239,12 +222,12 @@ pub async fn token(settings: &Settings, identity: &Identity) -> Result<(CachedTo
         return Ok((c.clone(), Source::Cache));
     }
     let refreshed = match cached.and_then(|c| c.refresh_token) {
-        Some(refresh) => client.refresh(&refresh).await.ok(),
+        Some(refresh) => client.refresh(&refresh).await.ok().map(|(token, _)| token),
         None => None,
     };
     let (token, source) = match refreshed {
         Some(t) => (t, Source::Refreshed),
-        None => (client.password_login(identity).await?, Source::LoggedIn),
+        None => (client.password_login(identity).await?.0, Source::LoggedIn),
     };
     state::ensure_private_dir(&settings.state_dir)?;
     state::write_private_json(&path, &token)?;
@@ -254,8 +237,7 @@ pub async fn token(settings: &Settings, identity: &Identity) -> Result<(CachedTo
 /// A fresh password login, verified and cached: the last step of `up`.
 pub async fn login(settings: &Settings, identity: &Identity) -> Result<(CachedToken, Caller), OidcError> {
     let client = OidcClient::new(&settings.issuer())?;
-    let token = client.password_login(identity).await?;
-    let caller = client.verify(&token.id_token).await?;
+    let (token, caller) = client.password_login(identity).await?;
     state::ensure_private_dir(&settings.state_dir)?;
     state::write_private_json(&token_path(&settings.state_dir), &token)?;
     Ok((token, caller))

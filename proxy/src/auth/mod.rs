@@ -4,7 +4,7 @@
 
 pub(crate) mod oidc;
 
-pub use oidc::{OidcConfig, OidcValidator};
+pub use oidc::{Discovery, IssuerError, OidcConfig, OidcValidator};
 
 use tonic::metadata::MetadataMap;
 

@@ -45,7 +45,7 @@ const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 pub struct OidcValidator {
     config: OidcConfig,
     http: reqwest::Client,
-    jwks_uri: OnceCell<String>,
+    discovery: OnceCell<Discovery>,
     keys: Mutex<Keys>,
 }
 
@@ -54,10 +54,35 @@ struct Keys {
     fetched: Option<Instant>,
 }
 
-#[derive(Deserialize)]
-struct Discovery {
-    issuer: String,
-    jwks_uri: String,
+/// The parts of an issuer's discovery document the proxy and its tools use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Discovery {
+    pub issuer: String,
+    pub jwks_uri: String,
+    /// Where logins and refreshes go (clients such as `devstack token`; not the proxy).
+    #[serde(default)]
+    pub token_endpoint: Option<String>,
+}
+
+/// Reaching the issuer failed, or it names itself differently.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("OIDC issuer: {url}: {message}")]
+    Fetch { url: String, message: String },
+    #[error(
+        "OIDC discovery at {url} names issuer {found:?}, but {expected:?} is configured; they must match byte for byte"
+    )]
+    Mismatch {
+        url: String,
+        found: String,
+        expected: String,
+    },
+}
+
+impl From<IssuerError> for BackendError {
+    fn from(e: IssuerError) -> BackendError {
+        BackendError::Unavailable(e.to_string())
+    }
 }
 
 impl OidcValidator {
@@ -70,7 +95,7 @@ impl OidcValidator {
         Ok(OidcValidator {
             config,
             http,
-            jwks_uri: OnceCell::new(),
+            discovery: OnceCell::new(),
             keys: Mutex::new(Keys {
                 set: JwkSet { keys: Vec::new() },
                 fetched: None,
@@ -78,9 +103,10 @@ impl OidcValidator {
         })
     }
 
-    /// The JWKS URI from the issuer's discovery document (fetched once).
-    async fn jwks_uri(&self) -> Result<&str, BackendError> {
-        self.jwks_uri
+    /// The issuer's discovery document, fetched once; its `issuer` must be the
+    /// configured one exactly.
+    pub async fn discovery(&self) -> Result<&Discovery, IssuerError> {
+        self.discovery
             .get_or_try_init(|| async {
                 let url = format!(
                     "{}/.well-known/openid-configuration",
@@ -88,29 +114,32 @@ impl OidcValidator {
                 );
                 let discovery: Discovery = self.get_json(&url).await?;
                 if discovery.issuer != self.config.issuer {
-                    return Err(BackendError::Unavailable(format!(
-                        "OIDC discovery at {url} names issuer {:?}, but the proxy is configured for {:?}",
-                        discovery.issuer, self.config.issuer
-                    )));
+                    return Err(IssuerError::Mismatch {
+                        url,
+                        found: discovery.issuer,
+                        expected: self.config.issuer.clone(),
+                    });
                 }
-                Ok(discovery.jwks_uri)
+                Ok(discovery)
             })
             .await
-            .map(String::as_str)
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, BackendError> {
-        let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("OIDC issuer: {url}: {e}"));
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, IssuerError> {
+        let fetch = |e: reqwest::Error| IssuerError::Fetch {
+            url: url.to_string(),
+            message: e.to_string(),
+        };
         self.http
             .get(url)
             .send()
             .await
-            .map_err(unavailable)?
+            .map_err(fetch)?
             .error_for_status()
-            .map_err(unavailable)?
+            .map_err(fetch)?
             .json()
             .await
-            .map_err(unavailable)
+            .map_err(fetch)
     }
 
     /// The key for `kid`, fetching the JWKS when it is not held (first use, rotation).
@@ -121,7 +150,7 @@ impl OidcValidator {
         }
         let may_fetch = keys.fetched.is_none_or(|t| t.elapsed() >= REFRESH_AT_MOST_EVERY);
         if may_fetch {
-            let uri = self.jwks_uri().await?.to_string();
+            let uri = self.discovery().await?.jwks_uri.clone();
             keys.set = self.get_json(&uri).await?;
             keys.fetched = Some(Instant::now());
             if let Some(jwk) = keys.set.find(kid) {
