@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use devstack::Settings;
-use devstack::engine::{Engine, port_free};
+use devstack::engine::{Engine, PortUse};
 
 /// Check the engine (reachable, its version and the API version negotiated), its memory
 /// (Signoz wants about 4 GB), the host ports and the images. Exits 1 if anything would
@@ -50,20 +50,22 @@ pub async fn run(settings: &Settings, _args: DoctorArgs) -> anyhow::Result<ExitC
     for service in &stack.services {
         for port in &service.ports {
             let port = port.published(stack.network);
-            if let Some(h) = holders.find(port) {
-                let detail = format!(
-                    "{port} ({}): held by {} (project {}, already up)",
-                    service.name, h.container, h.project
-                );
-                line("ok", "port", detail);
-            } else if port_free(port) {
-                line("ok", "port", format!("{port} ({}): free", service.name));
-            } else {
-                let detail = format!(
-                    "{port} ({}): in use by another program; free it or pass another port",
-                    service.name
-                );
-                line("FAIL", "port", detail);
+            match holders.port_use(port) {
+                PortUse::Free => line("ok", "port", format!("{port} ({}): free", service.name)),
+                PortUse::Devstack(h) => {
+                    let detail = format!(
+                        "{port} ({}): held by {} (project {}, already up)",
+                        service.name, h.container, h.project
+                    );
+                    line("ok", "port", detail);
+                }
+                PortUse::Other => {
+                    let detail = format!(
+                        "{port} ({}): in use by another program; free it or pass another port",
+                        service.name
+                    );
+                    line("FAIL", "port", detail);
+                }
             }
         }
     }

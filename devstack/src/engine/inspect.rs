@@ -120,8 +120,7 @@ impl Engine {
         let order = stack.ordered()?;
         for service in order.iter().rev() {
             let container = stack.container_name(&service.name);
-            if self.docker.inspect_container(&container, None).await.is_ok() {
-                self.remove_container(&container).await?;
+            if self.remove_container(&container).await? {
                 removed.push(container);
             }
         }

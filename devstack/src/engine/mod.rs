@@ -219,13 +219,30 @@ pub struct PortHolder {
 
 pub struct PortHolders(Vec<PortHolder>);
 
+/// Who has a host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PortUse<'a> {
+    Free,
+    /// A devstack container (of any project) listens there.
+    Devstack(&'a PortHolder),
+    /// Something else does.
+    Other,
+}
+
 impl PortHolders {
-    pub fn find(&self, port: u16) -> Option<&PortHolder> {
-        self.0.iter().find(|h| h.port == port)
+    /// Whether `port` can be listened on, and if not, whether it is ours.
+    pub fn port_use(&self, port: u16) -> PortUse<'_> {
+        if port_free(port) {
+            return PortUse::Free;
+        }
+        match self.0.iter().find(|h| h.port == port) {
+            Some(holder) => PortUse::Devstack(holder),
+            None => PortUse::Other,
+        }
     }
 }
 
 /// Whether nothing listens on host `port` (any address).
-pub fn port_free(port: u16) -> bool {
+fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
 }

@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::ready::{self, Outcome};
 use super::{
-    Engine, EngineError, LABEL_CONFIG, LABEL_PORTS, LABEL_PROJECT, LABEL_SERVICE, Progress, ServiceFailure, not_found,
-    port_free,
+    Engine, EngineError, LABEL_CONFIG, LABEL_PORTS, LABEL_PROJECT, LABEL_SERVICE, PortUse, Progress, ServiceFailure,
+    not_found,
 };
 use crate::settings::NetworkMode;
 use crate::stack::{Ready, Service, Stack, render};
@@ -194,17 +194,17 @@ impl Engine {
         for step in plan.iter().filter(|p| p.action != Action::Unchanged) {
             for port in &step.service.ports {
                 let port = port.published(stack.network);
-                let holder = holders.find(port);
-                // The container being replaced frees its own ports.
-                if holder.is_some_and(|h| h.container == step.container) || port_free(port) {
-                    continue;
-                }
-                let holder = match holder {
-                    Some(h) => format!(
+                let holder = match holders.port_use(port) {
+                    PortUse::Free => continue,
+                    // The container being replaced frees its own ports.
+                    PortUse::Devstack(h) if h.container == step.container => continue,
+                    PortUse::Devstack(h) => format!(
                         ": devstack container {} (project {}) holds it, so that stack is already running; `devstack --project {} down` stops it",
                         h.container, h.project, h.project
                     ),
-                    None => " by another program; stop it or choose another port (see `devstack --help`)".into(),
+                    PortUse::Other => {
+                        " by another program; stop it or choose another port (see `devstack --help`)".into()
+                    }
                 };
                 return Err(EngineError::PortInUse {
                     port,
@@ -302,11 +302,13 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) async fn remove_container(&self, container: &str) -> Result<(), EngineError> {
+    /// Removes `container`, running or not; false when there was none.
+    pub(crate) async fn remove_container(&self, container: &str) -> Result<bool, EngineError> {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(container, Some(options)).await {
-            Err(e) if !not_found(&e) => Err(EngineError::docker(format!("remove {container}"))(e)),
-            _ => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if not_found(&e) => Ok(false),
+            Err(e) => Err(EngineError::docker(format!("remove {container}"))(e)),
         }
     }
 }
