@@ -29,6 +29,12 @@ pub struct Settings {
     pub ui_port: u16,
 }
 
+/// Default host ports (the CLI's defaults too).
+pub const DEFAULT_DEX_PORT: u16 = 5556;
+pub const DEFAULT_OTLP_GRPC_PORT: u16 = 4317;
+pub const DEFAULT_OTLP_HTTP_PORT: u16 = 4318;
+pub const DEFAULT_UI_PORT: u16 = 3301;
+
 /// The Dex client the proxy validates tokens for (`aud`).
 pub const PROXY_CLIENT_ID: &str = "prism-proxy";
 /// The public client `devstack token` and other command-line tools log in with.
@@ -73,10 +79,10 @@ impl Settings {
             project: project.to_string(),
             network,
             state_dir,
-            dex_port: 5556,
-            otlp_grpc_port: 4317,
-            otlp_http_port: 4318,
-            ui_port: 3301,
+            dex_port: DEFAULT_DEX_PORT,
+            otlp_grpc_port: DEFAULT_OTLP_GRPC_PORT,
+            otlp_http_port: DEFAULT_OTLP_HTTP_PORT,
+            ui_port: DEFAULT_UI_PORT,
         }
     }
 }

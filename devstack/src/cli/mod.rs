@@ -17,7 +17,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use devstack::identity::Identity;
 use devstack::stack::Stack;
-use devstack::{NetworkMode, Settings};
+use devstack::{NetworkMode, Settings, settings};
 
 /// Signoz (OpenTelemetry traces) and Dex (OIDC logins) for local development, with a
 /// developer identity provisioned and the Prism proxy wired to both.
@@ -54,16 +54,16 @@ pub struct Global {
     #[arg(long, global = true, env = "DEVSTACK_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Dex's port; the issuer is http://127.0.0.1:<port>/dex.
-    #[arg(long, global = true, env = "DEVSTACK_DEX_PORT", default_value_t = 5556)]
+    #[arg(long, global = true, env = "DEVSTACK_DEX_PORT", default_value_t = settings::DEFAULT_DEX_PORT)]
     dex_port: u16,
     /// The collector's OTLP/gRPC port.
-    #[arg(long, global = true, env = "DEVSTACK_OTLP_GRPC_PORT", default_value_t = 4317)]
+    #[arg(long, global = true, env = "DEVSTACK_OTLP_GRPC_PORT", default_value_t = settings::DEFAULT_OTLP_GRPC_PORT)]
     otlp_grpc_port: u16,
     /// The collector's OTLP/HTTP port.
-    #[arg(long, global = true, env = "DEVSTACK_OTLP_HTTP_PORT", default_value_t = 4318)]
+    #[arg(long, global = true, env = "DEVSTACK_OTLP_HTTP_PORT", default_value_t = settings::DEFAULT_OTLP_HTTP_PORT)]
     otlp_http_port: u16,
     /// The Signoz UI's port.
-    #[arg(long, global = true, env = "DEVSTACK_UI_PORT", default_value_t = 3301)]
+    #[arg(long, global = true, env = "DEVSTACK_UI_PORT", default_value_t = settings::DEFAULT_UI_PORT)]
     ui_port: u16,
 }
 
