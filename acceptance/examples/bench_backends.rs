@@ -467,7 +467,7 @@ async fn main() -> anyhow::Result<()> {
                     &args,
                     "memstore",
                     None,
-                    |_| BackendConfig::Memstore,
+                    |_| BackendConfig::memstore(),
                     |_| "{ type: memstore }".into(),
                     (&mut moderate, &mut sequential, &mut saturated),
                 )

@@ -86,7 +86,7 @@ async fn server(spec: &'static ServerSpec, extra_args: &[&str]) -> Option<Restar
 }
 
 async fn readyz(admin: SocketAddr) -> u16 {
-    prism_proxy::admin::http_get(admin, "/readyz")
+    prism_proxy::test_util::http_get(admin, "/readyz")
         .await
         .expect("GET /readyz")
         .0
@@ -102,7 +102,10 @@ async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
         .expect("connect")
         .with_timeout(CLIENT_DEADLINE);
     let backend = client.backend(&[Interface::KeyvalueBasic, Interface::QueueBasic]);
-    let (kv, queue) = (backend.keyvalue_basic.unwrap(), backend.queue_basic.unwrap());
+    let (kv, queue) = (
+        backend.keyvalue_basic.expect("keyvalue_basic"),
+        backend.queue_basic.expect("queue_basic"),
+    );
 
     // Before the crash: data the backend acknowledged, and one message a client acked.
     kv.set(Bytes::from("k"), Bytes::from("v")).await.expect("set");

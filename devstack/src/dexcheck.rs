@@ -6,21 +6,11 @@
 
 use std::collections::BTreeSet;
 
+pub use prism_proxy::validation::Problem;
+use prism_proxy::validation::Problems;
+
 use crate::identity::BCRYPT_COST;
 use crate::stack::dex::{DEVICE_CALLBACK, DEVICE_CODE_GRANT, DexConfig};
-
-/// One broken rule: where (a path into the config) and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
 
 /// What the rest of the devstack expects of Dex's configuration.
 #[derive(Debug, Clone)]
@@ -45,29 +35,27 @@ const GRANT_TYPES: &[&str] = &[
     "urn:ietf:params:oauth:grant-type:token-exchange",
 ];
 
-/// Parses `text` as Dex's config and checks it; problems are listed, none means valid.
+/// Parses `text` as Dex's config and checks it; problems are listed (with the line and
+/// column of their field in `text`), none means valid.
 pub fn check_text(text: &str, expected: &Expected<'_>) -> Vec<Problem> {
     match serde_yaml::from_str::<DexConfig>(text) {
-        Ok(config) => check(&config, expected),
-        Err(e) => vec![Problem {
-            field: e
-                .location()
-                .map(|l| format!("line {}", l.line()))
-                .unwrap_or_else(|| "(document)".into()),
-            message: format!("not a Dex configuration: {e}"),
-        }],
+        Ok(config) => {
+            let mut problems = Problems::new("");
+            problems.list = check(&config, expected);
+            problems.locate_in(text).list
+        }
+        Err(e) => {
+            let mut problem = Problem::from_yaml(&e);
+            problem.message = format!("not a Dex configuration: {}", problem.message);
+            vec![problem]
+        }
     }
 }
 
 /// Checks a parsed configuration.
 pub fn check(config: &DexConfig, expected: &Expected<'_>) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut bad = |field: &str, message: String| {
-        problems.push(Problem {
-            field: field.to_string(),
-            message,
-        })
-    };
+    let mut bad = |field: &str, message: String| problems.push(Problem::new(field, message));
 
     // Dex's rules.
     if config.issuer.is_empty() {

@@ -2,6 +2,9 @@
 //! the rendered config passes; each broken rule — Dex's own and ours — is reported with
 //! the field it concerns. Also the rendered folder: compose file, file modes, identity.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Command;
 

@@ -9,6 +9,9 @@
 //! conflicts (another program; our own running stack), `--pull never`, `down` keeping
 //! volumes and `down --reset` removing them.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::sync::Mutex;

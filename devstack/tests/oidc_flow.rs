@@ -116,7 +116,7 @@ async fn token_logs_in_caches_refreshes_and_the_proxy_accepts_it() {
         .collect();
     assert_eq!(vars["PRISM_OIDC_ISSUER"], issuer.url());
     assert_eq!(vars["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://127.0.0.1:4317");
-    let mut admin = NamespaceConfig::new(BackendConfig::Memstore);
+    let mut admin = NamespaceConfig::new(BackendConfig::memstore());
     admin.groups = Some(vec!["prism:admin".into()]);
     let mut config = Config::ephemeral([("admin".to_string(), admin)]);
     config.apply_env(|name| vars.get(name).cloned()).expect("env applies");

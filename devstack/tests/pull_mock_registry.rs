@@ -6,6 +6,9 @@
 //! nothing, `--pull always` asks the registry again, and a tag the registry does not have
 //! fails naming the image.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::io::Write;

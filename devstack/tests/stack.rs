@@ -1,6 +1,9 @@
 //! The stack definition: dependency order, cycles and unknown names refused, `--only`
 //! taking what a part depends on, host ports not used twice, one issuer everywhere.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use devstack::identity::Identity;

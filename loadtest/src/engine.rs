@@ -4,7 +4,9 @@
 //! counted. Closed model: `concurrency` clients in a loop, corrected by the expected
 //! interval.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -35,10 +37,6 @@ pub struct Engine {
     pub shard: Shard,
     pub stats: Arc<Mutex<Stats>>,
     pub progress: Arc<Mutex<Progress>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the engine needs to send one kind of request.
@@ -245,7 +243,9 @@ impl Engine {
                         let sent = clock_zero() + Duration::from_nanos(nanos);
                         let latency = Instant::now().saturating_duration_since(sent);
                         if let Some(at) = sent.checked_duration_since(measure_from) {
-                            lock(&stats).response(delivery_op, at, latency, latency, Duration::ZERO, "OK", None);
+                            stats
+                                .lock()
+                                .response(delivery_op, at, latency, latency, Duration::ZERO, "OK", None);
                         }
                     }
                 });
@@ -290,7 +290,7 @@ impl Engine {
             if let Some(at) = measured {
                 let s = at.as_secs();
                 if s > closed_second {
-                    let mut stats = lock(&self.stats);
+                    let mut stats = self.stats.lock();
                     for c in closed_second..s {
                         stats.close_second(c);
                     }
@@ -298,7 +298,7 @@ impl Engine {
                 }
             }
             {
-                let mut p = lock(&self.progress);
+                let mut p = self.progress.lock();
                 p.elapsed = since;
                 p.target_rate = rate;
             }
@@ -306,7 +306,7 @@ impl Engine {
             match permits.clone().try_acquire_owned() {
                 Ok(permit) => {
                     if let Some(at) = measured {
-                        lock(&self.stats).arrival(at, false);
+                        self.stats.lock().arrival(at, false);
                     }
                     let client = self.clients[n % self.clients.len()].clone();
                     let (stats, ops) = (self.stats.clone(), ops.clone());
@@ -317,13 +317,15 @@ impl Engine {
                         let done = Instant::now();
                         drop(permit);
                         if let Some(at) = measured {
-                            lock(&stats).response(op, at, done - intended, done - sent, sent - intended, code, None);
+                            stats
+                                .lock()
+                                .response(op, at, done - intended, done - sent, sent - intended, code, None);
                         }
                     });
                 }
                 Err(_) => {
                     if let Some(at) = measured {
-                        lock(&self.stats).arrival(at, true);
+                        self.stats.lock().arrival(at, true);
                     }
                 }
             }
@@ -333,7 +335,7 @@ impl Engine {
         }
         while tasks.join_next().await.is_some() {}
         let total = scenario.duration().saturating_sub(warmup).as_secs();
-        let mut stats = lock(&self.stats);
+        let mut stats = self.stats.lock();
         for c in closed_second..=total {
             stats.close_second(c);
         }
@@ -378,7 +380,7 @@ impl Engine {
                     count += 1;
                     if let Some(at) = (sent - start).checked_sub(warmup) {
                         let expected = think + total / count;
-                        let mut s = lock(&stats);
+                        let mut s = stats.lock();
                         s.arrival(at, false);
                         s.response(op, at, latency, latency, Duration::ZERO, code, Some(expected));
                     }
@@ -404,16 +406,16 @@ impl Engine {
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
             let elapsed = start.elapsed();
-            lock(&self.progress).elapsed = elapsed;
+            self.progress.lock().elapsed = elapsed;
             if let Some(at) = elapsed.checked_sub(warmup) {
-                let mut s = lock(&self.stats);
+                let mut s = self.stats.lock();
                 while closed_second < at.as_secs().min(measure) {
                     s.close_second(closed_second);
                     closed_second += 1;
                 }
             }
         }
-        let mut s = lock(&self.stats);
+        let mut s = self.stats.lock();
         while closed_second <= measure {
             s.close_second(closed_second);
             closed_second += 1;

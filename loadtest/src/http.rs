@@ -12,7 +12,9 @@
 //! not ramp a throttle, so a ramp applies to the gRPC operations only. Latency of HTTP
 //! operations is the service time (goose schedules them).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -150,7 +152,7 @@ async fn transaction(
         Err(_) => "HTTP_ERROR",
     };
     if let Some(at) = (sent - start).checked_sub(warmup) {
-        let mut s = stats.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = stats.lock();
         s.arrival(at, false);
         s.response(op_index, at, latency, latency, Duration::ZERO, code, None);
     }

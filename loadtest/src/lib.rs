@@ -6,13 +6,15 @@
 //! - [`engine`]: open and closed load models;
 //! - [`http`]: `http.*` operations on goose, beside the engine;
 //! - [`stats`]: histograms and the per-second series;
-//! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log.
+//! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log;
+//! - [`run`]: `loadtest run` from scenario file to verdict.
 
 pub mod engine;
 pub mod html;
 pub mod http;
 pub mod merge;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod shard;
 pub mod stats;

@@ -1,20 +1,13 @@
 //! `loadtest`: YAML load scenarios against Prism, with CI thresholds.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use loadtest::engine::{Engine, Progress};
 use loadtest::report::{RunReport, fmt_us};
-use loadtest::scenario::{Scenario, Target};
+use loadtest::scenario::Scenario;
 use loadtest::shard::Shard;
-use loadtest::stats::Stats;
-use prism_proxy::client::PrismClient;
-use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 
 /// Replays YAML load scenarios against a Prism endpoint and reports latency histograms
 /// corrected for coordinated omission.
@@ -200,7 +193,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            verdict(runtime.block_on(run(&scenario, &sets, out, quiet, shard)))
+            let options = loadtest::run::RunOptions {
+                scenario,
+                sets,
+                out,
+                quiet,
+                shard,
+            };
+            verdict(runtime.block_on(loadtest::run::run(&options)))
         }
     }
 }
@@ -215,148 +215,6 @@ fn merge(runs: &[PathBuf], out: &Path) -> anyhow::Result<bool> {
     Ok(report.passed)
 }
 
-async fn run(
-    path: &Path,
-    sets: &[String],
-    out: Option<PathBuf>,
-    quiet: bool,
-    shard: Option<Shard>,
-) -> anyhow::Result<bool> {
-    let scenario = Scenario::load(path)?.with_overrides(sets, path)?;
-    let started_unix_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let (endpoint, namespace, channels, timeout, _proxy) = match &scenario.target {
-        Some(Target::Remote(r)) => (
-            r.endpoint.clone(),
-            r.namespace.clone(),
-            r.channels.max(1),
-            r.timeout,
-            None,
-        ),
-        None | Some(Target::Named(_)) => {
-            let config = Config::ephemeral([("default".to_string(), NamespaceConfig::new(BackendConfig::Memstore))]);
-            let proxy = prism_proxy::server::start(&config)
-                .await
-                .context("starting the embedded proxy")?;
-            let endpoint = format!("http://{}", proxy.grpc_addr);
-            (endpoint, "default".to_string(), 4, Duration::from_secs(5), Some(proxy))
-        }
-    };
-    let target = if _proxy.is_some() {
-        format!("embedded proxy (memstore) at {endpoint}")
-    } else {
-        endpoint.clone()
-    };
-    let mut metadata: Vec<(String, String)> = Vec::new();
-    let mut tls = prism_proxy::client::ClientTls::default();
-    if let Some(Target::Remote(r)) = &scenario.target {
-        tls = r.tls().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        metadata.extend(r.metadata.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(auth) = &r.auth {
-            let token = auth.token().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            metadata.push(("authorization".into(), format!("Bearer {token}")));
-        }
-    }
-    let mut clients = Vec::new();
-    for _ in 0..channels {
-        // Plain http: one HTTP/2 connection driven directly, without tonic's request
-        // buffer task (about a task hop per request less; see PrismClient::connect_direct).
-        let connected = if endpoint.starts_with("http://") {
-            PrismClient::connect_direct(&endpoint, &namespace).await
-        } else {
-            PrismClient::connect_with(&endpoint, &namespace, &tls).await
-        };
-        let mut client = connected
-            .with_context(|| format!("connecting to {endpoint}"))?
-            .with_timeout(timeout);
-        for (key, value) in &metadata {
-            client = client.with_metadata(key, value)?;
-        }
-        clients.push(client);
-    }
-    let op_names = scenario.reported_operations();
-    let engine = Engine {
-        clients,
-        shard: shard.unwrap_or(Shard::WHOLE),
-        stats: Arc::new(Mutex::new(Stats::new(op_names.len()))),
-        progress: Arc::new(Mutex::new(Progress::default())),
-    };
-    eprintln!(
-        "loadtest: {} against {target}: {:?} ({:?} warm-up)",
-        scenario.name,
-        scenario.duration(),
-        scenario.warmup()
-    );
-    let printer = (!quiet).then(|| {
-        tokio::spawn(show_progress(
-            engine.stats.clone(),
-            engine.progress.clone(),
-            scenario.duration(),
-        ))
-    });
-    // http.* operations run on goose beside the engine, into the same stats.
-    let (grpc_part, http_part) = loadtest::http::split(&scenario);
-    let http = match http_part {
-        Some(part) => {
-            let base = match &scenario.target {
-                Some(Target::Remote(r)) => r.http_endpoint.clone(),
-                _ => _proxy.as_ref().map(|p| format!("http://{}", p.admin_addr)),
-            }
-            .context("http.* operations need target.http_endpoint")?;
-            let part = shard.unwrap_or(Shard::WHOLE).apply(&part);
-            let stats = engine.stats.clone();
-            let start = tokio::time::Instant::now();
-            Some(tokio::spawn(async move {
-                loadtest::http::run(part, &base, stats, start).await
-            }))
-        }
-        None => None,
-    };
-    engine.run(grpc_part.as_ref().unwrap_or(&scenario)).await?;
-    if let Some(http) = http {
-        http.await.context("the goose task")??;
-    }
-    if let Some(p) = printer {
-        p.abort();
-    }
-    if std::io::stderr().is_terminal() && !quiet {
-        eprintln!();
-    }
-    let stats = engine
-        .stats
-        .lock()
-        .map_err(|_| anyhow::anyhow!("stats lock poisoned"))?;
-    let report = RunReport::build(&scenario, shard, target, &op_names, &stats, started_unix_ms);
-    print!("{}", report.table());
-    let dir = out.unwrap_or_else(|| {
-        let suffix = shard
-            .map(|s| format!("-shard{}of{}", s.index, s.count))
-            .unwrap_or_default();
-        PathBuf::from("reports/runs").join(format!(
-            "{}-{}{suffix}",
-            sanitize(&scenario.name),
-            started_unix_ms / 1000
-        ))
-    });
-    report
-        .write(&dir, &stats, &op_names)
-        .with_context(|| format!("writing results to {}", dir.display()))?;
-    println!(
-        "results: {0}/run.json, {0}/latency.hlog, {0}/report.html",
-        dir.display()
-    );
-    println!(
-        "{}",
-        if report.passed {
-            "PASSED"
-        } else {
-            "FAILED: a threshold was not met"
-        }
-    );
-    Ok(report.passed)
-}
-
 /// 0 passed, 2 failed a check, 1 error.
 fn verdict(result: anyhow::Result<bool>) -> ExitCode {
     match result {
@@ -365,55 +223,6 @@ fn verdict(result: anyhow::Result<bool>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
-        }
-    }
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-        .collect()
-}
-
-/// Once a second: a redrawn line on a terminal, a plain line every 5 s otherwise.
-async fn show_progress(stats: Arc<Mutex<Stats>>, progress: Arc<Mutex<Progress>>, total: Duration) {
-    let terminal = std::io::stderr().is_terminal();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_completed = 0u64;
-    let mut n = 0u64;
-    loop {
-        tick.tick().await;
-        n += 1;
-        let (elapsed, target) = match progress.lock() {
-            Ok(p) => (p.elapsed, p.target_rate),
-            Err(_) => return,
-        };
-        let (completed, errors, p99) = match stats.lock() {
-            Ok(s) => {
-                let (_, count, errors) = s.total();
-                (count, errors, s.current_p99())
-            }
-            Err(_) => return,
-        };
-        let rate = completed.saturating_sub(last_completed);
-        last_completed = completed;
-        let width = 30usize;
-        let done = ((elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)) * width as f64).min(width as f64) as usize;
-        let line = format!(
-            "[{}{}] {:>5.1}s/{:.0}s target {:>8.0}/s achieved {:>8}/s errors {:>6} p99 {:>8}",
-            "#".repeat(done),
-            "-".repeat(width - done),
-            elapsed.as_secs_f64(),
-            total.as_secs_f64(),
-            target,
-            rate,
-            errors,
-            fmt_us(p99 as f64)
-        );
-        if terminal {
-            eprint!("\r{line}");
-        } else if n.is_multiple_of(5) {
-            eprintln!("{line}");
         }
     }
 }

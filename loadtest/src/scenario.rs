@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use prism_proxy::validation::{Problem, Problems};
 use serde::{Deserialize, Serialize};
 
 use crate::threshold::Threshold;
@@ -20,15 +21,9 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{path}: {}", .problems.join(&format!("\n{}: ", .path.display())))]
-    Invalid { path: PathBuf, problems: Vec<String> },
+    /// Every problem found, each with `file:line:column` where the file shows it.
+    #[error("{0}")]
+    Invalid(Problems),
     #[error("--set {set}: {message}")]
     Override { set: String, message: String },
 }
@@ -316,98 +311,93 @@ impl Scenario {
             *slot = value;
         }
         let scenario: Scenario = serde_yaml::from_value(doc).map_err(|e| err(&sets.join(" "), e.to_string()))?;
-        scenario.checked(path)
+        scenario.checked(path, None)
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column, message) = prism_proxy::config::yaml_error_parts(&e);
-            ScenarioError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
+            let mut problems = Problems::new(path.display().to_string());
+            problems.push(Problem::from_yaml(&e));
+            ScenarioError::Invalid(problems)
         })?;
-        scenario.checked(path)
+        scenario.checked(path, Some(text))
     }
 
-    /// The scenario if it has no meaning errors; all of them otherwise.
-    fn checked(self, path: &Path) -> Result<Scenario, ScenarioError> {
-        let problems = self.problems();
-        if problems.is_empty() {
-            Ok(self)
-        } else {
-            Err(ScenarioError::Invalid {
-                path: path.to_path_buf(),
-                problems,
-            })
+    /// The scenario if it has no meaning errors; all of them otherwise, located in
+    /// `text` (the file as written) when there is one.
+    fn checked(self, path: &Path, text: Option<&str>) -> Result<Scenario, ScenarioError> {
+        let mut problems = Problems::new(path.display().to_string());
+        self.problems(&mut problems);
+        if let Some(text) = text {
+            problems = problems.locate_in(text);
         }
+        problems.into_result().map_err(ScenarioError::Invalid)?;
+        Ok(self)
     }
 
-    /// Every meaning error at once (types were checked by the parser).
-    pub fn problems(&self) -> Vec<String> {
-        let mut p = Vec::new();
+    /// Every meaning error at once (types were checked by the parser), into `p`.
+    pub fn problems(&self, p: &mut Problems) {
         if self.name.trim().is_empty() {
-            p.push("name: must not be empty".to_string());
+            p.add("name", "must not be empty");
         }
         match &self.load {
             Load::Open {
                 stages, max_in_flight, ..
             } => {
                 if stages.is_empty() {
-                    p.push("load.stages: at least one stage is needed".into());
+                    p.add("load.stages", "at least one stage is needed");
                 }
                 for (i, s) in stages.iter().enumerate() {
                     if s.duration.is_zero() {
-                        p.push(format!("load.stages[{i}].duration: must be more than 0 (e.g. 10s)"));
+                        p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
                     }
                     for (field, rate) in [("rate", Some(s.rate)), ("ramp_to", s.ramp_to)] {
                         if let Some(r) = rate.filter(|r| !r.is_finite() || *r < 0.0 || *r > 10_000_000.0) {
-                            p.push(format!(
-                                "load.stages[{i}].{field}: {r} is not a rate in 0..=10000000 requests/s"
-                            ));
+                            p.add(
+                                format!("load.stages[{i}].{field}"),
+                                format!("{r} is not a rate in 0..=10000000 requests/s"),
+                            );
                         }
                     }
                 }
                 if *max_in_flight == 0 {
-                    p.push("load.max_in_flight: must be at least 1".into());
+                    p.add("load.max_in_flight", "must be at least 1");
                 }
             }
             Load::Closed { stages, .. } => {
                 if stages.is_empty() {
-                    p.push("load.stages: at least one stage is needed".into());
+                    p.add("load.stages", "at least one stage is needed");
                 }
                 for (i, s) in stages.iter().enumerate() {
                     if s.duration.is_zero() {
-                        p.push(format!("load.stages[{i}].duration: must be more than 0 (e.g. 10s)"));
+                        p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
                     }
                     if s.concurrency == 0 || s.concurrency > 100_000 {
-                        p.push(format!(
-                            "load.stages[{i}].concurrency: {} is not in 1..=100000",
-                            s.concurrency
-                        ));
+                        p.add(
+                            format!("load.stages[{i}].concurrency"),
+                            format!("{} is not in 1..=100000", s.concurrency),
+                        );
                     }
                 }
             }
         }
         if let Some(Target::Remote(r)) = &self.target {
             if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
-                p.push(format!(
-                    "target.endpoint: {:?} must start with http:// or https://",
-                    r.endpoint
-                ));
+                p.add(
+                    "target.endpoint",
+                    format!("{:?} must start with http:// or https://", r.endpoint),
+                );
             }
             if !r.endpoint.starts_with("https://") {
                 if r.ca_file.is_some() {
-                    p.push("target.ca_file: only used with an https:// endpoint".to_string());
+                    p.add("target.ca_file", "only used with an https:// endpoint");
                 }
                 if r.server_name.is_some() {
-                    p.push("target.server_name: only used with an https:// endpoint".to_string());
+                    p.add("target.server_name", "only used with an https:// endpoint");
                 }
             }
             if r.channels == 0 || r.channels > 1024 {
-                p.push(format!("target.channels: {} is not in 1..=1024", r.channels));
+                p.add("target.channels", format!("{} is not in 1..=1024", r.channels));
             }
             for key in r.metadata.keys() {
                 let valid = !key.is_empty()
@@ -415,58 +405,66 @@ impl Scenario {
                         .bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
                 if !valid || key.ends_with("-bin") {
-                    p.push(format!(
-                        "target.metadata.{key}: metadata keys are lowercase ASCII letters, digits, - _ ."
-                    ));
+                    p.add(
+                        format!("target.metadata.{key}"),
+                        "metadata keys are lowercase ASCII letters, digits, - _ .",
+                    );
                 }
             }
         }
         for (name, k) in &self.keyspaces {
             if k.count == 0 {
-                p.push(format!("keyspaces.{name}.count: must be at least 1"));
+                p.add(format!("keyspaces.{name}.count"), "must be at least 1");
             }
             if let Distribution::Zipfian { theta } = k.distribution
                 && !(theta > 0.0 && theta <= 10.0)
             {
-                p.push(format!(
-                    "keyspaces.{name}.distribution.theta: {theta} is not in (0, 10]"
-                ));
+                p.add(
+                    format!("keyspaces.{name}.distribution.theta"),
+                    format!("{theta} is not in (0, 10]"),
+                );
             }
         }
         if self.operations.is_empty() {
-            p.push("operations: at least one operation is needed".into());
+            p.add("operations", "at least one operation is needed");
         }
         if self.operations.iter().all(|o| o.weight == 0) && !self.operations.is_empty() {
-            p.push("operations: at least one weight must be above 0".into());
+            p.add("operations", "at least one weight must be above 0");
         }
         for (i, o) in self.operations.iter().enumerate() {
             if OpKind::parse(&o.op).is_none() {
-                p.push(format!(
-                    "operations[{i}].op: unknown operation {:?}; expected one of {}",
-                    o.op,
-                    OpKind::names().join(", ")
-                ));
+                p.add(
+                    format!("operations[{i}].op"),
+                    format!(
+                        "unknown operation {:?}; expected one of {}",
+                        o.op,
+                        OpKind::names().join(", ")
+                    ),
+                );
             }
             if crate::workload::is_http(&o.op) {
                 match &o.path {
-                    None => p.push(format!("operations[{i}].path: {} needs a path such as /healthz", o.op)),
+                    None => p.add(
+                        format!("operations[{i}].path"),
+                        format!("{} needs a path such as /healthz", o.op),
+                    ),
                     Some(path) if !path.starts_with('/') => {
-                        p.push(format!("operations[{i}].path: {path:?} must start with /"))
+                        p.add(format!("operations[{i}].path"), format!("{path:?} must start with /"))
                     }
                     Some(_) => {}
                 }
                 if o.body.is_some() && o.op != "http.post" {
-                    p.push(format!("operations[{i}].body: only http.post takes a body"));
+                    p.add(format!("operations[{i}].body"), "only http.post takes a body");
                 }
                 for key in o.headers.keys() {
                     if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                        p.push(format!("operations[{i}].headers.{key}: not a valid header name"));
+                        p.add(format!("operations[{i}].headers.{key}"), "not a valid header name");
                     }
                 }
                 if let Some(k) = &o.keys
                     && !self.keyspaces.contains_key(k)
                 {
-                    p.push(format!("operations[{i}].keys: no keyspace {k:?}"));
+                    p.add(format!("operations[{i}].keys"), format!("no keyspace {k:?}"));
                 }
                 if let Some(Target::Remote(r)) = &self.target
                     && !r
@@ -474,56 +472,66 @@ impl Scenario {
                         .as_deref()
                         .is_some_and(|e| e.starts_with("http://") || e.starts_with("https://"))
                 {
-                    p.push(format!(
-                        "target.http_endpoint: {} needs an http:// or https:// endpoint (operations[{i}])",
-                        o.op
-                    ));
+                    p.add(
+                        "target.http_endpoint",
+                        format!("{} needs an http:// or https:// endpoint (operations[{i}])", o.op),
+                    );
                 }
             } else if o.path.is_some() || o.body.is_some() || !o.headers.is_empty() {
-                p.push(format!(
-                    "operations[{i}]: path, headers and body are for http.* operations"
-                ));
+                p.add(
+                    format!("operations[{i}]"),
+                    "path, headers and body are for http.* operations",
+                );
             }
             if o.op.starts_with("keyvalue.") {
                 match &o.keys {
-                    None => p.push(format!("operations[{i}].keys: {} needs a keyspace name", o.op)),
-                    Some(k) if !self.keyspaces.contains_key(k) => p.push(format!(
-                        "operations[{i}].keys: no keyspace {k:?} (defined: {})",
-                        self.keyspaces.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )),
+                    None => p.add(
+                        format!("operations[{i}].keys"),
+                        format!("{} needs a keyspace name", o.op),
+                    ),
+                    Some(k) if !self.keyspaces.contains_key(k) => p.add(
+                        format!("operations[{i}].keys"),
+                        format!(
+                            "no keyspace {k:?} (defined: {})",
+                            self.keyspaces.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ),
                     Some(_) => {}
                 }
             }
             if let Some(b) = o.batch
                 && !(1..=1000).contains(&b)
             {
-                p.push(format!("operations[{i}].batch: {b} is not in 1..=1000"));
+                p.add(format!("operations[{i}].batch"), format!("{b} is not in 1..=1000"));
             }
             if o.subscribers.is_some() && o.op != "pubsub.publish" {
-                p.push(format!(
-                    "operations[{i}].subscribers: only pubsub.publish takes subscribers"
-                ));
+                p.add(
+                    format!("operations[{i}].subscribers"),
+                    "only pubsub.publish takes subscribers",
+                );
             }
             if o.subscribers.is_some_and(|n| n > 1000) {
-                p.push(format!("operations[{i}].subscribers: at most 1000"));
+                p.add(format!("operations[{i}].subscribers"), "at most 1000");
             }
             if let Some(ValueSize::Uniform { min, max }) = &o.value_size
                 && min > max
             {
-                p.push(format!("operations[{i}].value_size: min {min} is above max {max}"));
+                p.add(
+                    format!("operations[{i}].value_size"),
+                    format!("min {min} is above max {max}"),
+                );
             }
             if let Some(ValueSize::Fixed(n) | ValueSize::Uniform { max: n, .. }) = &o.value_size
                 && *n > 16 * 1024 * 1024
             {
-                p.push(format!("operations[{i}].value_size: {n} is over 16 MiB"));
+                p.add(format!("operations[{i}].value_size"), format!("{n} is over 16 MiB"));
             }
         }
         for (i, t) in self.thresholds.iter().enumerate() {
             if let Err(e) = t.parse::<Threshold>() {
-                p.push(format!("thresholds[{i}]: {e}"));
+                p.add(format!("thresholds[{i}]"), e.to_string());
             }
         }
-        p
     }
 
     /// Operation names as reported: one per operation, plus `pubsub.delivery` when

@@ -238,6 +238,24 @@ impl Workload {
 mod tests {
     use super::*;
 
+    /// The operation names a scenario uses are the proxy's own (`prism_proxy::Operation`,
+    /// as in its metrics and spans), except HTTP ones and the one composite, whose parts
+    /// are the proxy's.
+    #[test]
+    fn operation_names_are_the_proxys() {
+        use prism_proxy::Operation;
+        for (name, _) in OPERATIONS {
+            if is_http(name) {
+                continue;
+            }
+            if *name == "queue.receive_ack" {
+                assert!(Operation::parse("queue.receive").is_some() && Operation::parse("queue.ack").is_some());
+                continue;
+            }
+            assert!(Operation::parse(name).is_some(), "{name} is no operation of the proxy");
+        }
+    }
+
     fn scenario(distribution: &str) -> Scenario {
         let yaml = format!(
             "name: t\nseed: 7\nload: {{model: closed, stages: [{{duration: 1s, concurrency: 1}}]}}\n\

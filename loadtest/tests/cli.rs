@@ -1,6 +1,9 @@
 //! The `loadtest` binary end to end: validation errors, runs against the embedded proxy
 //! and against an in-test gRPC server with a known injected latency, exit codes.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -622,7 +625,7 @@ async fn https_target_checks_the_server_certificate() {
 
     // The proxy serving gRPC over TLS with that certificate.
     use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
-    let mut config = Config::ephemeral([("default".to_string(), NamespaceConfig::new(BackendConfig::Memstore))]);
+    let mut config = Config::ephemeral([("default".to_string(), NamespaceConfig::new(BackendConfig::memstore()))]);
     config.tls = Some(prism_proxy::config::TlsConfig {
         cert_file: cert_file.into(),
         key_file: key_file.into(),

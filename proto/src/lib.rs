@@ -42,3 +42,7 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// Error domain used in `google.rpc.ErrorInfo` details of every Prism error.
 pub const ERROR_DOMAIN: &str = "prism.dev";
+
+/// The request metadata key naming the namespace a call is for; servers and clients of
+/// every language use this one name.
+pub const NAMESPACE_HEADER: &str = "x-prism-namespace";

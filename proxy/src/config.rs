@@ -22,38 +22,29 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::Interface;
-use crate::backends::Backend;
-use crate::backends::clickhouse::{Clickhouse, ClickhouseConfig};
-use crate::backends::memstore::MemStore;
-use crate::backends::nats::{Nats, NatsConfig};
-use crate::backends::postgres::{Postgres, PostgresConfig};
-use crate::backends::redis::{Redis, RedisConfig};
-use crate::limits::Limits;
+pub use crate::auth::OidcConfig;
+pub use crate::backends::BackendConfig;
+use crate::validation::{Problem, Problems};
+use crate::{Interface, Limits};
 
+/// Why a config cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("cannot read config file {path}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
-    #[error("{path}: {field}: {message}")]
-    Invalid {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
+    /// Every problem found, with `file:line:column` and the field.
+    #[error("{0}")]
+    Invalid(Problems),
 }
 
+/// The proxy's configuration: listeners, auth, TLS and namespaces.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -66,11 +57,13 @@ pub struct Config {
     /// How long a drain (SIGTERM/SIGINT) may wait for in-flight requests.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Who may call.
     #[serde(default)]
     pub auth: AuthMode,
     /// Serve gRPC over TLS with this certificate (the admin listener stays plain HTTP).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// The namespaces by name.
     #[serde(deserialize_with = "unique_namespaces")]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
 }
@@ -103,10 +96,13 @@ fn unique_namespaces<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// The certificate (chain), PEM.
     pub cert_file: PathBuf,
+    /// Its private key, PEM.
     pub key_file: PathBuf,
 }
 
+/// `auth: none` or `auth: !oidc { issuer, audience, ... }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
@@ -114,16 +110,19 @@ pub enum AuthMode {
     #[default]
     None,
     /// Bearer tokens from an OIDC issuer; namespaces' `groups` say who may use them.
-    Oidc(crate::auth::OidcConfig),
+    Oidc(OidcConfig),
 }
 
+/// One namespace: its backend, what it serves, its limits, who may use it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceConfig {
+    /// The backend and its settings.
     pub backend: BackendConfig,
     /// Interfaces served; all the backend implements when absent.
     #[serde(default)]
     pub interfaces: Option<Vec<Interface>>,
+    /// Request limits; see [`Limits`].
     #[serde(default)]
     pub limits: Limits,
     /// With `auth: oidc`: token groups allowed to use this namespace (any one of them);
@@ -145,21 +144,6 @@ impl NamespaceConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BackendConfig {
-    /// The in-process store; data lives as long as the proxy.
-    Memstore,
-    /// Redis 6.2 or later: keyvalue_*, pubsub_basic, queue_basic.
-    Redis(RedisConfig),
-    /// PostgreSQL 13 or later: keyvalue_*, pubsub_basic, queue_basic.
-    Postgres(PostgresConfig),
-    /// ClickHouse 18.16 or later, over HTTP: timeseries_basic.
-    Clickhouse(ClickhouseConfig),
-    /// NATS 2.10 or later with JetStream: keyvalue_basic, pubsub_basic, queue_basic.
-    Nats(NatsConfig),
-}
-
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 50051))
 }
@@ -173,6 +157,7 @@ fn default_drain_timeout() -> Duration {
 }
 
 impl Config {
+    /// Reads, parses and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
@@ -183,16 +168,15 @@ impl Config {
 
     /// Parses and validates `text`; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let source = path.display().to_string();
         let config: Config = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column, message) = yaml_error_parts(&e);
-            ConfigError::Parse {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-            }
+            let mut problems = Problems::new(&source);
+            problems.push(Problem::from_yaml(&e));
+            ConfigError::Invalid(problems)
         })?;
-        config.validate(path)?;
+        let mut problems = Problems::new(source);
+        config.validate(&mut problems);
+        problems.locate_in(text).into_result().map_err(ConfigError::Invalid)?;
         Ok(config)
     }
 
@@ -203,10 +187,10 @@ impl Config {
         let Some(issuer) = var("PRISM_OIDC_ISSUER").filter(|v| !v.is_empty()) else {
             return Ok(());
         };
-        let invalid = |field: &str, message: String| ConfigError::Invalid {
-            path: PathBuf::from("(environment)"),
-            field: field.into(),
-            message,
+        let invalid = |field: &str, message: String| {
+            let mut problems = Problems::new("(environment)");
+            problems.add(field, message);
+            ConfigError::Invalid(problems)
         };
         if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
             return Err(invalid(
@@ -222,13 +206,13 @@ impl Config {
         })?;
         let leeway = match &self.auth {
             AuthMode::Oidc(current) => current.leeway,
-            AuthMode::None => crate::auth::oidc::default_leeway(),
+            AuthMode::None => crate::auth::default_leeway(),
         };
         let groups_claim = match &self.auth {
             AuthMode::Oidc(current) => current.groups_claim.clone(),
-            AuthMode::None => crate::auth::oidc::default_groups_claim(),
+            AuthMode::None => crate::auth::default_groups_claim(),
         };
-        self.auth = AuthMode::Oidc(crate::auth::OidcConfig {
+        self.auth = AuthMode::Oidc(OidcConfig {
             issuer,
             audience,
             groups_claim,
@@ -242,7 +226,7 @@ impl Config {
         Config {
             listen: default_listen(),
             admin_listen: default_admin_listen(),
-            ..Config::ephemeral([(namespace.to_string(), NamespaceConfig::new(BackendConfig::Memstore))])
+            ..Config::ephemeral([(namespace.to_string(), NamespaceConfig::new(BackendConfig::memstore()))])
         }
     }
 
@@ -260,60 +244,44 @@ impl Config {
         }
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |field: String, message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            field,
-            message,
-        };
+    /// Every meaning error at once (types were checked by the parser).
+    fn validate(&self, problems: &mut Problems) {
         if self.namespaces.is_empty() {
-            return Err(invalid("namespaces".into(), "at least one namespace is needed".into()));
+            problems.add("namespaces", "at least one namespace is needed");
         }
         if let Some(tls) = &self.tls {
             for (field, file) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
                 if let Err(e) = std::fs::File::open(file) {
-                    return Err(invalid(field.into(), format!("cannot read {}: {e}", file.display())));
+                    problems.add(field, format!("cannot read {}: {e}", file.display()));
                 }
             }
         }
         for (name, ns) in &self.namespaces {
             let field = |f: &str| format!("namespaces.{name}{f}");
             if !valid_namespace_name(name) {
-                return Err(invalid(
+                problems.add(
                     field(""),
-                    "a namespace name is 1-64 characters of a-z, 0-9, '_', '-' and '.'".into(),
-                ));
+                    "a namespace name is 1-64 characters of a-z, 0-9, '_', '-' and '.'",
+                );
             }
-            if let Some(interfaces) = &ns.interfaces {
-                let supported = ns.backend.interfaces();
-                for interface in interfaces {
-                    if !supported.contains(interface) {
-                        return Err(invalid(
-                            field(".interfaces"),
-                            format!(
-                                "backend {} does not implement {interface} (it implements: {})",
-                                ns.backend.kind(),
-                                supported.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
-                            ),
-                        ));
-                    }
+            let supported = ns.backend.driver().interfaces;
+            for interface in ns.interfaces.iter().flatten() {
+                if !supported.contains(interface) {
+                    problems.add(
+                        field(".interfaces"),
+                        format!(
+                            "backend {} does not implement {interface} (it implements: {})",
+                            ns.backend.kind(),
+                            supported.iter().map(|i| i.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
+                    );
                 }
             }
             if ns.limits.max_in_flight == 0 {
-                return Err(invalid(field(".limits.max_in_flight"), "must be at least 1".into()));
+                problems.add(field(".limits.max_in_flight"), "must be at least 1");
             }
         }
-        Ok(())
     }
-}
-
-/// A serde_yaml error as (line, column, message), for `file:line:column: message`.
-/// serde_yaml appends "at line L column C" to its message; the location leads ours.
-pub fn yaml_error_parts(e: &serde_yaml::Error) -> (usize, usize, String) {
-    let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));
-    let message = e.to_string();
-    let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-    (line, column, message)
 }
 
 fn valid_namespace_name(name: &str) -> bool {
@@ -321,46 +289,6 @@ fn valid_namespace_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.'))
-}
-
-impl BackendConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            BackendConfig::Memstore => "memstore",
-            BackendConfig::Redis(_) => "redis",
-            BackendConfig::Postgres(_) => "postgres",
-            BackendConfig::Clickhouse(_) => "clickhouse",
-            BackendConfig::Nats(_) => "nats",
-        }
-    }
-
-    /// What this backend type implements (without connecting).
-    pub fn interfaces(&self) -> Vec<Interface> {
-        match self {
-            BackendConfig::Memstore => Interface::ALL.to_vec(),
-            BackendConfig::Redis(_) | BackendConfig::Postgres(_) => vec![
-                Interface::KeyvalueBasic,
-                Interface::KeyvalueTtl,
-                Interface::KeyvalueScan,
-                Interface::KeyvalueBatch,
-                Interface::PubsubBasic,
-                Interface::QueueBasic,
-            ],
-            BackendConfig::Clickhouse(_) => vec![Interface::TimeseriesBasic],
-            BackendConfig::Nats(_) => vec![Interface::KeyvalueBasic, Interface::PubsubBasic, Interface::QueueBasic],
-        }
-    }
-
-    /// Creates the driver instance.
-    pub async fn connect(&self) -> crate::BackendResult<Backend> {
-        match self {
-            BackendConfig::Memstore => Ok(MemStore::new().backend()),
-            BackendConfig::Redis(config) => Ok(Redis::connect(config)?.backend()),
-            BackendConfig::Postgres(config) => Ok(Postgres::connect(config)?.backend()),
-            BackendConfig::Clickhouse(config) => Ok(Clickhouse::connect(config)?.backend()),
-            BackendConfig::Nats(config) => Ok(Nats::connect(config).await?.backend()),
-        }
-    }
 }
 
 impl NamespaceConfig {
@@ -374,43 +302,55 @@ impl NamespaceConfig {
 mod shipped_configs {
     use super::*;
 
-    /// Every file in proxy/config/ parses, and names the backend its file is named after.
-    #[test]
-    fn every_shipped_config_parses() {
+    /// `proxy/config/<kind>.yaml` of every driver compiled in: the example users start from.
+    fn examples() -> Vec<(&'static str, Config)> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).expect("proxy/config") {
-            let path = entry.expect("entry").path();
-            let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            assert!(
-                config.namespaces.values().all(|ns| ns.backend.kind() == stem),
-                "{} configures another backend",
-                path.display()
-            );
-            seen += 1;
-        }
-        assert!(seen >= 5, "only {seen} configs found");
+        crate::backends::drivers()
+            .iter()
+            .map(|driver| {
+                let path = dir.join(format!("{}.yaml", driver.kind));
+                (driver.kind, Config::load(&path).unwrap_or_else(|e| panic!("{e}")))
+            })
+            .collect()
     }
 
-    /// What validation says a backend serves (`BackendConfig::interfaces`, checked before
-    /// any driver exists) is what its driver really serves. Drivers connect lazily, so no
+    /// Every driver has an example config that parses and configures that driver; with
+    /// every driver compiled in, there is no other file.
+    #[test]
+    fn every_driver_has_an_example_config() {
+        for (kind, config) in examples() {
+            assert!(
+                config.namespaces.values().all(|ns| ns.backend.kind() == kind),
+                "{kind}.yaml"
+            );
+        }
+        #[cfg(all(feature = "redis", feature = "postgres", feature = "nats", feature = "clickhouse"))]
+        {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+            let files = std::fs::read_dir(&dir).expect("proxy/config").count();
+            assert_eq!(
+                files,
+                crate::backends::drivers().len(),
+                "a file in proxy/config/ for no driver"
+            );
+        }
+    }
+
+    /// What validation says a backend serves (the driver's `DriverInfo`, read before any
+    /// driver exists) is what its driver really serves. Drivers connect lazily, so no
     /// server is needed.
     #[tokio::test]
     async fn declared_interfaces_match_what_each_driver_serves() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-        let mut kinds = std::collections::BTreeSet::new();
-        for entry in std::fs::read_dir(&dir).expect("proxy/config") {
-            let config = Config::load(&entry.expect("entry").path()).unwrap_or_else(|e| panic!("{e}"));
+        for (kind, config) in examples() {
             for ns in config.namespaces.values() {
                 let driver = ns.backend.connect().await.expect("lazy driver");
-                assert_eq!(ns.backend.interfaces(), driver.interfaces(), "{}", ns.backend.kind());
-                kinds.insert(ns.backend.kind());
+                assert_eq!(ns.backend.interfaces(), driver.interfaces(), "{kind}");
+                assert_eq!(driver.kind, kind);
             }
         }
-        assert_eq!(kinds.len(), 5, "every backend kind checked: {kinds:?}");
     }
 
+    #[cfg(feature = "redis")]
     #[test]
     fn a_misspelled_driver_option_is_an_error_naming_it() {
         let text = "namespaces:\n  a:\n    backend: { type: redis, url: 'redis://x', prefx: p }\n";

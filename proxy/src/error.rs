@@ -1,18 +1,22 @@
 //! The one error type every interface call returns, whatever the backend.
 //!
-//! It maps one-to-one onto gRPC status codes (see `server::status`), so an error raised
+//! It maps one-to-one onto gRPC status codes (see [`crate::status`]), so an error raised
 //! by a backend reaches a remote client as the same variant through [`crate::client`].
 
 use prism_proto::common::v1::ErrorReason;
 
+/// The result of every interface call.
 pub type BackendResult<T> = Result<T, BackendError>;
 
+/// Why an interface call failed; one variant per gRPC status the proxy answers.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum BackendError {
     /// The request is malformed or over a limit. `field` names the request field.
     #[error("invalid {field}: {message}")]
     InvalidArgument {
+        /// The request field at fault.
         field: String,
+        /// What is wrong and what was expected.
         message: String,
         /// The limit exceeded, as `name=value` (e.g. `max_value_bytes=1048576`).
         limit: Option<String>,
@@ -23,6 +27,7 @@ pub enum BackendError {
     /// The backend cannot be reached or failed in a way a retry may fix.
     #[error("backend unavailable: {0}")]
     Unavailable(String),
+    /// The request's deadline passed; a retry with more time may succeed.
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(String),
     /// Too much work in flight; retry after a short delay.
@@ -31,8 +36,10 @@ pub enum BackendError {
     /// The namespace or backend does not serve this interface.
     #[error("not served: {0}")]
     Unimplemented(String),
+    /// No valid credentials.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    /// Valid credentials that may not use this namespace.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
     /// A bug or an answer the driver did not expect; not retryable.
@@ -41,6 +48,7 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// An INVALID_ARGUMENT for `field`, with no limit named.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         BackendError::InvalidArgument {
             field: field.into(),
@@ -57,6 +65,7 @@ impl BackendError {
         )
     }
 
+    /// The `prism.common.v1.ErrorReason` sent in the error details.
     pub fn reason(&self) -> ErrorReason {
         match self {
             BackendError::InvalidArgument { .. } => ErrorReason::InvalidArgument,

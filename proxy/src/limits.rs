@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BackendError, BackendResult};
 
+/// A namespace's request limits (`limits:` in the config); requests over one get INVALID_ARGUMENT naming the field and the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -47,7 +48,7 @@ fn over(field: &str, what: &str, limit_name: &str, limit: u32, actual: usize) ->
 }
 
 impl Limits {
-    pub fn check_key(&self, field: &str, key: &[u8]) -> BackendResult<()> {
+    pub(crate) fn check_key(&self, field: &str, key: &[u8]) -> BackendResult<()> {
         if key.is_empty() {
             return Err(BackendError::invalid(field, "must not be empty"));
         }
@@ -63,7 +64,7 @@ impl Limits {
         Ok(())
     }
 
-    pub fn check_value(&self, field: &str, value: &[u8]) -> BackendResult<()> {
+    pub(crate) fn check_value(&self, field: &str, value: &[u8]) -> BackendResult<()> {
         if value.len() > self.max_value_bytes as usize {
             return Err(over(
                 field,
@@ -76,7 +77,7 @@ impl Limits {
         Ok(())
     }
 
-    pub fn check_batch(&self, field: &str, entries: usize) -> BackendResult<()> {
+    pub(crate) fn check_batch(&self, field: &str, entries: usize) -> BackendResult<()> {
         if entries == 0 {
             return Err(BackendError::invalid(field, "must hold at least one entry"));
         }
@@ -93,7 +94,7 @@ impl Limits {
     }
 
     /// A topic, queue or stream name: non-empty, bounded, printable UTF-8.
-    pub fn check_name(&self, field: &str, name: &str) -> BackendResult<()> {
+    pub(crate) fn check_name(&self, field: &str, name: &str) -> BackendResult<()> {
         if name.is_empty() {
             return Err(BackendError::invalid(field, "must not be empty"));
         }
@@ -113,7 +114,7 @@ impl Limits {
     }
 
     /// The scan page size to use: the request's, or the maximum for 0.
-    pub fn scan_page(&self, requested: u32) -> BackendResult<u32> {
+    pub(crate) fn scan_page(&self, requested: u32) -> BackendResult<u32> {
         match requested {
             0 => Ok(self.max_scan_page),
             n if n > self.max_scan_page => Err(over(
@@ -128,7 +129,7 @@ impl Limits {
     }
 
     /// The query limit to use: the request's, or the maximum for 0.
-    pub fn query_events(&self, requested: u32) -> BackendResult<u32> {
+    pub(crate) fn query_events(&self, requested: u32) -> BackendResult<u32> {
         match requested {
             0 => Ok(self.max_query_events),
             n if n > self.max_query_events => Err(over(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
-use crate::server::Operation;
+use crate::Operation;
 
 #[derive(Clone)]
 pub struct Metrics {

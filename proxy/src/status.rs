@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use prism_proto::common::v1::ErrorReason;
 pub use tonic::Code;
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -18,6 +19,7 @@ use crate::BackendError;
 /// Suggested delay before retrying a retryable error.
 const RETRY_DELAY: Duration = Duration::from_millis(50);
 
+/// The gRPC status code for `err`.
 pub fn code_of(err: &BackendError) -> Code {
     match err {
         BackendError::InvalidArgument { .. } => Code::InvalidArgument,
@@ -33,13 +35,13 @@ pub fn code_of(err: &BackendError) -> Code {
 }
 
 /// The status a server sends for `err`; `namespace` is added to the details when known.
-pub fn to_status(err: &BackendError, namespace: Option<&str>) -> Status {
-    to_status_with_reason(err, err.reason().as_str_name(), namespace)
+pub(crate) fn to_status(err: &BackendError, namespace: Option<&str>) -> Status {
+    to_status_with_reason(err, err.reason(), namespace)
 }
 
 /// As [`to_status`], with a more specific reason than the variant implies (for example
 /// `UNKNOWN_NAMESPACE` for a `NotFound`).
-pub fn to_status_with_reason(err: &BackendError, reason: &str, namespace: Option<&str>) -> Status {
+pub(crate) fn to_status_with_reason(err: &BackendError, reason: ErrorReason, namespace: Option<&str>) -> Status {
     let retryable = err.retryable();
     let mut metadata = HashMap::from([("retryable".to_string(), retryable.to_string())]);
     if let Some(namespace) = namespace {
@@ -56,7 +58,7 @@ pub fn to_status_with_reason(err: &BackendError, reason: &str, namespace: Option
     if retryable {
         details.set_retry_info(Some(RETRY_DELAY));
     }
-    details.set_error_info(reason, prism_proto::ERROR_DOMAIN, metadata);
+    details.set_error_info(reason.as_str_name(), prism_proto::ERROR_DOMAIN, metadata);
     Status::with_error_details(code_of(err), err.to_string(), details)
 }
 
@@ -126,6 +128,55 @@ pub fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One error of each variant; the match makes a new variant a compile error here.
+    fn one_of_each() -> Vec<BackendError> {
+        let all = vec![
+            BackendError::invalid("f", "m"),
+            BackendError::NotFound(String::new()),
+            BackendError::Unavailable(String::new()),
+            BackendError::DeadlineExceeded(String::new()),
+            BackendError::Overloaded(String::new()),
+            BackendError::Unimplemented(String::new()),
+            BackendError::Unauthenticated(String::new()),
+            BackendError::PermissionDenied(String::new()),
+            BackendError::Internal(String::new()),
+        ];
+        for e in &all {
+            match e {
+                BackendError::InvalidArgument { .. }
+                | BackendError::NotFound(_)
+                | BackendError::Unavailable(_)
+                | BackendError::DeadlineExceeded(_)
+                | BackendError::Overloaded(_)
+                | BackendError::Unimplemented(_)
+                | BackendError::Unauthenticated(_)
+                | BackendError::PermissionDenied(_)
+                | BackendError::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    /// The proto's reasons and what the code sends are one list: every reason but
+    /// UNSPECIFIED is sent by some error (or, for UNKNOWN_NAMESPACE, by the router).
+    #[test]
+    fn every_error_reason_of_the_proto_is_sent() {
+        let mut sent: std::collections::BTreeSet<i32> = one_of_each().iter().map(|e| e.reason() as i32).collect();
+        sent.insert(ErrorReason::UnknownNamespace as i32);
+        let mut declared = std::collections::BTreeSet::new();
+        for value in 1..64 {
+            if let Ok(reason) = ErrorReason::try_from(value) {
+                declared.insert(reason as i32);
+                assert!(
+                    sent.contains(&value),
+                    "{} is declared but never sent",
+                    reason.as_str_name()
+                );
+            }
+        }
+        assert_eq!(sent, declared, "a reason sent that the proto does not declare");
+    }
 
     #[test]
     fn round_trip_keeps_variant_field_and_limit() {

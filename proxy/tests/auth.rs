@@ -20,9 +20,9 @@ const AUDIENCE: &str = "prism-proxy";
 
 /// A proxy with namespace `admin` (group prism:admin only) and `open` (any caller).
 async fn proxy(issuer: &str) -> prism_proxy::server::RunningProxy {
-    let mut admin = NamespaceConfig::new(BackendConfig::Memstore);
+    let mut admin = NamespaceConfig::new(BackendConfig::memstore());
     admin.groups = Some(vec!["prism:admin".into()]);
-    let open = NamespaceConfig::new(BackendConfig::Memstore);
+    let open = NamespaceConfig::new(BackendConfig::memstore());
     let mut config = Config::ephemeral([("open".to_string(), open), ("admin".to_string(), admin)]);
     config.auth = AuthMode::Oidc(OidcConfig {
         issuer: issuer.to_string(),

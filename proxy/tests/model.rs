@@ -2,6 +2,9 @@
 //! every step with a `BTreeMap` reference. proptest shrinks a failure to the minimal
 //! sequence and prints it.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

@@ -3,6 +3,9 @@
 //! the other): each request is a server span with its attributes, child of the caller's
 //! W3C `traceparent`; spans still buffered are flushed when the proxy shuts down.
 
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

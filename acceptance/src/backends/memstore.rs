@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use prism_proxy::Interface;
-use prism_proxy::backends::Backend;
-use prism_proxy::backends::memstore::MemStore;
+use prism_proxy::backends::memstore::{MemStore, MemstoreConfig};
+use prism_proxy::backends::{Backend, DriverConfig};
 use prism_proxy::config::BackendConfig;
 
 use crate::{BackendDecl, Capability, Instance, Provider};
@@ -13,11 +13,11 @@ pub struct Memstore;
 #[async_trait]
 impl BackendDecl for Memstore {
     fn name(&self) -> &'static str {
-        "memstore"
+        MemstoreConfig::DRIVER.kind
     }
 
     fn interfaces(&self) -> Vec<Interface> {
-        Interface::ALL.to_vec()
+        MemstoreConfig::DRIVER.interfaces.to_vec()
     }
 
     fn capabilities(&self) -> Vec<Capability> {
@@ -43,6 +43,6 @@ impl BackendDecl for Memstore {
     }
 
     fn proxy_backend(&self, _: &Instance) -> Option<BackendConfig> {
-        Some(BackendConfig::Memstore)
+        Some(BackendConfig::memstore())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use anyhow::Context;
 use async_trait::async_trait;
 use prism_proxy::Interface;
-use prism_proxy::backends::Backend;
+use prism_proxy::backends::{Backend, DriverInfo};
 use prism_proxy::config::BackendConfig;
 
 use crate::provision::ServerSpec;
@@ -29,6 +29,12 @@ static RUN_PREFIX: LazyLock<String> = LazyLock::new(|| {
 });
 
 impl ServerBackend {
+    /// The proxy driver this backend is reached through: its kind names the backend and
+    /// its interface list is the claim.
+    pub fn driver(&self) -> &'static DriverInfo {
+        (self.config)("", "").driver()
+    }
+
     fn config_for(&self, instance: &Instance) -> anyhow::Result<BackendConfig> {
         let url = instance.url.as_deref().context("the instance has no URL")?;
         Ok((self.config)(url, &RUN_PREFIX))
@@ -38,11 +44,11 @@ impl ServerBackend {
 #[async_trait]
 impl BackendDecl for ServerBackend {
     fn name(&self) -> &'static str {
-        self.spec.backend
+        self.driver().kind
     }
 
     fn interfaces(&self) -> Vec<Interface> {
-        (self.config)("", "").interfaces()
+        self.driver().interfaces.to_vec()
     }
 
     fn capabilities(&self) -> Vec<Capability> {
@@ -63,5 +69,18 @@ impl BackendDecl for ServerBackend {
 
     fn proxy_backend(&self, instance: &Instance) -> Option<BackendConfig> {
         self.config_for(instance).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::backends::{CLICKHOUSE, NATS, POSTGRES, REDIS};
+
+    /// The server a backend provisions is the one its driver is named after.
+    #[test]
+    fn each_server_spec_is_for_its_driver() {
+        for backend in [&REDIS, &POSTGRES, &NATS, &CLICKHOUSE] {
+            assert_eq!(backend.spec.backend, backend.driver().kind);
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! Obtaining a server backend instance, in DESIGN.md's order:
+//! Obtaining a server backend instance, in this order (the one acceptance/README.md
+//! documents):
 //! 1. an external URL from `PRISM_ACCEPT_<BACKEND>_URL`;
 //! 2. a container through testcontainers when a Docker engine answers;
 //! 3. a local process when the server binary is on PATH;

@@ -140,10 +140,11 @@ fn check_dex(settings: &Settings, identity: &Identity, text: &str) -> anyhow::Re
         user: Some((&identity.email, &identity.password)),
         group: Some(devstack::settings::ADMIN_GROUP),
     };
-    let problems = devstack::dexcheck::check_text(text, &expected);
-    if problems.is_empty() {
-        return Ok(());
-    }
-    let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
-    anyhow::bail!("Dex's config is not valid:\n{}", list.join("\n"))
+    let problems = prism_proxy::validation::Problems {
+        source: "dex.yaml".into(),
+        list: devstack::dexcheck::check_text(text, &expected),
+    };
+    problems
+        .into_result()
+        .map_err(|p| anyhow::anyhow!("Dex's config is not valid:\n{p}"))
 }

@@ -2,24 +2,55 @@
 //! validated against the issuer's keys, and the token's groups matched against each
 //! namespace's `groups`.
 
-pub(crate) mod oidc;
+#[cfg(feature = "oidc")]
+mod oidc;
 
-pub use oidc::{Discovery, IssuerError, OidcConfig, OidcValidator};
+use std::time::Duration;
 
+#[cfg(feature = "oidc")]
+pub use oidc::{Discovery, IssuerError, OidcValidator};
+use serde::Deserialize;
 use tonic::metadata::MetadataMap;
 
 use crate::BackendError;
 
+/// `auth: { oidc: { issuer: https://dex.local:5556/dex, audience: prism-proxy } }`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL, exactly as it appears in the tokens' `iss`.
+    pub issuer: String,
+    /// The `aud` tokens must carry (the proxy's client id at the issuer).
+    pub audience: String,
+    /// The claim holding the caller's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Clock difference tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+pub(crate) fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+pub(crate) fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
 /// The proxy's authentication, built from the config.
-pub enum Auth {
+pub(crate) enum Auth {
     None,
+    #[cfg(feature = "oidc")]
     Oidc(Box<OidcValidator>),
 }
 
 /// The caller, once authenticated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
+    /// The token's `sub`.
     pub subject: Option<String>,
+    /// The token's groups (the configured groups claim).
     pub groups: Vec<String>,
 }
 
@@ -27,32 +58,42 @@ impl Auth {
     /// Authenticates the request's bearer token (UNAUTHENTICATED when it is missing or
     /// invalid) and checks it may use a namespace open to `groups` (PERMISSION_DENIED);
     /// `None` means any authenticated caller.
-    pub async fn authorize(
+    #[cfg_attr(not(feature = "oidc"), allow(unused_variables))]
+    pub(crate) async fn authorize(
         &self,
         metadata: &MetadataMap,
         namespace: &str,
         groups: Option<&[String]>,
     ) -> Result<Caller, BackendError> {
-        let validator = match self {
-            Auth::None => return Ok(Caller::default()),
-            Auth::Oidc(v) => v,
-        };
-        let token = bearer(metadata)?;
-        let caller = validator.validate(token).await?;
-        if let Some(allowed) = groups
-            && !caller.groups.iter().any(|g| allowed.contains(g))
-        {
-            return Err(BackendError::PermissionDenied(format!(
-                "namespace {namespace} is open to groups [{}]; the token has [{}]",
-                allowed.join(", "),
-                caller.groups.join(", ")
-            )));
+        match self {
+            Auth::None => Ok(Caller::default()),
+            #[cfg(feature = "oidc")]
+            Auth::Oidc(validator) => {
+                let caller = validator.validate(bearer(metadata)?).await?;
+                allowed(caller, namespace, groups)
+            }
         }
-        Ok(caller)
     }
 }
 
+/// The caller if one of its groups may use the namespace (or any may), PERMISSION_DENIED
+/// otherwise.
+#[cfg_attr(not(feature = "oidc"), allow(dead_code))]
+fn allowed(caller: Caller, namespace: &str, groups: Option<&[String]>) -> Result<Caller, BackendError> {
+    if let Some(allowed) = groups
+        && !caller.groups.iter().any(|g| allowed.contains(g))
+    {
+        return Err(BackendError::PermissionDenied(format!(
+            "namespace {namespace} is open to groups [{}]; the token has [{}]",
+            allowed.join(", "),
+            caller.groups.join(", ")
+        )));
+    }
+    Ok(caller)
+}
+
 /// The token of `authorization: Bearer <token>`.
+#[cfg_attr(not(feature = "oidc"), allow(dead_code))]
 fn bearer(metadata: &MetadataMap) -> Result<&str, BackendError> {
     let value = metadata
         .get("authorization")

@@ -11,37 +11,14 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, OnceCell};
 use tokio::time::Instant;
 
-use super::Caller;
+use super::{Caller, OidcConfig};
 use crate::BackendError;
-
-/// `auth: { oidc: { issuer: https://dex.local:5556/dex, audience: prism-proxy } }`
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OidcConfig {
-    /// The issuer URL, exactly as it appears in the tokens' `iss`.
-    pub issuer: String,
-    /// The `aud` tokens must carry (the proxy's client id at the issuer).
-    pub audience: String,
-    /// The claim holding the caller's groups.
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    /// Clock difference tolerated on `exp` and `nbf`.
-    #[serde(default = "default_leeway", with = "humantime_serde")]
-    pub leeway: Duration,
-}
-
-pub(crate) fn default_groups_claim() -> String {
-    "groups".into()
-}
-
-pub(crate) fn default_leeway() -> Duration {
-    Duration::from_secs(30)
-}
 
 /// Fetching the keys again for an unknown key id happens at most this often, so junk
 /// tokens cannot make the proxy hammer the issuer.
 const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(5);
 
+/// Checks bearer tokens against one issuer (discovery, cached JWKS, claims).
 pub struct OidcValidator {
     config: OidcConfig,
     http: reqwest::Client,
@@ -57,7 +34,9 @@ struct Keys {
 /// The parts of an issuer's discovery document the proxy and its tools use.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Discovery {
+    /// The issuer URL, as the issuer names itself.
     pub issuer: String,
+    /// Where the signing keys are.
     pub jwks_uri: String,
     /// Where logins and refreshes go (clients such as `devstack token`; not the proxy).
     #[serde(default)]
@@ -67,14 +46,24 @@ pub struct Discovery {
 /// Reaching the issuer failed, or it names itself differently.
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
+    /// A document could not be fetched or read.
     #[error("OIDC issuer: {url}: {message}")]
-    Fetch { url: String, message: String },
+    Fetch {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// The discovery document names another issuer than the configured one.
     #[error(
         "OIDC discovery at {url} names issuer {found:?}, but {expected:?} is configured; they must match byte for byte"
     )]
     Mismatch {
+        /// The discovery document's URL.
         url: String,
+        /// The issuer it names.
         found: String,
+        /// The issuer configured.
         expected: String,
     },
 }
@@ -86,6 +75,7 @@ impl From<IssuerError> for BackendError {
 }
 
 impl OidcValidator {
+    /// A validator for `config`; nothing is fetched until the first token arrives.
     pub fn new(config: OidcConfig) -> Result<OidcValidator, BackendError> {
         crate::tls::ensure_crypto_provider();
         let http = reqwest::Client::builder()

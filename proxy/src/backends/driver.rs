@@ -4,26 +4,27 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::interfaces::{Message, Subscription};
 use crate::{BackendError, BackendResult};
 
 /// Default for a driver's `timeout` setting.
-pub fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
 /// Runs one backend call under `limit`. A call that does not answer in time is reported
 /// as UNAVAILABLE (retryable): a hung backend looks like a down one to the caller.
-pub async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     backend: &str,
     limit: Duration,
     call: impl Future<Output = BackendResult<T>>,
@@ -39,7 +40,7 @@ pub async fn bounded<T>(
 /// Polls `attempt` until it returns something or `wait` has passed (at least one
 /// attempt), backing off from 5 ms to 50 ms between attempts. For backends without a
 /// blocking receive that fits the queue contract.
-pub async fn poll_until<T, F, Fut>(wait: Duration, mut attempt: F) -> BackendResult<Vec<T>>
+pub(crate) async fn poll_until<T, F, Fut>(wait: Duration, mut attempt: F) -> BackendResult<Vec<T>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = BackendResult<Vec<T>>>,
@@ -59,17 +60,17 @@ where
 
 /// A published payload with its publish time in front (8 bytes, big-endian Unix ms), for
 /// backends whose messages carry no timestamp of their own.
-pub mod envelope {
+pub(crate) mod envelope {
     use super::*;
 
-    pub fn seal(payload: &[u8]) -> Bytes {
+    pub(crate) fn seal(payload: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(8 + payload.len());
-        out.put_i64(crate::backends::memstore::unix_ms());
+        out.put_i64(crate::clock::unix_ms());
         out.put_slice(payload);
         out.freeze()
     }
 
-    pub fn open(topic: &str, mut sealed: Bytes) -> BackendResult<Message> {
+    pub(crate) fn open(topic: &str, mut sealed: Bytes) -> BackendResult<Message> {
         if sealed.len() < 8 {
             return Err(BackendError::Internal(format!(
                 "a message on topic {topic} has no Prism envelope ({} bytes); was it published by another client?",
@@ -90,27 +91,23 @@ pub mod envelope {
 /// Live subscriptions by id, so `unsubscribe` can end one; an entry goes away when its
 /// stream is dropped.
 #[derive(Default, Clone)]
-pub struct LiveSubscriptions {
+pub(crate) struct LiveSubscriptions {
     inner: Arc<Mutex<HashMap<String, CancellationToken>>>,
     next_id: Arc<AtomicU64>,
 }
 
 impl LiveSubscriptions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Wraps a backend's message stream as a subscription that `unsubscribe` can end.
     /// When the backend's stream ends by itself (its connection was lost), the subscriber
     /// gets a retryable UNAVAILABLE error last, so it knows to subscribe again.
-    pub fn register(
+    pub(crate) fn register(
         &self,
         backend: &'static str,
         messages: BoxStream<'static, BackendResult<Message>>,
     ) -> Subscription {
         let id = format!("sub-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let token = CancellationToken::new();
-        self.lock().insert(id.clone(), token.clone());
+        self.inner.lock().insert(id.clone(), token.clone());
         let guard = Forget {
             live: self.clone(),
             id: id.clone(),
@@ -131,15 +128,17 @@ impl LiveSubscriptions {
         Subscription { id, messages }
     }
 
-    pub fn end(&self, id: &str) -> bool {
-        self.lock().remove(id).map(|t| t.cancel()).is_some()
+    pub(crate) fn end(&self, id: &str) -> bool {
+        self.inner.lock().remove(id).map(|t| t.cancel()).is_some()
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -151,7 +150,7 @@ struct Forget {
 
 impl Drop for Forget {
     fn drop(&mut self) {
-        self.live.lock().remove(&self.id);
+        self.live.inner.lock().remove(&self.id);
     }
 }
 

@@ -2,26 +2,66 @@
 //!
 //! A [`Backend`] is the set of interface implementations one driver instance offers; a
 //! namespace serves a subset of them.
+//!
+//! Every driver has the same shape (see `README.md`, "Adding a backend driver"): a module
+//! here whose `mod.rs` has
+//! - `pub const DRIVER: DriverInfo`: its config `type` name and the interfaces it serves,
+//!   stated once; config validation, the driver and the acceptance harness read them;
+//! - a config type (`backend: { type: <kind>, ... }`) implementing [`DriverConfig`], whose
+//!   `connect` builds the [`Backend`];
+//!
+//! and one line in the `drivers!` list below (behind its Cargo feature).
 
-pub mod clickhouse;
-pub mod driver;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "nats", feature = "clickhouse"))]
+mod driver;
 pub mod memstore;
+
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
+#[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "redis")]
 pub mod redis;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use serde::Deserialize;
 
 use crate::BackendResult;
 use crate::interfaces::{
     Interface, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, QueueBasic, TimeSeriesBasic,
 };
 
+/// What a driver states about itself, once, in its module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverInfo {
+    /// The config `type` name, snake_case (`redis`); also its name in the acceptance
+    /// matrix and registry.
+    pub kind: &'static str,
+    /// The interfaces every instance serves, in canonical order.
+    pub interfaces: &'static [Interface],
+    /// One line for humans: which server versions and how.
+    pub summary: &'static str,
+}
+
+/// A driver's config (`backend: { type: <kind>, ... }`): the type that knows its driver.
+pub trait DriverConfig {
+    /// The driver this config is for.
+    const DRIVER: DriverInfo;
+
+    /// Creates the driver instance. Server drivers connect lazily, so the proxy starts
+    /// (not ready) while their server is down.
+    fn connect(&self) -> impl Future<Output = BackendResult<Backend>> + Send;
+}
+
 /// Whether a backend can serve requests now (`/readyz`), and its part in a drain.
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
+    /// Ok when the backend answers now.
     async fn check(&self) -> BackendResult<()>;
 
     /// The proxy has started draining: write out anything buffered now rather than on a
@@ -31,6 +71,7 @@ pub trait HealthCheck: Send + Sync {
 
 /// One driver instance and the interfaces it implements.
 #[derive(Clone)]
+#[allow(missing_docs)] // one field per interface, named after it
 pub struct Backend {
     /// The backend type, as written in the config (`memstore`, ...).
     pub kind: &'static str,
@@ -41,6 +82,7 @@ pub struct Backend {
     pub pubsub_basic: Option<Arc<dyn PubSubBasic>>,
     pub queue_basic: Option<Arc<dyn QueueBasic>>,
     pub timeseries_basic: Option<Arc<dyn TimeSeriesBasic>>,
+    /// `/readyz` and drain.
     pub health: Arc<dyn HealthCheck>,
 }
 
@@ -50,6 +92,7 @@ impl Backend {
         Interface::ALL.into_iter().filter(|i| self.implements(*i)).collect()
     }
 
+    /// Whether it has a handle for `interface`.
     pub fn implements(&self, interface: Interface) -> bool {
         match interface {
             Interface::KeyvalueBasic => self.keyvalue_basic.is_some(),
@@ -64,28 +107,117 @@ impl Backend {
 
     /// Keeps only the listed interfaces (a namespace may serve a subset).
     pub fn restrict(mut self, keep: &[Interface]) -> Backend {
+        fn keep_if<T: ?Sized>(handle: &mut Option<Arc<T>>, keep: bool) {
+            if !keep {
+                *handle = None;
+            }
+        }
         let keeps = |i| keep.contains(&i);
-        if !keeps(Interface::KeyvalueBasic) {
-            self.keyvalue_basic = None;
-        }
-        if !keeps(Interface::KeyvalueTtl) {
-            self.keyvalue_ttl = None;
-        }
-        if !keeps(Interface::KeyvalueScan) {
-            self.keyvalue_scan = None;
-        }
-        if !keeps(Interface::KeyvalueBatch) {
-            self.keyvalue_batch = None;
-        }
-        if !keeps(Interface::PubsubBasic) {
-            self.pubsub_basic = None;
-        }
-        if !keeps(Interface::QueueBasic) {
-            self.queue_basic = None;
-        }
-        if !keeps(Interface::TimeseriesBasic) {
-            self.timeseries_basic = None;
-        }
+        keep_if(&mut self.keyvalue_basic, keeps(Interface::KeyvalueBasic));
+        keep_if(&mut self.keyvalue_ttl, keeps(Interface::KeyvalueTtl));
+        keep_if(&mut self.keyvalue_scan, keeps(Interface::KeyvalueScan));
+        keep_if(&mut self.keyvalue_batch, keeps(Interface::KeyvalueBatch));
+        keep_if(&mut self.pubsub_basic, keeps(Interface::PubsubBasic));
+        keep_if(&mut self.queue_basic, keeps(Interface::QueueBasic));
+        keep_if(&mut self.timeseries_basic, keeps(Interface::TimeseriesBasic));
         self
+    }
+}
+
+/// The list of drivers compiled in: `Variant(ConfigType)` per driver, behind its feature.
+/// It makes [`BackendConfig`] (the `backend:` of a namespace) and [`drivers`].
+macro_rules! drivers {
+    ($($(#[cfg($cfg:meta)])? $variant:ident($config:ty),)+) => {
+        /// A namespace's `backend:`: `type` picks the driver, the other keys are its
+        /// config. Unknown keys are errors.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+        #[allow(missing_docs)] // each variant is its driver's config, documented there
+        pub enum BackendConfig {
+            $($(#[cfg($cfg)])? $variant($config),)+
+        }
+
+        /// Every driver compiled into this build.
+        #[allow(clippy::vec_init_then_push)] // each push is behind its driver's feature
+        pub fn drivers() -> Vec<&'static DriverInfo> {
+            let mut all = Vec::new();
+            $($(#[cfg($cfg)])? all.push(&<$config as DriverConfig>::DRIVER);)+
+            all
+        }
+
+        impl BackendConfig {
+            /// The driver this config is for.
+            pub fn driver(&self) -> &'static DriverInfo {
+                match self {
+                    $($(#[cfg($cfg)])? BackendConfig::$variant(_) => &<$config as DriverConfig>::DRIVER,)+
+                }
+            }
+
+            /// Creates the driver instance.
+            pub async fn connect(&self) -> BackendResult<Backend> {
+                match self {
+                    $($(#[cfg($cfg)])? BackendConfig::$variant(config) => config.connect().await,)+
+                }
+            }
+        }
+    };
+}
+
+drivers! {
+    Memstore(memstore::MemstoreConfig),
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisConfig),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::PostgresConfig),
+    #[cfg(feature = "nats")]
+    Nats(nats::NatsConfig),
+    #[cfg(feature = "clickhouse")]
+    Clickhouse(clickhouse::ClickhouseConfig),
+}
+
+impl BackendConfig {
+    /// The config `type` name (`memstore`, `redis`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.driver().kind
+    }
+
+    /// What this backend type implements (without connecting).
+    pub fn interfaces(&self) -> Vec<Interface> {
+        self.driver().interfaces.to_vec()
+    }
+
+    /// The in-process store.
+    pub fn memstore() -> BackendConfig {
+        BackendConfig::Memstore(memstore::MemstoreConfig {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each driver's `kind` is the `type` its config is read under, and names are unique.
+    #[test]
+    fn every_driver_is_configured_by_its_kind() {
+        let mut seen = std::collections::BTreeSet::new();
+        for driver in drivers() {
+            assert!(seen.insert(driver.kind), "{} twice", driver.kind);
+            assert!(!driver.interfaces.is_empty(), "{} serves nothing", driver.kind);
+            let mut sorted = driver.interfaces.to_vec();
+            sorted.sort();
+            assert_eq!(
+                sorted, driver.interfaces,
+                "{}: interfaces out of canonical order",
+                driver.kind
+            );
+            // Deserializing `type: <kind>` picks this driver (other keys may be required,
+            // so an error about a missing field is also an answer that the type is known).
+            let yaml = format!("type: {}\n", driver.kind);
+            match serde_yaml::from_str::<BackendConfig>(&yaml) {
+                Ok(config) => assert_eq!(config.kind(), driver.kind),
+                Err(e) => assert!(e.to_string().contains("missing field"), "{}: {e}", driver.kind),
+            }
+        }
+        assert_eq!(seen.len(), drivers().len());
     }
 }

@@ -22,7 +22,7 @@ use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-pub use transport::Transport;
+use transport::Transport;
 
 mod transport;
 
@@ -31,9 +31,8 @@ use crate::interfaces::{
     AggregateRow, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, Query,
     QueueBasic, ReceivedMessage, ScanPage, Subscription, TimeSeriesBasic, TtlState,
 };
-use crate::server::NAMESPACE_HEADER;
 use crate::status::from_status;
-use crate::{BackendError, BackendResult, Interface, wire};
+use crate::{BackendError, BackendResult, Interface, NAMESPACE_HEADER, wire};
 
 /// A connection to a Prism endpoint, bound to one namespace. Cheap to clone.
 #[derive(Clone)]
@@ -54,8 +53,11 @@ pub struct PrismClient {
 /// What a namespace serves, as the server describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamespaceInfo {
+    /// The namespace asked about.
     pub namespace: String,
+    /// Its backend type (`memstore`, `redis`, ...).
     pub backend: String,
+    /// The interfaces it serves.
     pub interfaces: Vec<Interface>,
 }
 
@@ -186,6 +188,7 @@ impl PrismClient {
         request
     }
 
+    /// What the namespace serves (`Meta/DescribeNamespace`).
     pub async fn describe(&self) -> BackendResult<NamespaceInfo> {
         let response = self
             .client(MetaClient::new, MetaClient::with_origin)

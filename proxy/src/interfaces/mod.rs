@@ -1,18 +1,21 @@
 //! The data interfaces: the contract between the proxy, its backends and its clients.
 //!
-//! One trait per interface, in snake_case as DESIGN.md names them. Traits take owned
-//! [`bytes::Bytes`] so a request's buffers move to the backend without copying.
+//! One trait per interface, named in snake_case everywhere (configs, registries, test
+//! names). Traits take owned [`bytes::Bytes`] so a request's buffers move to the backend
+//! without copying.
 
 mod keyvalue;
+mod operation;
 mod pubsub;
 mod queue;
-pub mod timeseries;
+mod timeseries;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 pub use keyvalue::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
+pub use operation::Operation;
 pub use pubsub::{Message, PubSubBasic, Subscription};
 pub use queue::{QueueBasic, ReceivedMessage, check_receive};
 pub use timeseries::{AggregateFunction, AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
@@ -21,16 +24,24 @@ pub use timeseries::{AggregateFunction, AggregateRow, Aggregation, Event, Query,
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interface {
+    /// set, get, delete, exists.
     KeyvalueBasic,
+    /// set with ttl, expire, ttl, persist.
     KeyvalueTtl,
+    /// scan by prefix with a cursor, count.
     KeyvalueScan,
+    /// batch set, get and delete.
     KeyvalueBatch,
+    /// publish, subscribe (a server stream), unsubscribe.
     PubsubBasic,
+    /// enqueue, receive with a visibility timeout, ack, nack.
     QueueBasic,
+    /// append events, query a range, aggregate into buckets.
     TimeseriesBasic,
 }
 
 impl Interface {
+    /// Every interface, in canonical order.
     pub const ALL: [Interface; 7] = [
         Interface::KeyvalueBasic,
         Interface::KeyvalueTtl,
@@ -41,6 +52,7 @@ impl Interface {
         Interface::TimeseriesBasic,
     ];
 
+    /// The snake_case name used in configs, registries and test names.
     pub fn as_str(self) -> &'static str {
         match self {
             Interface::KeyvalueBasic => "keyvalue_basic",
@@ -53,6 +65,7 @@ impl Interface {
         }
     }
 
+    /// The interface named `name` (snake_case).
     pub fn parse(name: &str) -> Option<Interface> {
         Interface::ALL.into_iter().find(|i| i.as_str() == name)
     }

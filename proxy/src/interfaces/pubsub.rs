@@ -4,9 +4,12 @@ use futures::stream::BoxStream;
 
 use crate::BackendResult;
 
+/// A message as a subscriber receives it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The topic it was published on.
     pub topic: String,
+    /// The bytes published.
     pub payload: Bytes,
     /// Publish time, Unix milliseconds.
     pub published_at_ms: i64,
@@ -15,7 +18,9 @@ pub struct Message {
 /// A live subscription: every message published after `subscribe` returned, in order per
 /// publisher. It ends when dropped, on `unsubscribe`, or when the server shuts down.
 pub struct Subscription {
+    /// Names the subscription for `unsubscribe`.
     pub id: String,
+    /// The messages; a retryable error last when the backend connection was lost.
     pub messages: BoxStream<'static, BackendResult<Message>>,
 }
 

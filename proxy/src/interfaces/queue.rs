@@ -5,11 +5,14 @@ use bytes::Bytes;
 
 use crate::{BackendError, BackendResult};
 
+/// A message handed out by `receive`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReceivedMessage {
+    /// Names the message across deliveries.
     pub message_id: String,
     /// Names this delivery; `ack` and `nack` take it.
     pub receipt: String,
+    /// The bytes enqueued.
     pub payload: Bytes,
     /// 1 on first delivery.
     pub delivery_count: u32,

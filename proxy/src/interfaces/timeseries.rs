@@ -7,50 +7,78 @@ use async_trait::async_trait;
 
 use crate::{BackendError, BackendResult};
 
+/// One event: a time, string tags and numeric fields.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event {
+    /// When it happened, Unix milliseconds.
     pub timestamp_ms: i64,
+    /// Dimensions to filter and group by.
     pub tags: BTreeMap<String, String>,
+    /// Measurements to aggregate.
     pub fields: BTreeMap<String, f64>,
 }
 
 /// Events with `start_ms <= timestamp_ms < end_ms` whose tags equal every filter.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Query {
+    /// First millisecond included.
     pub start_ms: i64,
+    /// First millisecond excluded.
     pub end_ms: i64,
+    /// Tags an event must have, with these values.
     pub filters: BTreeMap<String, String>,
     /// At most this many events (the server fills in its maximum for 0).
     pub limit: u32,
 }
 
+/// How the values of one bucket and group become one number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggregateFunction {
+    /// How many values.
     Count,
+    /// Their sum.
     Sum,
+    /// Their mean.
     Avg,
+    /// The smallest.
     Min,
+    /// The largest.
     Max,
+    /// The 95th percentile, by nearest rank.
     P95,
+    /// The 99th percentile, by nearest rank.
     P99,
 }
 
+/// Events in a range, bucketed by time and grouped by tags, one metric aggregated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregation {
+    /// First millisecond included.
     pub start_ms: i64,
+    /// First millisecond excluded.
     pub end_ms: i64,
+    /// Tags an event must have, with these values.
     pub filters: BTreeMap<String, String>,
+    /// Bucket width; buckets are aligned to the Unix epoch.
     pub bucket_ms: u64,
+    /// The field aggregated.
     pub metric: String,
+    /// How it is aggregated.
     pub function: AggregateFunction,
+    /// Tags that split each bucket into groups.
     pub group_by: Vec<String>,
 }
 
+/// One aggregated (bucket, group).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
+    /// The bucket's first millisecond.
     pub bucket_start_ms: i64,
+    /// The group-by tags and their values.
     pub group: BTreeMap<String, String>,
+    /// The aggregate.
     pub value: f64,
+    /// How many values went into it.
     pub count: u64,
 }
 
@@ -76,6 +104,7 @@ impl Query {
         }
     }
 
+    /// Whether `event` is in the range and matches the filters.
     pub fn matches(&self, event: &Event) -> bool {
         event.timestamp_ms >= self.start_ms && event.timestamp_ms < self.end_ms && matches_filters(&self.filters, event)
     }
@@ -86,6 +115,7 @@ fn matches_filters(filters: &BTreeMap<String, String>, event: &Event) -> bool {
 }
 
 impl Aggregation {
+    /// INVALID_ARGUMENT for a zero bucket or a missing metric.
     pub fn validate(&self) -> BackendResult<()> {
         if self.bucket_ms == 0 {
             return Err(BackendError::invalid("bucket_ms", "must be greater than 0"));
@@ -96,6 +126,7 @@ impl Aggregation {
         Ok(())
     }
 
+    /// Whether `event` is in the range and matches the filters.
     pub fn matches(&self, event: &Event) -> bool {
         event.timestamp_ms >= self.start_ms && event.timestamp_ms < self.end_ms && matches_filters(&self.filters, event)
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use prism_proto::meta::v1::{self as pb, meta_server};
 use tonic::{Request, Response, Status};
 
-use super::{Operation, Router};
+use super::Router;
+use crate::Operation;
 
 pub struct MetaService {
     router: Arc<Router>,

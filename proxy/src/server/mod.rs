@@ -7,7 +7,6 @@
 mod keyvalue;
 mod meta;
 mod namespace;
-mod operation;
 mod pubsub;
 mod queue;
 mod timeseries;
@@ -30,8 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
-pub use namespace::{NAMESPACE_HEADER, Namespace, Router};
-pub use operation::Operation;
+use namespace::{Namespace, Router};
 
 use crate::BackendError;
 use crate::admin;
@@ -42,34 +40,52 @@ use crate::metrics::Metrics;
 /// its own limit still gets the INVALID_ARGUMENT naming that limit.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
+/// Why the proxy could not start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A listener could not be bound.
     #[error("cannot listen on {addr} for the {what}{hint}")]
     Bind {
+        /// Which listener (and its config key).
         what: &'static str,
+        /// The address asked for.
         addr: SocketAddr,
+        /// What usually causes this error.
         hint: &'static str,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
+    /// A namespace's driver could not be set up (drivers connect lazily, so this is a
+    /// bad setting, not a server that is down).
     #[error("namespace {namespace}: cannot connect its {backend} backend")]
     Backend {
+        /// The namespace.
         namespace: String,
+        /// Its backend type.
         backend: &'static str,
+        /// Why.
         #[source]
         source: BackendError,
     },
+    /// The reflection service could not be built.
     #[error("gRPC reflection setup failed: {0}")]
     Reflection(String),
+    /// A TLS file could not be read.
     #[error("tls.{field}: cannot read {path}")]
     TlsFile {
+        /// `cert_file` or `key_file`.
         field: &'static str,
+        /// The file.
         path: std::path::PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
+    /// The certificate and key do not make a usable TLS identity.
     #[error("tls: the certificate and key cannot be used: {0}")]
     Tls(String),
+    /// The auth settings cannot be used.
     #[error("auth: {0}")]
     Auth(#[source] BackendError),
 }
@@ -107,9 +123,11 @@ async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, Start
 
 /// A proxy serving on its listeners.
 pub struct RunningProxy {
+    /// Where gRPC is served (the port the kernel picked, for port 0).
     pub grpc_addr: SocketAddr,
+    /// Where the admin HTTP endpoints are served.
     pub admin_addr: SocketAddr,
-    pub router: Arc<Router>,
+    router: Arc<Router>,
     shutdown: CancellationToken,
     /// Stops the admin listener; later than `shutdown`, so `/readyz` can say "draining".
     admin_stop: CancellationToken,
@@ -144,9 +162,16 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     }
     let auth = match &config.auth {
         crate::config::AuthMode::None => crate::auth::Auth::None,
+        #[cfg(feature = "oidc")]
         crate::config::AuthMode::Oidc(oidc) => crate::auth::Auth::Oidc(Box::new(
             crate::auth::OidcValidator::new(oidc.clone()).map_err(StartError::Auth)?,
         )),
+        #[cfg(not(feature = "oidc"))]
+        crate::config::AuthMode::Oidc(_) => {
+            return Err(StartError::Auth(BackendError::Unimplemented(
+                "this build has no OIDC support (Cargo feature `oidc`)".into(),
+            )));
+        }
     };
     let router = Arc::new(Router::new(namespaces, auth));
 
@@ -204,9 +229,17 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         );
     let grpc = tokio::spawn(grpc);
     let admin_stop = CancellationToken::new();
+    let readiness = router
+        .namespaces()
+        .map(|ns| admin::ReadyCheck {
+            namespace: ns.name.clone(),
+            backend: ns.backend.kind,
+            health: ns.backend.health.clone(),
+        })
+        .collect();
     let admin = tokio::spawn(admin::serve(
         admin_listener,
-        admin::AdminState::new(router.clone(), metrics, shutdown.clone()),
+        admin::AdminState::new(readiness, metrics, shutdown.clone()),
         admin_stop.clone(),
     ));
     tracing::info!(%grpc_addr, %admin_addr, namespaces = config.namespaces.len(), "prism-proxy serving");

@@ -10,23 +10,25 @@ use tokio::sync::Semaphore;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
-use super::Operation;
+use prism_proto::NAMESPACE_HEADER;
+use prism_proto::common::v1::ErrorReason;
+use tonic::{Request, Response};
+
 use crate::auth::Auth;
 use crate::backends::Backend;
 use crate::limits::Limits;
 use crate::metrics::NamespaceMetrics;
 use crate::status::{to_status, to_status_with_reason};
-use crate::{BackendError, BackendResult, Interface};
+use crate::{BackendError, BackendResult, Operation};
 
-/// The metadata key naming the namespace of a request.
-pub const NAMESPACE_HEADER: &str = "x-prism-namespace";
-
-pub struct Namespace {
-    pub name: String,
-    pub backend: Backend,
-    pub limits: Limits,
+/// One configured namespace: its backend (restricted to what it serves), limits, who may
+/// use it, in-flight permits and metrics.
+pub(crate) struct Namespace {
+    pub(crate) name: String,
+    pub(crate) backend: Backend,
+    pub(crate) limits: Limits,
     /// Token groups allowed to use it (`auth: oidc`); `None`: any authenticated caller.
-    pub groups: Option<Vec<String>>,
+    pub(crate) groups: Option<Vec<String>>,
     permits: Semaphore,
     metrics: NamespaceMetrics,
 }
@@ -41,7 +43,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Namespace {
-    pub fn new(name: String, backend: Backend, limits: Limits, metrics: NamespaceMetrics) -> Namespace {
+    pub(crate) fn new(name: String, backend: Backend, limits: Limits, metrics: NamespaceMetrics) -> Namespace {
         Namespace {
             permits: Semaphore::new(limits.max_in_flight as usize),
             name,
@@ -52,14 +54,16 @@ impl Namespace {
         }
     }
 
-    pub fn with_groups(mut self, groups: Option<Vec<String>>) -> Namespace {
+    pub(crate) fn with_groups(mut self, groups: Option<Vec<String>>) -> Namespace {
         self.groups = groups;
         self
     }
 
-    /// The handle for `interface`, or UNIMPLEMENTED when this namespace does not serve it.
-    pub fn serve<T: ?Sized>(&self, handle: &Option<Arc<T>>, interface: Interface) -> Result<Arc<T>, Status> {
+    /// The handle `op` needs, or UNIMPLEMENTED when this namespace does not serve its
+    /// interface.
+    fn serve<T: ?Sized>(&self, handle: &Option<Arc<T>>, op: Operation) -> Result<Arc<T>, Status> {
         handle.clone().ok_or_else(|| {
+            let interface = op.interface().map_or("meta", |i| i.as_str());
             let err = BackendError::Unimplemented(format!(
                 "namespace {} does not serve {interface} (it serves: {})",
                 self.name,
@@ -75,7 +79,7 @@ impl Namespace {
     }
 
     /// Runs one request: in-flight limit, metrics, error mapping.
-    pub async fn run<R>(
+    async fn run<R>(
         &self,
         op: Operation,
         work: impl Future<Output = BackendResult<R>>,
@@ -101,11 +105,11 @@ impl Namespace {
 }
 
 /// A request's namespace and its deadline (from `grpc-timeout`). Derefs to the namespace.
-pub struct Call {
+pub(crate) struct Call {
     ns: Arc<Namespace>,
     deadline: Option<Duration>,
     /// The caller's trace context (W3C `traceparent`), when traces are exported.
-    parent: Option<opentelemetry::Context>,
+    parent: Option<crate::telemetry::ParentContext>,
 }
 
 impl std::ops::Deref for Call {
@@ -124,7 +128,7 @@ fn deadline_margin(deadline: Duration) -> Duration {
 
 impl Call {
     /// [`Namespace::run`] within the request's deadline, in a `prism.request` span.
-    pub async fn run<R>(
+    pub(crate) async fn run<R>(
         &self,
         op: Operation,
         work: impl Future<Output = BackendResult<R>>,
@@ -143,10 +147,7 @@ impl Call {
         if span.is_disabled() {
             return self.run_within_deadline(op, work).await;
         }
-        if let Some(parent) = &self.parent {
-            use tracing_opentelemetry::OpenTelemetrySpanExt;
-            let _ = span.set_parent(parent.clone());
-        }
+        crate::telemetry::set_parent(&span, self.parent.as_ref());
         let result = tracing::Instrument::instrument(self.run_within_deadline(op, work), span.clone()).await;
         let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
         span.record("rpc.grpc.status_code", code as i32);
@@ -200,27 +201,60 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     })
 }
 
-/// All namespaces, by name.
-pub struct Router {
+/// All namespaces, by name, and the authentication in front of them.
+pub(crate) struct Router {
     namespaces: HashMap<String, Arc<Namespace>>,
     auth: Auth,
 }
 
 impl Router {
-    pub fn new(namespaces: impl IntoIterator<Item = Namespace>, auth: Auth) -> Router {
+    pub(crate) fn new(namespaces: impl IntoIterator<Item = Namespace>, auth: Auth) -> Router {
         Router {
             namespaces: namespaces.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect(),
             auth,
         }
     }
 
-    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace>> {
+    pub(crate) fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace>> {
         self.namespaces.values()
+    }
+
+    /// The whole of a unary handler but its own logic: the namespace the request names
+    /// (authenticated, allowed), the backend handle `op` needs (`pick` chooses it, for
+    /// example `|b| &b.keyvalue_basic`), then `work` with the limits and the request body,
+    /// under the in-flight limit, the deadline, metrics and a span.
+    pub(crate) async fn unary<Req, Res, T, Fut>(
+        &self,
+        request: Request<Req>,
+        op: Operation,
+        pick: impl FnOnce(&Backend) -> &Option<Arc<T>>,
+        work: impl FnOnce(Arc<T>, Limits, Req) -> Fut,
+    ) -> Result<Response<Res>, Status>
+    where
+        T: ?Sized,
+        Fut: Future<Output = BackendResult<Res>>,
+    {
+        let (call, handle, body) = self.route(request, op, pick).await?;
+        let limits = call.limits;
+        call.run(op, work(handle, limits, body)).await
+    }
+
+    /// The first half of [`Router::unary`], for handlers that go on after the call (a
+    /// subscription's stream): the call, the handle and the request body.
+    pub(crate) async fn route<Req, T: ?Sized>(
+        &self,
+        request: Request<Req>,
+        op: Operation,
+        pick: impl FnOnce(&Backend) -> &Option<Arc<T>>,
+    ) -> Result<(Call, Arc<T>, Req), Status> {
+        let call = self.namespace(request.metadata()).await?;
+        let handle = call.serve(pick(&call.backend), op)?;
+        Ok((call, handle, request.into_inner()))
     }
 
     /// The namespace a request names in its metadata, with the request's deadline, once
     /// the caller is authenticated and allowed to use it.
-    pub async fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
+    pub(crate) async fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
         let ns = self.lookup(metadata)?;
         self.auth
             .authorize(metadata, &ns.name, ns.groups.as_deref())
@@ -239,14 +273,14 @@ impl Router {
                 NAMESPACE_HEADER,
                 format!("metadata {NAMESPACE_HEADER} is required to choose a namespace"),
             );
-            return Err(to_status_with_reason(&err, "UNKNOWN_NAMESPACE", None));
+            return Err(to_status_with_reason(&err, ErrorReason::UnknownNamespace, None));
         };
         let name = value.to_str().unwrap_or_default();
         self.namespaces.get(name).cloned().ok_or_else(|| {
             let mut known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
             known.sort_unstable();
             let err = BackendError::NotFound(format!("no namespace {name:?} (configured: {})", known.join(", ")));
-            to_status_with_reason(&err, "UNKNOWN_NAMESPACE", None)
+            to_status_with_reason(&err, ErrorReason::UnknownNamespace, None)
         })
     }
 }

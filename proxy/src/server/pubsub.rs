@@ -8,9 +8,10 @@ use prism_proto::pubsub::v1::{self as pb, pub_sub_basic_server, subscribe_respon
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use super::{Operation, Router};
+use super::Router;
+use crate::Operation;
 use crate::status::to_status;
-use crate::{Interface, wire};
+use crate::wire;
 
 pub struct PubSubService {
     router: Arc<Router>,
@@ -29,25 +30,30 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 #[tonic::async_trait]
 impl pub_sub_basic_server::PubSubBasic for PubSubService {
     async fn publish(&self, request: Request<pb::PublishRequest>) -> Result<Response<pb::PublishResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
-        ns.run(Operation::PubsubPublish, async move {
-            limits.check_name("topic", &req.topic)?;
-            limits.check_value("payload", &req.payload)?;
-            Ok(pb::PublishResponse {
-                delivered_to: pubsub.publish(req.topic, req.payload).await?,
-            })
-        })
-        .await
+        self.router
+            .unary(
+                request,
+                Operation::PubsubPublish,
+                |b| &b.pubsub_basic,
+                |pubsub, limits, req| async move {
+                    limits.check_name("topic", &req.topic)?;
+                    limits.check_value("payload", &req.payload)?;
+                    Ok(pb::PublishResponse {
+                        delivered_to: pubsub.publish(req.topic, req.payload).await?,
+                    })
+                },
+            )
+            .await
     }
 
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
+        let (ns, pubsub, req) = self
+            .router
+            .route(request, Operation::PubsubSubscribe, |b| &b.pubsub_basic)
+            .await?;
+        let limits = ns.limits;
         let subscription = ns
             .run(Operation::PubsubSubscribe, async move {
                 limits.check_name("topic", &req.topic)?;
@@ -77,15 +83,18 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
         &self,
         request: Request<pb::UnsubscribeRequest>,
     ) -> Result<Response<pb::UnsubscribeResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let pubsub = ns.serve(&ns.backend.pubsub_basic, Interface::PubsubBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
-        ns.run(Operation::PubsubUnsubscribe, async move {
-            limits.check_name("subscription_id", &req.subscription_id)?;
-            Ok(pb::UnsubscribeResponse {
-                existed: pubsub.unsubscribe(&req.subscription_id).await?,
-            })
-        })
-        .await
+        self.router
+            .unary(
+                request,
+                Operation::PubsubUnsubscribe,
+                |b| &b.pubsub_basic,
+                |pubsub, limits, req| async move {
+                    limits.check_name("subscription_id", &req.subscription_id)?;
+                    Ok(pb::UnsubscribeResponse {
+                        existed: pubsub.unsubscribe(&req.subscription_id).await?,
+                    })
+                },
+            )
+            .await
     }
 }

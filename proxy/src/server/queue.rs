@@ -6,8 +6,9 @@ use std::time::Duration;
 use prism_proto::queue::v1::{self as pb, queue_basic_server};
 use tonic::{Request, Response, Status};
 
-use super::{Operation, Router};
-use crate::{BackendError, Interface, wire};
+use super::Router;
+use crate::Operation;
+use crate::{BackendError, wire};
 
 /// Longest a receive may wait for a message, so a client cannot pin a permit forever.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -39,63 +40,75 @@ fn bounded(field: &str, ms: u64, max: Duration) -> Result<Duration, BackendError
 #[tonic::async_trait]
 impl queue_basic_server::QueueBasic for QueueService {
     async fn enqueue(&self, request: Request<pb::EnqueueRequest>) -> Result<Response<pb::EnqueueResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
-        ns.run(Operation::QueueEnqueue, async move {
-            limits.check_name("queue", &req.queue)?;
-            limits.check_value("payload", &req.payload)?;
-            Ok(pb::EnqueueResponse {
-                message_id: queue.enqueue(req.queue, req.payload).await?,
-            })
-        })
-        .await
+        self.router
+            .unary(
+                request,
+                Operation::QueueEnqueue,
+                |b| &b.queue_basic,
+                |queue, limits, req| async move {
+                    limits.check_name("queue", &req.queue)?;
+                    limits.check_value("payload", &req.payload)?;
+                    Ok(pb::EnqueueResponse {
+                        message_id: queue.enqueue(req.queue, req.payload).await?,
+                    })
+                },
+            )
+            .await
     }
 
     async fn receive(&self, request: Request<pb::ReceiveRequest>) -> Result<Response<pb::ReceiveResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
-        ns.run(Operation::QueueReceive, async move {
-            limits.check_name("queue", &req.queue)?;
-            if req.max_messages as usize > limits.max_batch_entries as usize {
-                limits.check_batch("max_messages", req.max_messages as usize)?;
-            }
-            let visibility = bounded("visibility_timeout_ms", req.visibility_timeout_ms, MAX_VISIBILITY)?;
-            let wait = bounded("wait_ms", req.wait_ms, MAX_WAIT)?;
-            let messages = queue.receive(req.queue, req.max_messages, visibility, wait).await?;
-            Ok(pb::ReceiveResponse {
-                messages: messages.into_iter().map(wire::received_to_proto).collect(),
-            })
-        })
-        .await
+        self.router
+            .unary(
+                request,
+                Operation::QueueReceive,
+                |b| &b.queue_basic,
+                |queue, limits, req| async move {
+                    limits.check_name("queue", &req.queue)?;
+                    if req.max_messages as usize > limits.max_batch_entries as usize {
+                        limits.check_batch("max_messages", req.max_messages as usize)?;
+                    }
+                    let visibility = bounded("visibility_timeout_ms", req.visibility_timeout_ms, MAX_VISIBILITY)?;
+                    let wait = bounded("wait_ms", req.wait_ms, MAX_WAIT)?;
+                    let messages = queue.receive(req.queue, req.max_messages, visibility, wait).await?;
+                    Ok(pb::ReceiveResponse {
+                        messages: messages.into_iter().map(wire::received_to_proto).collect(),
+                    })
+                },
+            )
+            .await
     }
 
     async fn ack(&self, request: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
-        ns.run(Operation::QueueAck, async move {
-            limits.check_name("queue", &req.queue)?;
-            limits.check_name("receipt", &req.receipt)?;
-            Ok(pb::AckResponse {
-                acknowledged: queue.ack(req.queue, req.receipt).await?,
-            })
-        })
-        .await
+        self.router
+            .unary(
+                request,
+                Operation::QueueAck,
+                |b| &b.queue_basic,
+                |queue, limits, req| async move {
+                    limits.check_name("queue", &req.queue)?;
+                    limits.check_name("receipt", &req.receipt)?;
+                    Ok(pb::AckResponse {
+                        acknowledged: queue.ack(req.queue, req.receipt).await?,
+                    })
+                },
+            )
+            .await
     }
 
     async fn nack(&self, request: Request<pb::NackRequest>) -> Result<Response<pb::NackResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
-        let queue = ns.serve(&ns.backend.queue_basic, Interface::QueueBasic)?;
-        let (limits, req) = (ns.limits, request.into_inner());
-        ns.run(Operation::QueueNack, async move {
-            limits.check_name("queue", &req.queue)?;
-            limits.check_name("receipt", &req.receipt)?;
-            Ok(pb::NackResponse {
-                requeued: queue.nack(req.queue, req.receipt).await?,
-            })
-        })
-        .await
+        self.router
+            .unary(
+                request,
+                Operation::QueueNack,
+                |b| &b.queue_basic,
+                |queue, limits, req| async move {
+                    limits.check_name("queue", &req.queue)?;
+                    limits.check_name("receipt", &req.receipt)?;
+                    Ok(pb::NackResponse {
+                        requeued: queue.nack(req.queue, req.receipt).await?,
+                    })
+                },
+            )
+            .await
     }
 }

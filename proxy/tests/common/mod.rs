@@ -138,5 +138,5 @@ pub fn run_binary(args: &[&str]) -> (Option<i32>, String) {
 
 /// A plain HTTP/1.1 GET for the admin endpoints; returns (status code, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    prism_proxy::admin::http_get(addr, path).await.expect("admin GET")
+    prism_proxy::test_util::http_get(addr, path).await.expect("admin GET")
 }

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::driver::{bounded, default_timeout};
-use super::{Backend, HealthCheck};
-use crate::{BackendError, BackendResult};
+use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
+use crate::{BackendError, BackendResult, Interface};
 
 /// `backend: { type: clickhouse, url: http://127.0.0.1:8123, database: default }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -25,10 +25,13 @@ use crate::{BackendError, BackendResult};
 pub struct ClickhouseConfig {
     /// The HTTP interface, `http://host:8123`.
     pub url: String,
+    /// The database holding the events table.
     #[serde(default = "default_database")]
     pub database: String,
+    /// The user to log in as (ClickHouse's `default` when absent).
     #[serde(default)]
     pub user: Option<String>,
+    /// That user's password.
     #[serde(default)]
     pub password: Option<String>,
     /// Prepended to every stream name.
@@ -90,6 +93,19 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS prism_events (
     field_values Array(Float64)
 ) ENGINE = MergeTree() ORDER BY (stream, ts, seq)";
 
+impl DriverConfig for ClickhouseConfig {
+    const DRIVER: DriverInfo = DriverInfo {
+        kind: "clickhouse",
+        interfaces: &[Interface::TimeseriesBasic],
+        summary: "ClickHouse 18.16 or later over HTTP: one MergeTree table, batched inserts",
+    };
+
+    async fn connect(&self) -> BackendResult<Backend> {
+        Ok(Clickhouse::connect(self)?.backend())
+    }
+}
+
+/// The driver instance; also usable directly (its batcher's behaviour is tested that way).
 pub struct Clickhouse {
     client: clickhouse::Client,
     prefix: String,
@@ -135,10 +151,11 @@ impl Clickhouse {
         })
     }
 
+    /// The instance as a backend serving timeseries_basic.
     pub fn backend(self) -> Backend {
         let ch = Arc::new(self);
         Backend {
-            kind: "clickhouse",
+            kind: ClickhouseConfig::DRIVER.kind,
             keyvalue_basic: None,
             keyvalue_ttl: None,
             keyvalue_scan: None,

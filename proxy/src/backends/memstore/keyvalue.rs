@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::RwLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -29,6 +31,7 @@ impl Entry {
 
 type Map = BTreeMap<Bytes, Entry>;
 
+/// In-memory keys and values with expiry: keyvalue_basic, _ttl, _scan and _batch.
 #[derive(Default)]
 pub struct KvStore {
     map: Arc<RwLock<Map>>,
@@ -36,15 +39,13 @@ pub struct KvStore {
 }
 
 impl KvStore {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Map> {
-        // A panic while holding the lock cannot leave the map half-updated (every write is
-        // a single map operation), so a poisoned lock is still safe to use.
-        self.map.read().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> parking_lot::RwLockReadGuard<'_, Map> {
+        self.map.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, Map> {
         self.start_sweeper();
-        self.map.write().unwrap_or_else(|e| e.into_inner())
+        self.map.write()
     }
 
     /// Starts the sweeper on first write, from inside the runtime.
@@ -83,9 +84,7 @@ async fn sweep(map: Weak<RwLock<Map>>) {
         tick.tick().await;
         let Some(map) = map.upgrade() else { return };
         let now = Instant::now();
-        map.write()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|_, e| e.live(now));
+        map.write().retain(|_, e| e.live(now));
     }
 }
 

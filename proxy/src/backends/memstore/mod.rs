@@ -11,32 +11,55 @@ mod timeseries;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-
 pub use keyvalue::KvStore;
 pub use pubsub::PubSubHub;
 pub use queue::Queues;
+use serde::Deserialize;
 pub use timeseries::SeriesStore;
 
-use super::{Backend, HealthCheck};
-use crate::BackendResult;
+use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
+use crate::{BackendResult, Interface};
+
+/// `backend: { type: memstore }`: no settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemstoreConfig {}
+
+impl DriverConfig for MemstoreConfig {
+    const DRIVER: DriverInfo = DriverInfo {
+        kind: "memstore",
+        interfaces: &Interface::ALL,
+        summary: "in-process; data lives as long as the proxy",
+    };
+
+    async fn connect(&self) -> BackendResult<Backend> {
+        Ok(MemStore::new().backend())
+    }
+}
 
 /// All memstore parts for one namespace.
 #[derive(Clone, Default)]
 pub struct MemStore {
+    /// keyvalue_basic, _ttl, _scan and _batch.
     pub kv: Arc<KvStore>,
+    /// pubsub_basic.
     pub pubsub: Arc<PubSubHub>,
+    /// queue_basic.
     pub queues: Arc<Queues>,
+    /// timeseries_basic.
     pub series: Arc<SeriesStore>,
 }
 
 impl MemStore {
+    /// An empty store.
     pub fn new() -> MemStore {
         MemStore::default()
     }
 
+    /// The store as a backend serving every interface.
     pub fn backend(&self) -> Backend {
         Backend {
-            kind: "memstore",
+            kind: MemstoreConfig::DRIVER.kind,
             keyvalue_basic: Some(self.kv.clone()),
             keyvalue_ttl: Some(self.kv.clone()),
             keyvalue_scan: Some(self.kv.clone()),
@@ -56,12 +79,4 @@ impl HealthCheck for AlwaysHealthy {
     async fn check(&self) -> BackendResult<()> {
         Ok(())
     }
-}
-
-/// Milliseconds since the Unix epoch by the wall clock.
-pub(crate) fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -1,8 +1,10 @@
 //! Pub/sub hub: one broadcast channel per topic with live subscribers.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -12,13 +14,14 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::unix_ms;
+use crate::clock::unix_ms;
 use crate::interfaces::{Message, PubSubBasic, Subscription};
 use crate::{BackendError, BackendResult};
 
 /// Messages a subscriber may fall behind by before it is cut off (it is told so).
 const SUBSCRIBER_BUFFER: usize = 4096;
 
+/// In-process topics: pubsub_basic.
 #[derive(Default)]
 pub struct PubSubHub {
     state: Arc<Mutex<HubState>>,
@@ -32,13 +35,9 @@ struct HubState {
 }
 
 impl PubSubHub {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Live subscriptions, for tests.
     pub fn subscription_count(&self) -> usize {
-        self.lock().subscriptions.len()
+        self.state.lock().subscriptions.len()
     }
 }
 
@@ -51,7 +50,7 @@ struct SubscriptionGuard {
 
 impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock();
         state.subscriptions.remove(&self.id);
         // The dropped receiver may not be released yet: remove the topic only when no
         // other subscriber is left (count 1 = the receiver inside this very stream).
@@ -64,7 +63,7 @@ impl Drop for SubscriptionGuard {
 #[async_trait]
 impl PubSubBasic for PubSubHub {
     async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
-        let state = self.lock();
+        let state = self.state.lock();
         let Some(tx) = state.topics.get(&topic) else {
             return Ok(0);
         };
@@ -82,7 +81,7 @@ impl PubSubBasic for PubSubHub {
         let id = format!("sub-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let token = CancellationToken::new();
         let rx = {
-            let mut state = self.lock();
+            let mut state = self.state.lock();
             state.subscriptions.insert(id.clone(), token.clone());
             state
                 .topics
@@ -115,7 +114,7 @@ impl PubSubBasic for PubSubHub {
     }
 
     async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
-        let token = self.lock().subscriptions.remove(subscription_id);
+        let token = self.state.lock().subscriptions.remove(subscription_id);
         Ok(token.map(|t| t.cancel()).is_some())
     }
 }

@@ -2,8 +2,10 @@
 //! receipt until acked, nacked, or its deadline passes (then it is ready again).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,6 +16,7 @@ use tokio::time::Instant;
 use crate::BackendResult;
 use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 
+/// In-memory queues with visibility timeouts: queue_basic.
 #[derive(Default)]
 pub struct Queues {
     queues: Mutex<HashMap<String, Arc<QueueState>>>,
@@ -93,13 +96,13 @@ impl QueueInner {
 
 impl Queues {
     fn queue(&self, name: &str) -> Arc<QueueState> {
-        let mut queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queues = self.queues.lock();
         queues.entry(name.to_string()).or_default().clone()
     }
 
     /// Messages held (ready or in flight) in a queue, for tests.
     pub fn depth(&self, name: &str) -> usize {
-        self.queue(name).lock().messages.len()
+        self.queue(name).inner.lock().messages.len()
     }
 
     fn take_ready(&self, inner: &mut QueueInner, max: usize, deadline: Instant) -> Vec<ReceivedMessage> {
@@ -124,18 +127,14 @@ impl Queues {
     }
 }
 
-impl QueueState {
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+impl QueueState {}
 
 #[async_trait]
 impl QueueBasic for Queues {
     async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
         let state = self.queue(&queue);
         let id = {
-            let mut inner = state.lock();
+            let mut inner = state.inner.lock();
             inner.next_id += 1;
             let id = inner.next_id;
             inner.messages.insert(
@@ -172,7 +171,7 @@ impl QueueBasic for Queues {
 
             let now = Instant::now();
             let next_expiry = {
-                let mut inner = state.lock();
+                let mut inner = state.inner.lock();
                 let next_expiry = inner.reclaim(now);
                 let received = self.take_ready(&mut inner, max as usize, now + visibility);
                 if !received.is_empty() || now >= give_up {
@@ -187,7 +186,7 @@ impl QueueBasic for Queues {
 
     async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
         let state = self.queue(&queue);
-        let mut inner = state.lock();
+        let mut inner = state.inner.lock();
         if !inner.valid(&receipt, Instant::now()) {
             return Ok(false);
         }
@@ -200,7 +199,7 @@ impl QueueBasic for Queues {
     async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
         let state = self.queue(&queue);
         let requeued = {
-            let mut inner = state.lock();
+            let mut inner = state.inner.lock();
             inner.valid(&receipt, Instant::now()) && inner.release(&receipt)
         };
         if requeued {

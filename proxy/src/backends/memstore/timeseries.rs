@@ -1,14 +1,15 @@
 //! Time series: per stream, events kept sorted by time (ties in append order), so a range
 //! query is a binary search plus a walk.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::RwLock;
 
 use async_trait::async_trait;
 
 use crate::BackendResult;
 use crate::interfaces::{AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
 
+/// In-memory event streams: timeseries_basic.
 #[derive(Default)]
 pub struct SeriesStore {
     streams: RwLock<HashMap<String, Vec<Event>>>,
@@ -17,7 +18,7 @@ pub struct SeriesStore {
 impl SeriesStore {
     /// The events in `[start_ms, end_ms)` of a stream, in order.
     fn with_range<R>(&self, stream: &str, start_ms: i64, end_ms: i64, f: impl FnOnce(&[Event]) -> R) -> R {
-        let streams = self.streams.read().unwrap_or_else(|e| e.into_inner());
+        let streams = self.streams.read();
         let events = streams.get(stream).map(Vec::as_slice).unwrap_or_default();
         let lo = events.partition_point(|e| e.timestamp_ms < start_ms);
         let hi = events.partition_point(|e| e.timestamp_ms < end_ms).max(lo);
@@ -29,7 +30,7 @@ impl SeriesStore {
 impl TimeSeriesBasic for SeriesStore {
     async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64> {
         let appended = events.len() as u64;
-        let mut streams = self.streams.write().unwrap_or_else(|e| e.into_inner());
+        let mut streams = self.streams.write();
         let series = streams.entry(stream).or_default();
         for event in events {
             // After every event with the same or an earlier time: ties keep append order.

@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::driver::{LiveSubscriptions, default_timeout};
-use super::{Backend, HealthCheck};
-use crate::{BackendError, BackendResult};
+use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
+use crate::{BackendError, BackendResult, Interface};
 
 /// `backend: { type: nats, url: nats://127.0.0.1:4222, prefix: "app", ack_wait: 30s }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -44,7 +44,19 @@ fn default_ack_wait() -> Duration {
     Duration::from_secs(30)
 }
 
-pub struct Nats {
+impl DriverConfig for NatsConfig {
+    const DRIVER: DriverInfo = DriverInfo {
+        kind: "nats",
+        interfaces: &[Interface::KeyvalueBasic, Interface::PubsubBasic, Interface::QueueBasic],
+        summary: "NATS 2.10 or later with JetStream: KV bucket, core subjects, work-queue streams",
+    };
+
+    async fn connect(&self) -> BackendResult<Backend> {
+        Ok(Nats::connect(self).await?.backend())
+    }
+}
+
+pub(crate) struct Nats {
     client: async_nats::Client,
     jetstream: async_nats::jetstream::Context,
     /// Stands for the prefix in names that allow only `[A-Za-z0-9_-]`.
@@ -60,7 +72,7 @@ pub struct Nats {
 impl Nats {
     /// Starts connecting in the background: the proxy starts (not ready) while the server
     /// is down.
-    pub async fn connect(config: &NatsConfig) -> BackendResult<Nats> {
+    pub(crate) async fn connect(config: &NatsConfig) -> BackendResult<Nats> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(config.timeout)
             .request_timeout(Some(config.timeout))
@@ -83,10 +95,10 @@ impl Nats {
         })
     }
 
-    pub fn backend(self) -> Backend {
+    pub(crate) fn backend(self) -> Backend {
         let nats = Arc::new(self);
         Backend {
-            kind: "nats",
+            kind: NatsConfig::DRIVER.kind,
             keyvalue_basic: Some(nats.clone()),
             keyvalue_ttl: None,
             keyvalue_scan: None,

@@ -10,7 +10,9 @@
 //! visibility lasts.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
@@ -40,13 +42,9 @@ struct InFlight {
 }
 
 impl Queues {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, InFlight>> {
-        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Removes the delivery if `receipt` is current for `queue`, stopping its timer.
     fn take(&self, queue: &str, receipt: &str) -> bool {
-        let mut in_flight = self.lock();
+        let mut in_flight = self.in_flight.lock();
         match in_flight.get(receipt) {
             Some(f) if f.queue == queue && f.deadline > Instant::now() => {
                 if let Some(f) = in_flight.remove(receipt) {
@@ -136,17 +134,13 @@ impl Nats {
                 let _ = client.publish(subject.clone(), Bytes::from_static(b"+WPI")).await;
             }
             tokio::time::sleep_until(deadline).await;
-            let expired = in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&subject)
-                .is_some();
+            let expired = in_flight.lock().remove(&subject).is_some();
             if expired {
                 let _ = client.publish(subject, Bytes::from_static(b"-NAK")).await;
                 let _ = client.flush().await;
             }
         });
-        self.queues.lock().insert(
+        self.queues.in_flight.lock().insert(
             receipt,
             InFlight {
                 queue: queue.to_string(),

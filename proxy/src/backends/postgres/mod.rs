@@ -19,8 +19,8 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
-use super::{Backend, HealthCheck};
-use crate::{BackendError, BackendResult};
+use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
+use crate::{BackendError, BackendResult, Interface};
 
 /// `backend: { type: postgres, url: postgres://user@127.0.0.1:5432/db, prefix: "app:" }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -43,7 +43,26 @@ fn default_pool_size() -> usize {
     16
 }
 
-pub struct Postgres {
+impl DriverConfig for PostgresConfig {
+    const DRIVER: DriverInfo = DriverInfo {
+        kind: "postgres",
+        interfaces: &[
+            Interface::KeyvalueBasic,
+            Interface::KeyvalueTtl,
+            Interface::KeyvalueScan,
+            Interface::KeyvalueBatch,
+            Interface::PubsubBasic,
+            Interface::QueueBasic,
+        ],
+        summary: "PostgreSQL 13 or later: one table, SKIP LOCKED queues, LISTEN/NOTIFY",
+    };
+
+    async fn connect(&self) -> BackendResult<Backend> {
+        Ok(Postgres::connect(self)?.backend())
+    }
+}
+
+pub(crate) struct Postgres {
     pool: Pool,
     /// For subscriptions, which hold a connection of their own.
     pg_config: tokio_postgres::Config,
@@ -55,12 +74,12 @@ pub struct Postgres {
 
 /// The NOTIFY payload limit (8000 bytes) leaves this much for a message after the
 /// envelope and base64.
-pub const MAX_PUBSUB_PAYLOAD: usize = 5_990;
+pub(crate) const MAX_PUBSUB_PAYLOAD: usize = 5_990;
 
 impl Postgres {
     /// Sets up the pool without connecting: the proxy starts (not ready) while the
     /// server is down.
-    pub fn connect(config: &PostgresConfig) -> BackendResult<Postgres> {
+    pub(crate) fn connect(config: &PostgresConfig) -> BackendResult<Postgres> {
         let mut pg_config = tokio_postgres::Config::from_str(&config.url)
             .map_err(|e| BackendError::invalid("backend.url", format!("not a PostgreSQL URL: {e}")))?;
         pg_config.connect_timeout(config.timeout);
@@ -88,10 +107,10 @@ impl Postgres {
         })
     }
 
-    pub fn backend(self) -> Backend {
+    pub(crate) fn backend(self) -> Backend {
         let pg = Arc::new(self);
         Backend {
-            kind: "postgres",
+            kind: PostgresConfig::DRIVER.kind,
             keyvalue_basic: Some(pg.clone()),
             keyvalue_ttl: Some(pg.clone()),
             keyvalue_scan: Some(pg.clone()),

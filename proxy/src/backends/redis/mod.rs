@@ -20,8 +20,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
-use super::{Backend, HealthCheck};
-use crate::{BackendError, BackendResult};
+use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
+use crate::{BackendError, BackendResult, Interface};
 
 /// `backend: { type: redis, url: redis://127.0.0.1:6379, prefix: "app:", timeout: 5s }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -37,7 +37,26 @@ pub struct RedisConfig {
     pub timeout: Duration,
 }
 
-pub struct Redis {
+impl DriverConfig for RedisConfig {
+    const DRIVER: DriverInfo = DriverInfo {
+        kind: "redis",
+        interfaces: &[
+            Interface::KeyvalueBasic,
+            Interface::KeyvalueTtl,
+            Interface::KeyvalueScan,
+            Interface::KeyvalueBatch,
+            Interface::PubsubBasic,
+            Interface::QueueBasic,
+        ],
+        summary: "Redis 6.2 or later (and Valkey): strings, PUBLISH/SUBSCRIBE, streams",
+    };
+
+    async fn connect(&self) -> BackendResult<Backend> {
+        Ok(Redis::connect(self)?.backend())
+    }
+}
+
+pub(crate) struct Redis {
     client: redis::Client,
     conn: ConnectionManager,
     prefix: Vec<u8>,
@@ -48,7 +67,7 @@ pub struct Redis {
 impl Redis {
     /// Sets up the driver without touching the server: the first command connects, so
     /// the proxy starts (not ready) while Redis is down.
-    pub fn connect(config: &RedisConfig) -> BackendResult<Redis> {
+    pub(crate) fn connect(config: &RedisConfig) -> BackendResult<Redis> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| BackendError::invalid("backend.url", format!("not a Redis URL: {e}")))?;
         let manager = ConnectionManagerConfig::new()
@@ -66,10 +85,10 @@ impl Redis {
         })
     }
 
-    pub fn backend(self) -> Backend {
+    pub(crate) fn backend(self) -> Backend {
         let redis = Arc::new(self);
         Backend {
-            kind: "redis",
+            kind: RedisConfig::DRIVER.kind,
             keyvalue_basic: Some(redis.clone()),
             keyvalue_ttl: Some(redis.clone()),
             keyvalue_scan: Some(redis.clone()),

@@ -1,15 +1,5 @@
-//! Logs and traces. Logs go to stderr (`RUST_LOG`, default `info`). Traces go to an OTLP
-//! collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`)
-//! is set:
-//! - `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (port 4317) or `http/protobuf` (port 4318, the
-//!   default);
-//! - the other standard `OTEL_*` variables (headers, timeout, `OTEL_SERVICE_NAME`) are read
-//!   by the exporter and the SDK.
-//!
-//! Each request is a server span (`prism.request`, attributes `rpc.method`,
-//! `prism.namespace`, `prism.backend`, `rpc.grpc.status_code`), child of the caller's
-//! span when the request carries W3C `traceparent` metadata. With no collector the
-//! span is disabled at its call site and costs nothing.
+//! OTLP export of request spans (the `otlp` feature), and W3C trace context read from
+//! request metadata while export is on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -20,40 +10,32 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use tonic::metadata::MetadataMap;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
-/// The target of request spans: the only spans exported.
-pub const REQUEST_TARGET: &str = "prism_proxy::request";
+use super::{REQUEST_TARGET, TelemetryError};
+
+/// A caller's trace context.
+pub(crate) type ParentContext = opentelemetry::Context;
 
 /// Whether traces are exported (then requests' trace context is read).
 static TRACING: AtomicBool = AtomicBool::new(false);
 
-#[derive(Debug, thiserror::Error)]
-pub enum TelemetryError {
-    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0:?}: expected grpc or http/protobuf")]
-    Protocol(String),
-    #[error("OTLP exporter: {0}")]
-    Exporter(String),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OtlpProtocol {
+pub(crate) enum OtlpProtocol {
     Grpc,
     HttpProtobuf,
 }
 
 /// Where traces go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtlpSettings {
-    pub protocol: OtlpProtocol,
+pub(crate) struct OtlpSettings {
+    pub(crate) protocol: OtlpProtocol,
     /// `None`: from the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
-    pub endpoint: Option<String>,
+    pub(crate) endpoint: Option<String>,
 }
 
 impl OtlpSettings {
     /// From the standard variables; `None` when no endpoint is set (no export).
-    pub fn from_env() -> Result<Option<OtlpSettings>, TelemetryError> {
+    pub(crate) fn from_env() -> Result<Option<OtlpSettings>, TelemetryError> {
         let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
         if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             return Ok(None);
@@ -73,7 +55,7 @@ impl OtlpSettings {
     }
 
     /// A tracer provider exporting in batches to the collector.
-    pub fn tracer_provider(&self) -> Result<SdkTracerProvider, TelemetryError> {
+    pub(crate) fn tracer_provider(&self) -> Result<SdkTracerProvider, TelemetryError> {
         let exporter = match self.protocol {
             OtlpProtocol::Grpc => {
                 let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
@@ -106,7 +88,7 @@ impl OtlpSettings {
 }
 
 /// The layer exporting request spans through `provider`; turns on trace-context reading.
-pub fn otlp_layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
+pub(crate) fn layer<S>(provider: &SdkTracerProvider) -> impl Layer<S>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
 {
@@ -116,37 +98,9 @@ where
         .with_filter(Targets::new().with_target(REQUEST_TARGET, LevelFilter::TRACE))
 }
 
-/// What `init` set up; `shutdown` flushes the spans still buffered.
-pub struct Telemetry {
-    provider: Option<SdkTracerProvider>,
-}
-
-impl Telemetry {
-    pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            let _ = provider.shutdown();
-        }
-    }
-}
-
-/// Installs the process's subscriber: stderr logs, plus OTLP traces when configured.
-pub fn init() -> Result<Telemetry, TelemetryError> {
-    let settings = OtlpSettings::from_env()?;
-    let provider = settings.as_ref().map(OtlpSettings::tracer_provider).transpose()?;
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()));
-    let registry = tracing_subscriber::registry().with(logs);
-    match &provider {
-        Some(p) => registry.with(otlp_layer(p)).init(),
-        None => registry.init(),
-    }
-    Ok(Telemetry { provider })
-}
-
 /// The caller's trace context from W3C `traceparent`/`tracestate` metadata, when traces
 /// are exported.
-pub fn parent_context(metadata: &MetadataMap) -> Option<opentelemetry::Context> {
+pub(crate) fn parent_context(metadata: &MetadataMap) -> Option<ParentContext> {
     if !TRACING.load(Ordering::Relaxed) || metadata.get("traceparent").is_none() {
         return None;
     }
@@ -166,4 +120,12 @@ pub fn parent_context(metadata: &MetadataMap) -> Option<opentelemetry::Context> 
         }
     }
     Some(opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Metadata(metadata)))
+}
+
+/// Makes `parent` (if any) the parent of `span`.
+pub(crate) fn set_parent(span: &tracing::Span, parent: Option<&ParentContext>) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if let Some(parent) = parent {
+        let _ = span.set_parent(parent.clone());
+    }
 }

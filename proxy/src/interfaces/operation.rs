@@ -1,6 +1,10 @@
 //! Every operation the proxy serves, named as in metrics and load scenarios.
 
+use super::Interface;
+
+/// One gRPC method of the interfaces (plus `Meta/DescribeNamespace`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)] // each variant is named by `as_str`
 pub enum Operation {
     KvSet,
     KvGet,
@@ -57,6 +61,7 @@ impl Operation {
         Operation::MetaDescribe,
     ];
 
+    /// The name in metrics, spans and load scenarios (`keyvalue.get`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::KvSet => "keyvalue.set",
@@ -85,16 +90,55 @@ impl Operation {
             Operation::MetaDescribe => "meta.describe_namespace",
         }
     }
+
+    /// The interface the operation belongs to; `None` for `meta.describe_namespace`,
+    /// which every namespace serves.
+    pub fn interface(self) -> Option<Interface> {
+        use Operation::*;
+        Some(match self {
+            KvSet | KvGet | KvDelete | KvExists => Interface::KeyvalueBasic,
+            KvSetWithTtl | KvExpire | KvTtl | KvPersist => Interface::KeyvalueTtl,
+            KvScan | KvCount => Interface::KeyvalueScan,
+            KvBatchSet | KvBatchGet | KvBatchDelete => Interface::KeyvalueBatch,
+            PubsubPublish | PubsubSubscribe | PubsubUnsubscribe => Interface::PubsubBasic,
+            QueueEnqueue | QueueReceive | QueueAck | QueueNack => Interface::QueueBasic,
+            TsAppend | TsQuery | TsAggregate => Interface::TimeseriesBasic,
+            MetaDescribe => return None,
+        })
+    }
+
+    /// The operation named `name` (as [`Operation::as_str`] spells it).
+    pub fn parse(name: &str) -> Option<Operation> {
+        Operation::ALL.into_iter().find(|op| op.as_str() == name)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Operation;
+    use super::{Interface, Operation};
 
     #[test]
     fn all_is_in_index_order() {
         for (i, op) in Operation::ALL.iter().enumerate() {
             assert_eq!(*op as usize, i, "{op:?}");
+        }
+    }
+
+    /// Names are `<interface family>.<method>` and every interface has operations.
+    #[test]
+    fn names_parse_back_and_every_interface_has_operations() {
+        for op in Operation::ALL {
+            assert_eq!(Operation::parse(op.as_str()), Some(op));
+            if let Some(interface) = op.interface() {
+                let family = interface.as_str().split('_').next().unwrap_or_default();
+                assert!(op.as_str().starts_with(family), "{op:?} in {interface}");
+            }
+        }
+        for interface in Interface::ALL {
+            assert!(
+                Operation::ALL.iter().any(|op| op.interface() == Some(interface)),
+                "{interface}"
+            );
         }
     }
 }

@@ -1,0 +1,89 @@
+//! Logs and traces. Logs go to stderr (`RUST_LOG`, default `info`). With the `otlp`
+//! feature, traces go to an OTLP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set:
+//! - `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (port 4317) or `http/protobuf` (port 4318, the
+//!   default);
+//! - the other standard `OTEL_*` variables (headers, timeout, `OTEL_SERVICE_NAME`) are read
+//!   by the exporter and the SDK.
+//!
+//! Each request is a server span (`prism.request`, attributes `rpc.method`,
+//! `prism.namespace`, `prism.backend`, `rpc.grpc.status_code`), child of the caller's
+//! span when the request carries W3C `traceparent` metadata. With no collector the
+//! span is disabled at its call site and costs nothing.
+
+#[cfg(feature = "otlp")]
+mod otlp;
+
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[cfg(feature = "otlp")]
+pub(crate) use otlp::{ParentContext, parent_context, set_parent};
+
+/// The target of request spans: the only spans exported.
+pub(crate) const REQUEST_TARGET: &str = "prism_proxy::request";
+
+/// Why telemetry could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` names no protocol the exporter speaks.
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL={0:?}: expected grpc or http/protobuf")]
+    Protocol(String),
+    /// The exporter could not be built.
+    #[error("OTLP exporter: {0}")]
+    Exporter(String),
+}
+
+/// What [`init`] set up; [`Telemetry::shutdown`] flushes the spans still buffered.
+pub struct Telemetry {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Flushes buffered spans (with the `otlp` feature) before the process ends.
+    pub fn shutdown(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.provider {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the process's subscriber: stderr logs, plus OTLP traces when configured.
+pub fn init() -> Result<Telemetry, TelemetryError> {
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()));
+    let registry = tracing_subscriber::registry().with(logs);
+    #[cfg(feature = "otlp")]
+    {
+        let provider = otlp::OtlpSettings::from_env()?
+            .as_ref()
+            .map(otlp::OtlpSettings::tracer_provider)
+            .transpose()?;
+        match &provider {
+            Some(p) => registry.with(otlp::layer(p)).init(),
+            None => registry.init(),
+        }
+        Ok(Telemetry { provider })
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        registry.init();
+        Ok(Telemetry {})
+    }
+}
+
+/// Without the `otlp` feature no trace context is read: requests have no parent.
+#[cfg(not(feature = "otlp"))]
+pub(crate) enum ParentContext {}
+
+#[cfg(not(feature = "otlp"))]
+pub(crate) fn parent_context(_: &tonic::metadata::MetadataMap) -> Option<ParentContext> {
+    None
+}
+
+#[cfg(not(feature = "otlp"))]
+pub(crate) fn set_parent(_: &tracing::Span, _: Option<&ParentContext>) {}
