@@ -6,4 +6,14 @@ cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL=0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
 cargo fmt --all -- --check
+# Everything, with every feature the workspace uses.
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# Each tool with exactly the proxy features it asks for, and the proxy library with no
+# optional feature and with each one alone: a feature that only builds beside the others
+# is found here, not by a user.
+cargo clippy --locked -p loadtest -- -D warnings
+cargo clippy --locked -p devstack -- -D warnings
+for feature in "" redis postgres nats clickhouse oidc otlp; do
+  echo "== prism-proxy --no-default-features ${feature:+--features $feature}"
+  cargo clippy --locked -p prism-proxy --lib --no-default-features ${feature:+--features "$feature"} -- -D warnings
+done

@@ -69,4 +69,9 @@ pub trait BackendDecl: Send + Sync {
     }
     /// How the reference proxy reaches `instance`; `None` when it has no driver.
     fn proxy_backend(&self, instance: &Instance) -> Option<BackendConfig>;
+    /// The server the harness starts for this backend, when it starts one: its
+    /// provisioning self-tests (`provisioning::<name>::<process|container>`) run too.
+    fn server(&self) -> Option<&'static crate::provision::ServerSpec> {
+        None
+    }
 }

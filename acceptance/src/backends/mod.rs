@@ -1,11 +1,11 @@
 //! Backend declarations known to the harness.
 
-mod clickhouse;
+pub(crate) mod clickhouse;
 mod grpc_endpoint;
 mod memstore;
-mod nats;
-mod postgres;
-mod redis;
+pub(crate) mod nats;
+pub(crate) mod postgres;
+pub(crate) mod redis;
 mod server;
 
 pub use clickhouse::CLICKHOUSE;

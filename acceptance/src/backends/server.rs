@@ -70,6 +70,10 @@ impl BackendDecl for ServerBackend {
     fn proxy_backend(&self, instance: &Instance) -> Option<BackendConfig> {
         self.config_for(instance).ok()
     }
+
+    fn server(&self) -> Option<&'static ServerSpec> {
+        Some(self.spec)
+    }
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl Context<'_> {
                 }
             }
         }
-        for spec in crate::provision::specs::ALL {
+        for spec in backends.iter().filter_map(|decl| decl.server()) {
             for path in [Provider::Process, Provider::Container] {
                 trials.push(self.provisioning_trial(spec, path));
             }
@@ -145,16 +145,7 @@ impl Context<'_> {
                     .await
                     .map_err(|_| anyhow::anyhow!("timed out after {CASE_TIMEOUT:?}"))?
             });
-            let status = match &result {
-                Ok(()) => Status::Passed,
-                Err(e) => Status::Failed(format!("{e:#}")),
-            };
-            shared.outcomes.lock().push(Outcome {
-                status,
-                duration_ms: started.elapsed().as_millis() as u64,
-                ..template
-            });
-            result.map_err(|e| Failed::from(format!("{e:#}")))
+            finished(&shared, template, started, result)
         })
     }
 
@@ -189,18 +180,24 @@ impl Context<'_> {
         Trial::test(name, move || {
             let started = Instant::now();
             let result = shared.rt.block_on(provision_and_tear_down(spec, path));
-            let status = match &result {
-                Ok(()) => Status::Passed,
-                Err(e) => Status::Failed(format!("{e:#}")),
-            };
-            shared.outcomes.lock().push(Outcome {
-                status,
-                duration_ms: started.elapsed().as_millis() as u64,
-                ..outcome
-            });
-            result.map_err(|e| Failed::from(format!("{e:#}")))
+            finished(&shared, outcome, started, result)
         })
     }
+}
+
+/// Records a trial that ran (its result and how long it took) and gives libtest its
+/// verdict.
+fn finished(shared: &Shared, outcome: Outcome, started: Instant, result: anyhow::Result<()>) -> Result<(), Failed> {
+    let status = match &result {
+        Ok(()) => Status::Passed,
+        Err(e) => Status::Failed(format!("{e:#}")),
+    };
+    shared.outcomes.lock().push(Outcome {
+        status,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..outcome
+    });
+    result.map_err(|e| Failed::from(format!("{e:#}")))
 }
 
 async fn provision_and_tear_down(spec: &'static ServerSpec, path: Provider) -> anyhow::Result<()> {

@@ -3,27 +3,15 @@
 //! A [`Backend`] is the set of interface implementations one driver instance offers; a
 //! namespace serves a subset of them.
 //!
-//! Every driver has the same shape (see `README.md`, "Adding a backend driver"): a module
-//! here whose `mod.rs` has
-//! - `pub const DRIVER: DriverInfo`: its config `type` name and the interfaces it serves,
-//!   stated once; config validation, the driver and the acceptance harness read them;
-//! - a config type (`backend: { type: <kind>, ... }`) implementing [`DriverConfig`], whose
-//!   `connect` builds the [`Backend`];
-//!
-//! and one line in the `drivers!` list below (behind its Cargo feature).
+//! Every driver has the same shape (see `README.md`, "Adding a backend driver"): a folder
+//! here whose `mod.rs` has a config type (`backend: { type: <kind>, ... }`) implementing
+//! [`DriverConfig`]: its [`DriverInfo`] (the `type` name and the interfaces it serves,
+//! stated once; config validation, the driver and the acceptance harness read them) and
+//! `connect`, which builds the [`Backend`]. One entry in the `drivers!` list below
+//! (behind its Cargo feature) declares the module and registers the driver.
 
 #[cfg(any(feature = "redis", feature = "postgres", feature = "nats", feature = "clickhouse"))]
 mod driver;
-pub mod memstore;
-
-#[cfg(feature = "clickhouse")]
-pub mod clickhouse;
-#[cfg(feature = "nats")]
-pub mod nats;
-#[cfg(feature = "postgres")]
-pub mod postgres;
-#[cfg(feature = "redis")]
-pub mod redis;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -124,10 +112,13 @@ impl Backend {
     }
 }
 
-/// The list of drivers compiled in: `Variant(ConfigType)` per driver, behind its feature.
-/// It makes [`BackendConfig`] (the `backend:` of a namespace) and [`drivers`].
+/// The list of drivers compiled in: `module => Variant(ConfigType)` per driver, behind its
+/// feature. It declares each module and makes [`BackendConfig`] (the `backend:` of a
+/// namespace) and [`drivers`].
 macro_rules! drivers {
-    ($($(#[cfg($cfg:meta)])? $variant:ident($config:ty),)+) => {
+    ($($(#[cfg($cfg:meta)])? $module:ident => $variant:ident($config:ty),)+) => {
+        $($(#[cfg($cfg)])? pub mod $module;)+
+
         /// A namespace's `backend:`: `type` picks the driver, the other keys are its
         /// config. Unknown keys are errors.
         #[derive(Debug, Clone, Deserialize)]
@@ -164,15 +155,15 @@ macro_rules! drivers {
 }
 
 drivers! {
-    Memstore(memstore::MemstoreConfig),
+    memstore => Memstore(memstore::MemstoreConfig),
     #[cfg(feature = "redis")]
-    Redis(redis::RedisConfig),
+    redis => Redis(redis::RedisConfig),
     #[cfg(feature = "postgres")]
-    Postgres(postgres::PostgresConfig),
+    postgres => Postgres(postgres::PostgresConfig),
     #[cfg(feature = "nats")]
-    Nats(nats::NatsConfig),
+    nats => Nats(nats::NatsConfig),
     #[cfg(feature = "clickhouse")]
-    Clickhouse(clickhouse::ClickhouseConfig),
+    clickhouse => Clickhouse(clickhouse::ClickhouseConfig),
 }
 
 impl BackendConfig {
