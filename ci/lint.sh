@@ -7,7 +7,7 @@ export CARGO_INCREMENTAL=0
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
 cargo fmt --all -- --check
 # Everything, with every feature the workspace uses.
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 # Each tool with exactly the proxy features it asks for, and the proxy library with no
 # optional feature and with each one alone: a feature that only builds beside the others
 # is found here, not by a user.

@@ -31,12 +31,12 @@ eval "$(bash ci/install-servers.sh)"
 eval "$(bash ci/build-standins.sh)"
 
 echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --all-features "$@"
 
 # The browser test is #[ignore]d where chromium is missing; here it must run.
 if command -v chromium >/dev/null; then
   echo "== loadtest HTML report in headless chromium"
-  cargo test --locked -p loadtest --test html_chromium -- --ignored
+  cargo test --locked --all-features -p loadtest --test html_chromium -- --ignored
 elif [ "${CI:-}" = "true" ]; then
   echo "FAIL: chromium is missing in CI" >&2
   exit 1

@@ -52,12 +52,17 @@ pub fn check_text(text: &str, expected: &Expected<'_>) -> Vec<Problem> {
     }
 }
 
-/// Checks a parsed configuration.
+/// Checks a parsed configuration: Dex's rules, then ours.
 pub fn check(config: &DexConfig, expected: &Expected<'_>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut bad = |field: &str, message: String| problems.push(Problem::new(field, message));
+    dex_rules(config, &mut bad);
+    our_rules(config, expected, &mut bad);
+    problems
+}
 
-    // Dex's rules.
+/// What Dex itself refuses, at start or at login.
+fn dex_rules(config: &DexConfig, bad: &mut impl FnMut(&str, String)) {
     if config.issuer.is_empty() {
         bad("issuer", "no issuer specified".into());
     } else if !(config.issuer.starts_with("http://") || config.issuer.starts_with("https://")) {
@@ -157,8 +162,10 @@ pub fn check(config: &DexConfig, expected: &Expected<'_>) -> Vec<Problem> {
             Some(_) => {}
         }
     }
+}
 
-    // Ours.
+/// What the rest of the devstack relies on.
+fn our_rules(config: &DexConfig, expected: &Expected<'_>, bad: &mut impl FnMut(&str, String)) {
     if config.issuer != expected.issuer {
         bad(
             "issuer",
@@ -174,7 +181,7 @@ pub fn check(config: &DexConfig, expected: &Expected<'_>) -> Vec<Problem> {
             "must be \"local\": without it Dex refuses the password grant `devstack token` uses".into(),
         );
     }
-    if let (Some(port), Some(http)) = (issuer_port(&config.issuer), web.http.as_deref())
+    if let (Some(port), Some(http)) = (issuer_port(&config.issuer), config.web.http.as_deref())
         && !http.ends_with(&format!(":{port}"))
     {
         bad(
@@ -256,7 +263,6 @@ pub fn check(config: &DexConfig, expected: &Expected<'_>) -> Vec<Problem> {
             }
         }
     }
-    problems
 }
 
 /// Absolute http(s) URIs with a host; plain http only on loopback; or Dex's device path.

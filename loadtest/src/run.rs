@@ -43,7 +43,9 @@ struct Resolved {
     timeout: Duration,
     /// What the report calls the target.
     label: String,
-    /// The proxy started in-process, when the scenario names no target.
+    /// The proxy started in-process, when the scenario names no target; it serves for as
+    /// long as this is held (read only by the `http` part, for its admin address).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     embedded: Option<RunningProxy>,
 }
 
@@ -81,19 +83,12 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
     // http.* operations run on goose beside the engine, into the same stats.
     let (grpc_part, http_part) = crate::http::split(&scenario);
     let http = match http_part {
-        Some(part) => {
-            let base = match &scenario.target {
-                Some(Target::Remote(r)) => r.http_endpoint.clone(),
-                _ => target.embedded.as_ref().map(|p| format!("http://{}", p.admin_addr)),
-            }
-            .context("http.* operations need target.http_endpoint")?;
-            let part = shard.apply(&part);
-            let stats = engine.stats.clone();
-            let start = tokio::time::Instant::now();
-            Some(tokio::spawn(async move {
-                crate::http::run(part, &base, stats, start).await
-            }))
-        }
+        Some(part) => Some(start_http(
+            &scenario,
+            &target,
+            shard.apply(&part),
+            engine.stats.clone(),
+        )?),
         None => None,
     };
     engine.run(grpc_part.as_ref().unwrap_or(&scenario)).await?;
@@ -115,13 +110,50 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         &stats,
         started_unix_ms,
     );
-    print!("{}", report.table());
     let dir = options
         .out
         .clone()
         .unwrap_or_else(|| default_out(&scenario.name, options.shard, started_unix_ms));
+    write_results(&report, &dir, &stats, &op_names)?;
+    Ok(report.passed)
+}
+
+/// The goose task running the `http.*` part of the scenario against the target's HTTP
+/// endpoint (the embedded proxy's admin listener when there is no remote target).
+#[cfg(feature = "http")]
+fn start_http(
+    scenario: &Scenario,
+    target: &Resolved,
+    part: Scenario,
+    stats: Arc<Mutex<Stats>>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    let base = match &scenario.target {
+        Some(Target::Remote(r)) => r.http_endpoint.clone(),
+        _ => target.embedded.as_ref().map(|p| format!("http://{}", p.admin_addr)),
+    }
+    .context("http.* operations need target.http_endpoint")?;
+    let start = tokio::time::Instant::now();
+    Ok(tokio::spawn(async move {
+        crate::http::run(part, &base, stats, start).await
+    }))
+}
+
+/// Validation refuses `http.*` operations in a build without the `http` feature.
+#[cfg(not(feature = "http"))]
+fn start_http(
+    _: &Scenario,
+    _: &Resolved,
+    _: Scenario,
+    _: Arc<Mutex<Stats>>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
+    anyhow::bail!("http.* operations need loadtest built with the `http` feature")
+}
+
+/// The table on stdout, the files in `dir`, and the verdict line.
+fn write_results(report: &RunReport, dir: &Path, stats: &Stats, op_names: &[String]) -> anyhow::Result<()> {
+    print!("{}", report.table());
     report
-        .write(&dir, &stats, &op_names)
+        .write(dir, stats, op_names)
         .with_context(|| format!("writing results to {}", dir.display()))?;
     println!(
         "results: {0}/run.json, {0}/latency.hlog, {0}/report.html",
@@ -135,7 +167,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
             "FAILED: a threshold was not met"
         }
     );
-    Ok(report.passed)
+    Ok(())
 }
 
 /// The scenario's remote target, or the proxy with memstore started in-process.

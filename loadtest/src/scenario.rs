@@ -340,77 +340,9 @@ impl Scenario {
         if self.name.trim().is_empty() {
             p.add("name", "must not be empty");
         }
-        match &self.load {
-            Load::Open {
-                stages, max_in_flight, ..
-            } => {
-                if stages.is_empty() {
-                    p.add("load.stages", "at least one stage is needed");
-                }
-                for (i, s) in stages.iter().enumerate() {
-                    if s.duration.is_zero() {
-                        p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
-                    }
-                    for (field, rate) in [("rate", Some(s.rate)), ("ramp_to", s.ramp_to)] {
-                        if let Some(r) = rate.filter(|r| !r.is_finite() || *r < 0.0 || *r > 10_000_000.0) {
-                            p.add(
-                                format!("load.stages[{i}].{field}"),
-                                format!("{r} is not a rate in 0..=10000000 requests/s"),
-                            );
-                        }
-                    }
-                }
-                if *max_in_flight == 0 {
-                    p.add("load.max_in_flight", "must be at least 1");
-                }
-            }
-            Load::Closed { stages, .. } => {
-                if stages.is_empty() {
-                    p.add("load.stages", "at least one stage is needed");
-                }
-                for (i, s) in stages.iter().enumerate() {
-                    if s.duration.is_zero() {
-                        p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
-                    }
-                    if s.concurrency == 0 || s.concurrency > 100_000 {
-                        p.add(
-                            format!("load.stages[{i}].concurrency"),
-                            format!("{} is not in 1..=100000", s.concurrency),
-                        );
-                    }
-                }
-            }
-        }
+        self.load.problems(p);
         if let Some(Target::Remote(r)) = &self.target {
-            if !(r.endpoint.starts_with("http://") || r.endpoint.starts_with("https://")) {
-                p.add(
-                    "target.endpoint",
-                    format!("{:?} must start with http:// or https://", r.endpoint),
-                );
-            }
-            if !r.endpoint.starts_with("https://") {
-                if r.ca_file.is_some() {
-                    p.add("target.ca_file", "only used with an https:// endpoint");
-                }
-                if r.server_name.is_some() {
-                    p.add("target.server_name", "only used with an https:// endpoint");
-                }
-            }
-            if r.channels == 0 || r.channels > 1024 {
-                p.add("target.channels", format!("{} is not in 1..=1024", r.channels));
-            }
-            for key in r.metadata.keys() {
-                let valid = !key.is_empty()
-                    && key
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
-                if !valid || key.ends_with("-bin") {
-                    p.add(
-                        format!("target.metadata.{key}"),
-                        "metadata keys are lowercase ASCII letters, digits, - _ .",
-                    );
-                }
-            }
+            r.problems(p);
         }
         for (name, k) in &self.keyspaces {
             if k.count == 0 {
@@ -432,105 +364,109 @@ impl Scenario {
             p.add("operations", "at least one weight must be above 0");
         }
         for (i, o) in self.operations.iter().enumerate() {
-            if OpKind::parse(&o.op).is_none() {
-                p.add(
-                    format!("operations[{i}].op"),
-                    format!(
-                        "unknown operation {:?}; expected one of {}",
-                        o.op,
-                        OpKind::names().join(", ")
-                    ),
-                );
-            }
-            if crate::workload::is_http(&o.op) {
-                match &o.path {
-                    None => p.add(
-                        format!("operations[{i}].path"),
-                        format!("{} needs a path such as /healthz", o.op),
-                    ),
-                    Some(path) if !path.starts_with('/') => {
-                        p.add(format!("operations[{i}].path"), format!("{path:?} must start with /"))
-                    }
-                    Some(_) => {}
-                }
-                if o.body.is_some() && o.op != "http.post" {
-                    p.add(format!("operations[{i}].body"), "only http.post takes a body");
-                }
-                for key in o.headers.keys() {
-                    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                        p.add(format!("operations[{i}].headers.{key}"), "not a valid header name");
-                    }
-                }
-                if let Some(k) = &o.keys
-                    && !self.keyspaces.contains_key(k)
-                {
-                    p.add(format!("operations[{i}].keys"), format!("no keyspace {k:?}"));
-                }
-                if let Some(Target::Remote(r)) = &self.target
-                    && !r
-                        .http_endpoint
-                        .as_deref()
-                        .is_some_and(|e| e.starts_with("http://") || e.starts_with("https://"))
-                {
-                    p.add(
-                        "target.http_endpoint",
-                        format!("{} needs an http:// or https:// endpoint (operations[{i}])", o.op),
-                    );
-                }
-            } else if o.path.is_some() || o.body.is_some() || !o.headers.is_empty() {
-                p.add(
-                    format!("operations[{i}]"),
-                    "path, headers and body are for http.* operations",
-                );
-            }
-            if o.op.starts_with("keyvalue.") {
-                match &o.keys {
-                    None => p.add(
-                        format!("operations[{i}].keys"),
-                        format!("{} needs a keyspace name", o.op),
-                    ),
-                    Some(k) if !self.keyspaces.contains_key(k) => p.add(
-                        format!("operations[{i}].keys"),
-                        format!(
-                            "no keyspace {k:?} (defined: {})",
-                            self.keyspaces.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ),
-                    ),
-                    Some(_) => {}
-                }
-            }
-            if let Some(b) = o.batch
-                && !(1..=1000).contains(&b)
-            {
-                p.add(format!("operations[{i}].batch"), format!("{b} is not in 1..=1000"));
-            }
-            if o.subscribers.is_some() && o.op != "pubsub.publish" {
-                p.add(
-                    format!("operations[{i}].subscribers"),
-                    "only pubsub.publish takes subscribers",
-                );
-            }
-            if o.subscribers.is_some_and(|n| n > 1000) {
-                p.add(format!("operations[{i}].subscribers"), "at most 1000");
-            }
-            if let Some(ValueSize::Uniform { min, max }) = &o.value_size
-                && min > max
-            {
-                p.add(
-                    format!("operations[{i}].value_size"),
-                    format!("min {min} is above max {max}"),
-                );
-            }
-            if let Some(ValueSize::Fixed(n) | ValueSize::Uniform { max: n, .. }) = &o.value_size
-                && *n > 16 * 1024 * 1024
-            {
-                p.add(format!("operations[{i}].value_size"), format!("{n} is over 16 MiB"));
-            }
+            self.operation_problems(i, o, p);
         }
         for (i, t) in self.thresholds.iter().enumerate() {
             if let Err(e) = t.parse::<Threshold>() {
                 p.add(format!("thresholds[{i}]"), e.to_string());
             }
+        }
+    }
+
+    /// What is wrong with `operations[i]`, alone or against the keyspaces and target.
+    fn operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
+        let field = |f: &str| format!("operations[{i}]{f}");
+        if OpKind::parse(&o.op).is_none() {
+            p.add(
+                field(".op"),
+                format!(
+                    "unknown operation {:?}; expected one of {}",
+                    o.op,
+                    OpKind::names().join(", ")
+                ),
+            );
+        }
+        if crate::workload::is_http(&o.op) {
+            if !crate::http::ENABLED {
+                p.add(
+                    field(".op"),
+                    format!(
+                        "{} needs loadtest built with the `http` feature (cargo install --path loadtest --features http)",
+                        o.op
+                    ),
+                );
+            }
+            self.http_operation_problems(i, o, p);
+        } else if o.path.is_some() || o.body.is_some() || !o.headers.is_empty() {
+            p.add(field(""), "path, headers and body are for http.* operations");
+        }
+        if o.op.starts_with("keyvalue.") {
+            match &o.keys {
+                None => p.add(field(".keys"), format!("{} needs a keyspace name", o.op)),
+                Some(k) if !self.keyspaces.contains_key(k) => p.add(
+                    field(".keys"),
+                    format!(
+                        "no keyspace {k:?} (defined: {})",
+                        self.keyspaces.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+        if let Some(b) = o.batch
+            && !(1..=1000).contains(&b)
+        {
+            p.add(field(".batch"), format!("{b} is not in 1..=1000"));
+        }
+        if o.subscribers.is_some() && o.op != "pubsub.publish" {
+            p.add(field(".subscribers"), "only pubsub.publish takes subscribers");
+        }
+        if o.subscribers.is_some_and(|n| n > 1000) {
+            p.add(field(".subscribers"), "at most 1000");
+        }
+        if let Some(ValueSize::Uniform { min, max }) = &o.value_size
+            && min > max
+        {
+            p.add(field(".value_size"), format!("min {min} is above max {max}"));
+        }
+        if let Some(ValueSize::Fixed(n) | ValueSize::Uniform { max: n, .. }) = &o.value_size
+            && *n > 16 * 1024 * 1024
+        {
+            p.add(field(".value_size"), format!("{n} is over 16 MiB"));
+        }
+    }
+
+    /// What is wrong with the `http.*` operation `operations[i]`.
+    fn http_operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
+        let field = |f: &str| format!("operations[{i}]{f}");
+        match &o.path {
+            None => p.add(field(".path"), format!("{} needs a path such as /healthz", o.op)),
+            Some(path) if !path.starts_with('/') => p.add(field(".path"), format!("{path:?} must start with /")),
+            Some(_) => {}
+        }
+        if o.body.is_some() && o.op != "http.post" {
+            p.add(field(".body"), "only http.post takes a body");
+        }
+        for key in o.headers.keys() {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                p.add(field(&format!(".headers.{key}")), "not a valid header name");
+            }
+        }
+        if let Some(k) = &o.keys
+            && !self.keyspaces.contains_key(k)
+        {
+            p.add(field(".keys"), format!("no keyspace {k:?}"));
+        }
+        if let Some(Target::Remote(r)) = &self.target
+            && !r
+                .http_endpoint
+                .as_deref()
+                .is_some_and(|e| e.starts_with("http://") || e.starts_with("https://"))
+        {
+            p.add(
+                "target.http_endpoint",
+                format!("{} needs an http:// or https:// endpoint (operations[{i}])", o.op),
+            );
         }
     }
 
@@ -603,6 +539,88 @@ fn locate<'a>(mut node: &'a mut serde_yaml::Value, path: &str) -> Result<&'a mut
         }
     }
     Ok(node)
+}
+
+impl Load {
+    /// What is wrong with `load`: stages, rates, concurrency, the in-flight cap.
+    fn problems(&self, p: &mut Problems) {
+        let durations: Vec<Duration> = match self {
+            Load::Open { stages, .. } => stages.iter().map(|s| s.duration).collect(),
+            Load::Closed { stages, .. } => stages.iter().map(|s| s.duration).collect(),
+        };
+        if durations.is_empty() {
+            p.add("load.stages", "at least one stage is needed");
+        }
+        for (i, d) in durations.iter().enumerate() {
+            if d.is_zero() {
+                p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
+            }
+        }
+        match self {
+            Load::Open {
+                stages, max_in_flight, ..
+            } => {
+                for (i, s) in stages.iter().enumerate() {
+                    for (field, rate) in [("rate", Some(s.rate)), ("ramp_to", s.ramp_to)] {
+                        if let Some(r) = rate.filter(|r| !r.is_finite() || *r < 0.0 || *r > 10_000_000.0) {
+                            p.add(
+                                format!("load.stages[{i}].{field}"),
+                                format!("{r} is not a rate in 0..=10000000 requests/s"),
+                            );
+                        }
+                    }
+                }
+                if *max_in_flight == 0 {
+                    p.add("load.max_in_flight", "must be at least 1");
+                }
+            }
+            Load::Closed { stages, .. } => {
+                for (i, s) in stages.iter().enumerate() {
+                    if s.concurrency == 0 || s.concurrency > 100_000 {
+                        p.add(
+                            format!("load.stages[{i}].concurrency"),
+                            format!("{} is not in 1..=100000", s.concurrency),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl RemoteTarget {
+    /// What is wrong with `target`: the endpoint, TLS settings, channels, metadata.
+    fn problems(&self, p: &mut Problems) {
+        if !(self.endpoint.starts_with("http://") || self.endpoint.starts_with("https://")) {
+            p.add(
+                "target.endpoint",
+                format!("{:?} must start with http:// or https://", self.endpoint),
+            );
+        }
+        if !self.endpoint.starts_with("https://") {
+            if self.ca_file.is_some() {
+                p.add("target.ca_file", "only used with an https:// endpoint");
+            }
+            if self.server_name.is_some() {
+                p.add("target.server_name", "only used with an https:// endpoint");
+            }
+        }
+        if self.channels == 0 || self.channels > 1024 {
+            p.add("target.channels", format!("{} is not in 1..=1024", self.channels));
+        }
+        for key in self.metadata.keys() {
+            let valid = !key.is_empty()
+                && key
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
+            if !valid || key.ends_with("-bin") {
+                p.add(
+                    format!("target.metadata.{key}"),
+                    "metadata keys are lowercase ASCII letters, digits, - _ .",
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]

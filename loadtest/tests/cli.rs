@@ -6,6 +6,7 @@
 
 use std::path::Path;
 use std::process::Command;
+#[cfg(feature = "http")]
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -408,10 +409,27 @@ fn every_shipped_scenario_validates() {
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
     assert!(files.len() >= 9, "shipped scenarios: {files:?}");
+    // Scenarios with http.* operations validate only in a build with the `http` feature;
+    // without it, each is refused with a message naming the feature.
+    let (http, grpc): (Vec<&String>, Vec<&String>) = files.iter().partition(|f| {
+        let text = std::fs::read_to_string(f).unwrap();
+        text.contains("op: http.")
+    });
+    assert!(!http.is_empty() && !grpc.is_empty(), "{files:?}");
     let mut args = vec!["validate"];
-    args.extend(files.iter().map(String::as_str));
+    args.extend(grpc.iter().map(|s| s.as_str()));
+    if cfg!(feature = "http") {
+        args.extend(http.iter().map(|s| s.as_str()));
+    }
     let (code, out, err) = loadtest(&args);
     assert_eq!(code, Some(0), "{out}\n{err}");
+    if !cfg!(feature = "http") {
+        for file in http {
+            let (code, _, err) = loadtest(&["validate", file]);
+            assert_eq!(code, Some(1), "{file}");
+            assert!(err.contains("needs loadtest built with the `http` feature"), "{err}");
+        }
+    }
 }
 
 #[test]
@@ -691,6 +709,7 @@ async fn https_target_checks_the_server_certificate() {
 
 // The guard only orders whole tests (each with its own runtime) against each other.
 #[allow(clippy::await_holding_lock)]
+#[cfg(feature = "http")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_operations_run_on_goose_into_the_same_report() {
     let _serial = timing();

@@ -148,32 +148,7 @@ pub enum DrainOutcome {
 /// Binds the listeners, connects every namespace's backend, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let metrics = Metrics::new();
-    let mut namespaces = Vec::new();
-    for (name, ns) in &config.namespaces {
-        let backend = ns.backend.connect().await.map_err(|source| StartError::Backend {
-            namespace: name.clone(),
-            backend: ns.backend.kind(),
-            source,
-        })?;
-        let backend = backend.restrict(&ns.served());
-        namespaces.push(
-            Namespace::new(name.clone(), backend, ns.limits, metrics.namespace(name)).with_groups(ns.groups.clone()),
-        );
-    }
-    let auth = match &config.auth {
-        crate::config::AuthMode::None => crate::auth::Auth::None,
-        #[cfg(feature = "oidc")]
-        crate::config::AuthMode::Oidc(oidc) => crate::auth::Auth::Oidc(Box::new(
-            crate::auth::OidcValidator::new(oidc.clone()).map_err(StartError::Auth)?,
-        )),
-        #[cfg(not(feature = "oidc"))]
-        crate::config::AuthMode::Oidc(_) => {
-            return Err(StartError::Auth(BackendError::Unimplemented(
-                "this build has no OIDC support (Cargo feature `oidc`)".into(),
-            )));
-        }
-    };
-    let router = Arc::new(Router::new(namespaces, auth));
+    let router = Arc::new(Router::new(namespaces(config, &metrics).await?, auth(config)?));
 
     let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;
     let admin_listener = bind(config.admin_listen, "admin HTTP listener (admin_listen)").await?;
@@ -182,47 +157,12 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
 
     let shutdown = CancellationToken::new();
     let (health, health_service) = tonic_health::server::health_reporter();
-    let reflection_v1 = reflection()
-        .build_v1()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let reflection_v1alpha = reflection()
-        .build_v1alpha()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-
-    let kv = Arc::new(keyvalue::KeyValueService::new(router.clone()));
-    let services = ServiceNames::new();
-    for name in &services.0 {
-        health.set_service_status(*name, ServingStatus::Serving).await;
+    for name in ServiceNames::new().0 {
+        health.set_service_status(name, ServingStatus::Serving).await;
     }
     health.set_service_status("", ServingStatus::Serving).await;
-
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.tls {
-        builder = builder
-            .tls_config(server_tls(tls)?)
-            .map_err(|e| StartError::Tls(e.to_string()))?;
-    }
-    let grpc = builder
+    let grpc = grpc_server(config, &router, &shutdown)?
         .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(KeyValueBasicServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(KeyValueTtlServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(KeyValueScanServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(KeyValueBatchServer::from_arc(kv).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(
-            PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            QueueBasicServer::new(queue::QueueService::new(router.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
-            TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(MetaServer::new(meta::MetaService::new(router.clone())))
         .serve_with_incoming_shutdown(
             TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             shutdown.clone().cancelled_owned(),
@@ -253,6 +193,82 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         grpc,
         admin,
     })
+}
+
+/// Every configured namespace with its backend connected (lazily) and restricted to what
+/// it serves.
+async fn namespaces(config: &Config, metrics: &Metrics) -> Result<Vec<Namespace>, StartError> {
+    let mut namespaces = Vec::new();
+    for (name, ns) in &config.namespaces {
+        let backend = ns.backend.connect().await.map_err(|source| StartError::Backend {
+            namespace: name.clone(),
+            backend: ns.backend.kind(),
+            source,
+        })?;
+        let backend = backend.restrict(&ns.served());
+        namespaces.push(
+            Namespace::new(name.clone(), backend, ns.limits, metrics.namespace(name)).with_groups(ns.groups.clone()),
+        );
+    }
+    Ok(namespaces)
+}
+
+/// The authentication `config.auth` asks for.
+fn auth(config: &Config) -> Result<crate::auth::Auth, StartError> {
+    Ok(match &config.auth {
+        crate::config::AuthMode::None => crate::auth::Auth::None,
+        #[cfg(feature = "oidc")]
+        crate::config::AuthMode::Oidc(oidc) => crate::auth::Auth::Oidc(Box::new(
+            crate::auth::OidcValidator::new(oidc.clone()).map_err(StartError::Auth)?,
+        )),
+        #[cfg(not(feature = "oidc"))]
+        crate::config::AuthMode::Oidc(_) => {
+            return Err(StartError::Auth(BackendError::Unimplemented(
+                "this build has no OIDC support (Cargo feature `oidc`)".into(),
+            )));
+        }
+    })
+}
+
+/// The gRPC server (TLS when configured) with reflection and every interface's service.
+fn grpc_server(
+    config: &Config,
+    router: &Arc<Router>,
+    shutdown: &CancellationToken,
+) -> Result<tonic::transport::server::Router, StartError> {
+    let reflection_v1 = reflection()
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        builder = builder
+            .tls_config(server_tls(tls)?)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    let kv = Arc::new(keyvalue::KeyValueService::new(router.clone()));
+    Ok(builder
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(KeyValueBasicServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueTtlServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueScanServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueBatchServer::from_arc(kv).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(
+            PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            QueueBasicServer::new(queue::QueueService::new(router.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(MetaServer::new(meta::MetaService::new(router.clone()))))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
