@@ -173,6 +173,7 @@ pub async fn run(scenario: Scenario, base: &str, stats: Arc<Mutex<Stats>>, start
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::split;
 
     fn scenario(load: &str) -> Scenario {
         let yaml = format!(
