@@ -36,7 +36,8 @@ cargo test --workspace --locked --all-features "$@"
 # The browser test is #[ignore]d where chromium is missing; here it must run.
 if command -v chromium >/dev/null; then
   echo "== loadtest HTML report in headless chromium"
-  cargo test --locked --all-features -p loadtest --test html_chromium -- --ignored
+  # --workspace: the same features as the run above, so nothing is built again
+  cargo test --workspace --all-features --locked --test html_chromium -- --ignored
 elif [ "${CI:-}" = "true" ]; then
   echo "FAIL: chromium is missing in CI" >&2
   exit 1

@@ -429,10 +429,23 @@ impl Scenario {
         {
             p.add(field(".value_size"), format!("min {min} is above max {max}"));
         }
-        if let Some(ValueSize::Fixed(n) | ValueSize::Uniform { max: n, .. }) = &o.value_size
-            && *n > 16 * 1024 * 1024
-        {
-            p.add(field(".value_size"), format!("{n} is over 16 MiB"));
+        if let Some(ValueSize::Fixed(n) | ValueSize::Uniform { max: n, .. }) = &o.value_size {
+            if *n > 16 * 1024 * 1024 {
+                p.add(field(".value_size"), format!("{n} is over 16 MiB"));
+            }
+            // Every request in flight may hold a value of the largest size.
+            let peak = self.load.peak_in_flight() as u64;
+            let held = peak.saturating_mul(*n as u64);
+            if held > MAX_VALUES_IN_FLIGHT {
+                p.add(
+                    field(".value_size"),
+                    format!(
+                        "{peak} requests in flight with values up to {n} bytes could hold {} MiB at once, over {} MiB; lower the concurrency (or load.max_in_flight) or the size",
+                        held >> 20,
+                        MAX_VALUES_IN_FLIGHT >> 20
+                    ),
+                );
+            }
         }
     }
 
@@ -495,12 +508,12 @@ impl Scenario {
         }
     }
 
-    /// Total duration, warm-up included.
+    /// Total duration, warm-up included (validated to be at most [`MAX_RUN`]).
     pub fn duration(&self) -> Duration {
-        match &self.load {
-            Load::Open { stages, .. } => stages.iter().map(|s| s.duration).sum(),
-            Load::Closed { stages, .. } => stages.iter().map(|s| s.duration).sum(),
-        }
+        self.load
+            .durations()
+            .into_iter()
+            .fold(Duration::ZERO, Duration::saturating_add)
     }
 }
 
@@ -541,13 +554,36 @@ fn locate<'a>(mut node: &'a mut serde_yaml::Value, path: &str) -> Result<&'a mut
     Ok(node)
 }
 
+/// The longest run a scenario may ask for, all stages together: long enough for a soak
+/// test, short enough that every sum of times stays far from overflowing.
+pub const MAX_RUN: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Most requests an open model may have in flight at once.
+pub const MAX_IN_FLIGHT: usize = 1_000_000;
+
+/// Most bytes of values the requests in flight at once may hold between them.
+pub const MAX_VALUES_IN_FLIGHT: u64 = 2 << 30;
+
 impl Load {
-    /// What is wrong with `load`: stages, rates, concurrency, the in-flight cap.
-    fn problems(&self, p: &mut Problems) {
-        let durations: Vec<Duration> = match self {
+    fn durations(&self) -> Vec<Duration> {
+        match self {
             Load::Open { stages, .. } => stages.iter().map(|s| s.duration).collect(),
             Load::Closed { stages, .. } => stages.iter().map(|s| s.duration).collect(),
-        };
+        }
+    }
+
+    /// Most requests in flight at once: the open model's cap, the closed model's largest
+    /// stage.
+    pub fn peak_in_flight(&self) -> usize {
+        match self {
+            Load::Open { max_in_flight, .. } => *max_in_flight,
+            Load::Closed { stages, .. } => stages.iter().map(|s| s.concurrency).max().unwrap_or(0),
+        }
+    }
+
+    /// What is wrong with `load`: stages, rates, concurrency, the in-flight cap.
+    fn problems(&self, p: &mut Problems) {
+        let durations = self.durations();
         if durations.is_empty() {
             p.add("load.stages", "at least one stage is needed");
         }
@@ -555,6 +591,16 @@ impl Load {
             if d.is_zero() {
                 p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
             }
+        }
+        let total = durations.iter().try_fold(Duration::ZERO, |sum, d| sum.checked_add(*d));
+        if total.is_none_or(|t| t > MAX_RUN) {
+            p.add(
+                "load.stages",
+                format!(
+                    "the stages last longer than the longest run, {} days",
+                    MAX_RUN.as_secs() / 86_400
+                ),
+            );
         }
         match self {
             Load::Open {
@@ -570,8 +616,11 @@ impl Load {
                         }
                     }
                 }
-                if *max_in_flight == 0 {
-                    p.add("load.max_in_flight", "must be at least 1");
+                if *max_in_flight == 0 || *max_in_flight > MAX_IN_FLIGHT {
+                    p.add(
+                        "load.max_in_flight",
+                        format!("{max_in_flight} is not in 1..={MAX_IN_FLIGHT}"),
+                    );
                 }
             }
             Load::Closed { stages, .. } => {

@@ -780,6 +780,41 @@ async fn http_operations_run_on_goose_into_the_same_report() {
     );
 }
 
+/// Extreme numbers that once panicked the binary (exit 101) or let a run grow without
+/// bound are validation errors naming the field, from `validate` and from `run` alike.
+#[test]
+fn extreme_numbers_are_validation_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "load: {model: open, stages: [{duration: 18446744073709551615s, rate: 1}, {duration: 18446744073709551615s, rate: 1}]}",
+            "load.stages: the stages last longer than the longest run",
+        ),
+        (
+            "load: {model: open, max_in_flight: 18446744073709551615, stages: [{duration: 1s, rate: 1}]}",
+            "load.max_in_flight: 18446744073709551615 is not in 1..=1000000",
+        ),
+        (
+            "load: {model: closed, stages: [{duration: 1s, concurrency: 100000}]}",
+            "operations[0].value_size: 100000 requests in flight with values up to 16777216 bytes",
+        ),
+    ];
+    for (i, (load, expected)) in cases.iter().enumerate() {
+        let path = write(
+            dir.path(),
+            &format!("extreme{i}.yaml"),
+            &format!(
+                "name: extreme\n{load}\nkeyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.set, keys: k, value_size: 16777216}}\n"
+            ),
+        );
+        for command in ["validate", "run"] {
+            let (code, _, err) = loadtest(&[command, &path]);
+            assert_eq!(code, Some(1), "{command} {load}: {err}");
+            assert!(err.contains(expected), "{command}: missing {expected:?} in:\n{err}");
+        }
+    }
+}
+
 #[test]
 fn http_operations_are_validated() {
     let dir = tempfile::tempdir().unwrap();

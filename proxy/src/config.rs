@@ -102,15 +102,35 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
 }
 
-/// `auth: none` or `auth: !oidc { issuer, audience, ... }`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// `auth: none` or `auth: { oidc: { issuer, audience, ... } }` (the YAML tag form
+/// `auth: !oidc { ... }` is read too).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum AuthMode {
     /// No authentication: for local use only.
     #[default]
     None,
     /// Bearer tokens from an OIDC issuer; namespaces' `groups` say who may use them.
     Oidc(OidcConfig),
+}
+
+impl<'de> Deserialize<'de> for AuthMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AuthMode, D::Error> {
+        use serde::de::Error;
+        let expected = "expected `none` or `{ oidc: { issuer: URL, audience: CLIENT_ID } }`";
+        let settings = match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(word) if word == "none" => return Ok(AuthMode::None),
+            serde_yaml::Value::Mapping(map) if map.len() == 1 => match map.into_iter().next() {
+                Some((serde_yaml::Value::String(key), settings)) if key == "oidc" => settings,
+                Some((key, _)) => return Err(D::Error::custom(format!("unknown auth {key:?}; {expected}"))),
+                None => return Err(D::Error::custom(expected)),
+            },
+            serde_yaml::Value::Tagged(tagged) if tagged.tag == "oidc" => tagged.value,
+            _ => return Err(D::Error::custom(expected)),
+        };
+        OidcConfig::deserialize(settings)
+            .map(AuthMode::Oidc)
+            .map_err(|e| D::Error::custom(format!("oidc: {e}")))
+    }
 }
 
 /// One namespace: its backend, what it serves, its limits, who may use it.
@@ -192,11 +212,8 @@ impl Config {
             problems.add(field, message);
             ConfigError::Invalid(problems)
         };
-        if !(issuer.starts_with("http://") || issuer.starts_with("https://")) {
-            return Err(invalid(
-                "PRISM_OIDC_ISSUER",
-                format!("{issuer:?} is not an http(s) URL"),
-            ));
+        if let Some(problem) = crate::auth::issuer_problem(&issuer) {
+            return Err(invalid("PRISM_OIDC_ISSUER", problem));
         }
         let audience = var("PRISM_OIDC_AUDIENCE").filter(|v| !v.is_empty()).ok_or_else(|| {
             invalid(
@@ -248,6 +265,11 @@ impl Config {
     fn validate(&self, problems: &mut Problems) {
         if self.namespaces.is_empty() {
             problems.add("namespaces", "at least one namespace is needed");
+        }
+        if let AuthMode::Oidc(oidc) = &self.auth
+            && let Some(problem) = crate::auth::issuer_problem(&oidc.issuer)
+        {
+            problems.add("auth.oidc.issuer", problem);
         }
         if let Some(tls) = &self.tls {
             for (field, file) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
@@ -348,6 +370,40 @@ mod shipped_configs {
                 assert_eq!(driver.kind, kind);
             }
         }
+    }
+
+    /// The README's configuration examples parse as written: the namespaces block and
+    /// the `auth:` forms it documents.
+    #[test]
+    fn the_readme_examples_parse() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+        let section = readme.split("### Configuring namespaces").nth(1).expect("the section");
+        let block = section
+            .split("```yaml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("its yaml");
+        let config = Config::parse(block, Path::new("README.md")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.namespaces.len(), 2);
+        let auth_lines: Vec<&str> = readme.split('`').filter(|s| s.starts_with("auth: {")).collect();
+        assert!(!auth_lines.is_empty(), "the README documents `auth: {{ oidc: ... }}`");
+        for auth in auth_lines {
+            let text = format!("{auth}\nnamespaces: {{ a: {{ backend: {{ type: memstore }} }} }}\n");
+            let config = Config::parse(&text, Path::new("README.md")).unwrap_or_else(|e| panic!("{auth}: {e}"));
+            assert!(matches!(config.auth, AuthMode::Oidc(_)), "{auth}");
+        }
+        // The tag form is read too, and anything else is refused with what is expected.
+        let tagged = "auth: !oidc { issuer: 'https://dex.example/dex', audience: p }\nnamespaces: { a: { backend: { type: memstore } } }\n";
+        assert!(matches!(
+            Config::parse(tagged, Path::new("t.yaml")).unwrap().auth,
+            AuthMode::Oidc(_)
+        ));
+        let bad = "auth: { ldap: {} }\nnamespaces: { a: { backend: { type: memstore } } }\n";
+        let err = Config::parse(bad, Path::new("t.yaml")).unwrap_err().to_string();
+        assert!(
+            err.contains("t.yaml:1:") && err.contains("ldap") && err.contains("expected"),
+            "{err}"
+        );
     }
 
     #[cfg(feature = "redis")]

@@ -38,6 +38,22 @@ pub(crate) fn default_leeway() -> Duration {
     Duration::from_secs(30)
 }
 
+/// What is wrong with an issuer URL, if anything: it must be https, or plain http on a
+/// loopback host (a local Dex), since tokens and keys would otherwise cross the network
+/// in clear.
+pub(crate) fn issuer_problem(issuer: &str) -> Option<String> {
+    let Some(rest) = issuer.strip_prefix("http://") else {
+        return (!issuer.starts_with("https://")).then(|| format!("{issuer:?} is not an http(s) URL"));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| format!("{issuer:?}: plain http is allowed only on a loopback host; use https"))
+}
+
 /// The proxy's authentication, built from the config.
 pub(crate) enum Auth {
     None,
@@ -55,41 +71,44 @@ pub struct Caller {
 }
 
 impl Auth {
-    /// Authenticates the request's bearer token (UNAUTHENTICATED when it is missing or
-    /// invalid) and checks it may use a namespace open to `groups` (PERMISSION_DENIED);
-    /// `None` means any authenticated caller.
+    /// Who calls: the request's bearer token checked (UNAUTHENTICATED when it is missing
+    /// or invalid), before anything about the configuration is looked up. `auth: none`
+    /// lets anyone in.
     #[cfg_attr(not(feature = "oidc"), allow(unused_variables))]
-    pub(crate) async fn authorize(
-        &self,
-        metadata: &MetadataMap,
-        namespace: &str,
-        groups: Option<&[String]>,
-    ) -> Result<Caller, BackendError> {
+    pub(crate) async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, BackendError> {
         match self {
             Auth::None => Ok(Caller::default()),
             #[cfg(feature = "oidc")]
-            Auth::Oidc(validator) => {
-                let caller = validator.validate(bearer(metadata)?).await?;
-                allowed(caller, namespace, groups)
-            }
+            Auth::Oidc(validator) => validator.validate(bearer(metadata)?).await,
         }
     }
-}
 
-/// The caller if one of its groups may use the namespace (or any may), PERMISSION_DENIED
-/// otherwise.
-#[cfg_attr(not(feature = "oidc"), allow(dead_code))]
-fn allowed(caller: Caller, namespace: &str, groups: Option<&[String]>) -> Result<Caller, BackendError> {
-    if let Some(allowed) = groups
-        && !caller.groups.iter().any(|g| allowed.contains(g))
-    {
-        return Err(BackendError::PermissionDenied(format!(
-            "namespace {namespace} is open to groups [{}]; the token has [{}]",
-            allowed.join(", "),
-            caller.groups.join(", ")
-        )));
+    /// Whether `caller` may use a namespace open to `groups` (`None`: to every caller).
+    #[cfg_attr(not(feature = "oidc"), allow(unused_variables))]
+    pub(crate) fn may_use(&self, caller: &Caller, groups: Option<&[String]>) -> bool {
+        match self {
+            Auth::None => true,
+            #[cfg(feature = "oidc")]
+            Auth::Oidc(_) => groups.is_none_or(|allowed| caller.groups.iter().any(|g| allowed.contains(g))),
+        }
     }
-    Ok(caller)
+
+    /// PERMISSION_DENIED unless `caller` may use `namespace`, open to `groups`.
+    pub(crate) fn permit(
+        &self,
+        caller: &Caller,
+        namespace: &str,
+        groups: Option<&[String]>,
+    ) -> Result<(), BackendError> {
+        if self.may_use(caller, groups) {
+            return Ok(());
+        }
+        Err(BackendError::PermissionDenied(format!(
+            "namespace {namespace} is open to groups [{}]; the token has [{}]",
+            groups.unwrap_or_default().join(", "),
+            caller.groups.join(", ")
+        )))
+    }
 }
 
 /// The token of `authorization: Bearer <token>`.
@@ -112,6 +131,21 @@ fn bearer(metadata: &MetadataMap) -> Result<&str, BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_issuers_only_on_loopback() {
+        for ok in [
+            "https://dex.example/dex",
+            "http://127.0.0.1:5556/dex",
+            "http://localhost:5556",
+            "http://[::1]:5556/x",
+        ] {
+            assert_eq!(issuer_problem(ok), None, "{ok}");
+        }
+        for bad in ["http://dex.example/dex", "http://10.0.0.5:5556", "dex.local", "ftp://x"] {
+            assert!(issuer_problem(bad).is_some(), "{bad}");
+        }
+    }
 
     #[test]
     fn bearer_tokens_are_read_strictly() {

@@ -115,10 +115,30 @@ fn matches_filters(filters: &BTreeMap<String, String>, event: &Event) -> bool {
 }
 
 impl Aggregation {
-    /// INVALID_ARGUMENT for a zero bucket or a missing metric.
+    /// INVALID_ARGUMENT for a zero or oversized bucket, a range whose first bucket would
+    /// start before the earliest representable time, or a missing metric.
     pub fn validate(&self) -> BackendResult<()> {
         if self.bucket_ms == 0 {
             return Err(BackendError::invalid("bucket_ms", "must be greater than 0"));
+        }
+        let Ok(width) = i64::try_from(self.bucket_ms) else {
+            return Err(BackendError::InvalidArgument {
+                field: "bucket_ms".into(),
+                message: format!("{} is over the widest bucket, {} ms", self.bucket_ms, i64::MAX),
+                limit: Some(format!("bucket_ms={}", i64::MAX)),
+            });
+        };
+        // Buckets only grow with time, so if the range's first one can be named, every
+        // bucket of an event in the range can.
+        if self.start_ms.checked_sub(self.start_ms.rem_euclid(width)).is_none() {
+            return Err(BackendError::invalid(
+                "start_ms",
+                format!(
+                    "the bucket of {} would start before the earliest time ({} ms); start later or use narrower buckets",
+                    self.start_ms,
+                    i64::MIN
+                ),
+            ));
         }
         if self.metric.is_empty() {
             return Err(BackendError::invalid("metric", "must name a field"));
@@ -131,10 +151,11 @@ impl Aggregation {
         event.timestamp_ms >= self.start_ms && event.timestamp_ms < self.end_ms && matches_filters(&self.filters, event)
     }
 
-    /// Start of the (epoch-aligned) bucket holding `timestamp_ms`.
+    /// Start of the (epoch-aligned) bucket holding `timestamp_ms`. Exact for every event
+    /// in the range of a validated aggregation; saturates (never wraps) otherwise.
     pub fn bucket_of(&self, timestamp_ms: i64) -> i64 {
         let width = i64::try_from(self.bucket_ms).unwrap_or(i64::MAX);
-        timestamp_ms.div_euclid(width) * width
+        timestamp_ms.saturating_sub(timestamp_ms.rem_euclid(width))
     }
 
     /// The reference computation: aggregates `events` (any order) exactly as the
@@ -211,6 +232,51 @@ mod tests {
         assert_eq!(nearest_rank(&mut values, 0.95), 95.0);
         assert_eq!(nearest_rank(&mut values, 0.99), 99.0);
         assert_eq!(nearest_rank(&mut [7.0], 0.99), 7.0);
+    }
+
+    /// Extreme numbers are refused with the field named, never wrapped into a bucket on
+    /// the other side of the epoch.
+    #[test]
+    fn extreme_buckets_and_ranges_are_refused_not_wrapped() {
+        let base = Aggregation {
+            start_ms: i64::MIN,
+            end_ms: i64::MAX,
+            filters: BTreeMap::new(),
+            bucket_ms: 10,
+            metric: "v".into(),
+            function: AggregateFunction::Count,
+            group_by: Vec::new(),
+        };
+        let field = |a: &Aggregation| match a.validate() {
+            Err(BackendError::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            field(&base),
+            "start_ms",
+            "i64::MIN's bucket of 10 ms starts before i64::MIN"
+        );
+        let wide = Aggregation {
+            bucket_ms: u64::MAX,
+            start_ms: 0,
+            ..base.clone()
+        };
+        assert_eq!(field(&wide), "bucket_ms");
+        // The earliest range that works, and its first event's bucket.
+        let earliest = Aggregation {
+            start_ms: i64::MIN + 8,
+            ..base.clone()
+        };
+        earliest.validate().expect("i64::MIN + 8 starts a bucket of 10 ms");
+        assert_eq!(earliest.bucket_of(i64::MIN + 8), i64::MIN + 8);
+        let whole = Aggregation {
+            bucket_ms: i64::MAX as u64,
+            start_ms: -1,
+            ..base
+        };
+        whole.validate().expect("the widest bucket");
+        assert_eq!(whole.bucket_of(-1), -i64::MAX);
+        assert_eq!(whole.bucket_of(5), 0);
     }
 
     #[test]

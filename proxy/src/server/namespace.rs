@@ -255,10 +255,16 @@ impl Router {
     /// The namespace a request names in its metadata, with the request's deadline, once
     /// the caller is authenticated and allowed to use it.
     pub(crate) async fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
-        let ns = self.lookup(metadata)?;
-        self.auth
-            .authorize(metadata, &ns.name, ns.groups.as_deref())
+        // Authentication comes first: a caller without a valid token learns nothing about
+        // the configuration, not even whether a namespace exists.
+        let caller = self
+            .auth
+            .authenticate(metadata)
             .await
+            .map_err(|e| to_status(&e, None))?;
+        let ns = self.lookup(metadata, &caller)?;
+        self.auth
+            .permit(&caller, &ns.name, ns.groups.as_deref())
             .map_err(|e| to_status(&e, Some(&ns.name)))?;
         Ok(Call {
             ns,
@@ -267,7 +273,9 @@ impl Router {
         })
     }
 
-    fn lookup(&self, metadata: &MetadataMap) -> Result<Arc<Namespace>, Status> {
+    /// The namespace the request names; NOT_FOUND lists only the namespaces `caller` may
+    /// use.
+    fn lookup(&self, metadata: &MetadataMap, caller: &crate::auth::Caller) -> Result<Arc<Namespace>, Status> {
         let Some(value) = metadata.get(NAMESPACE_HEADER) else {
             let err = BackendError::invalid(
                 NAMESPACE_HEADER,
@@ -277,9 +285,14 @@ impl Router {
         };
         let name = value.to_str().unwrap_or_default();
         self.namespaces.get(name).cloned().ok_or_else(|| {
-            let mut known: Vec<&str> = self.namespaces.keys().map(String::as_str).collect();
-            known.sort_unstable();
-            let err = BackendError::NotFound(format!("no namespace {name:?} (configured: {})", known.join(", ")));
+            let mut usable: Vec<&str> = self
+                .namespaces
+                .values()
+                .filter(|ns| self.auth.may_use(caller, ns.groups.as_deref()))
+                .map(|ns| ns.name.as_str())
+                .collect();
+            usable.sort_unstable();
+            let err = BackendError::NotFound(format!("no namespace {name:?} (yours: {})", usable.join(", ")));
             to_status_with_reason(&err, ErrorReason::UnknownNamespace, None)
         })
     }

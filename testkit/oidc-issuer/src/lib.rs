@@ -7,8 +7,10 @@
 //! cross-client trust does. Tests also sign arbitrary claims to make bad tokens.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Form, State};
@@ -84,6 +86,17 @@ pub struct Client {
     pub secret: Option<String>,
 }
 
+/// How the JWKS endpoint answers (the issuer's failure modes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeysMode {
+    /// The published keys.
+    Serve,
+    /// HTTP 500.
+    Fail,
+    /// Never: the request is accepted and not answered.
+    Hang,
+}
+
 /// How many times each endpoint was used.
 #[derive(Default)]
 pub struct Counters {
@@ -103,6 +116,7 @@ struct Inner {
     clients: Vec<Client>,
     id_token_ttl: Mutex<Duration>,
     refresh_tokens: Mutex<HashMap<String, Session>>,
+    keys_mode: Mutex<KeysMode>,
     counters: Counters,
 }
 
@@ -140,6 +154,7 @@ impl TestIssuer {
             clients,
             id_token_ttl: Mutex::new(Duration::from_secs(300)),
             refresh_tokens: Mutex::default(),
+            keys_mode: Mutex::new(KeysMode::Serve),
             counters: Counters::default(),
         });
         let app = axum::Router::new()
@@ -170,22 +185,28 @@ impl TestIssuer {
 
     /// The key tokens are currently signed with.
     pub fn key(&self) -> SigningKey {
-        self.inner.key.lock().expect("key").clone()
+        self.inner.key.lock().clone()
     }
 
     /// Publishes a new key and signs with it from now on (the old one stays published).
     pub fn rotate(&self, kid: &str) -> SigningKey {
         let key = SigningKey::generate(kid);
-        self.inner.published.lock().expect("keys").push(key.jwk.clone());
-        *self.inner.key.lock().expect("key") = key.clone();
+        self.inner.published.lock().push(key.jwk.clone());
+        *self.inner.key.lock() = key.clone();
         key
     }
 
     /// How long ID tokens issued from now on are valid.
     pub fn set_id_token_ttl(&self, ttl: Duration) {
-        *self.inner.id_token_ttl.lock().expect("ttl") = ttl;
+        *self.inner.id_token_ttl.lock() = ttl;
     }
 
+    /// How the JWKS endpoint answers from now on.
+    pub fn set_keys_mode(&self, mode: KeysMode) {
+        *self.inner.keys_mode.lock() = mode;
+    }
+
+    /// How many times each endpoint was used.
     pub fn counters(&self) -> &Counters {
         &self.inner.counters
     }
@@ -223,7 +244,12 @@ async fn discovery(State(inner): State<Arc<Inner>>) -> Response {
 
 async fn keys(State(inner): State<Arc<Inner>>) -> Response {
     inner.counters.jwks.fetch_add(1, Ordering::SeqCst);
-    json_response(StatusCode::OK, json!({"keys": *inner.published.lock().expect("keys")}))
+    let mode = *inner.keys_mode.lock();
+    match mode {
+        KeysMode::Serve => json_response(StatusCode::OK, json!({"keys": *inner.published.lock()})),
+        KeysMode::Fail => json_response(StatusCode::INTERNAL_SERVER_ERROR, json!({"error": "down"})),
+        KeysMode::Hang => std::future::pending().await,
+    }
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
@@ -258,11 +284,7 @@ async fn token(State(inner): State<Arc<Inner>>, Form(form): Form<HashMap<String,
         }
         "refresh_token" => {
             inner.counters.refresh_grants.fetch_add(1, Ordering::SeqCst);
-            let held = inner
-                .refresh_tokens
-                .lock()
-                .expect("refresh")
-                .remove(field("refresh_token"));
+            let held = inner.refresh_tokens.lock().remove(field("refresh_token"));
             match held {
                 Some(found) => found,
                 None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown refresh token"),
@@ -278,18 +300,17 @@ async fn token(State(inner): State<Arc<Inner>>, Form(form): Form<HashMap<String,
         .map(String::from)
         .collect();
     audience.push(client.id.clone());
-    let ttl = *inner.id_token_ttl.lock().expect("ttl");
+    let ttl = *inner.id_token_ttl.lock();
     let claims = json!({
         "iss": inner.url, "aud": audience, "azp": client.id, "sub": subject,
         "exp": now() + ttl.as_secs() as i64, "iat": now(),
         "groups": if scopes.contains(&"groups") { json!(groups) } else { json!([]) },
     });
-    let id_token = inner.key.lock().expect("key").sign(&claims);
+    let id_token = inner.key.lock().sign(&claims);
     let refresh = format!("r-{:016x}", rand::random::<u64>());
     inner
         .refresh_tokens
         .lock()
-        .expect("refresh")
         .insert(refresh.clone(), (subject, groups, scope.clone()));
     json_response(
         StatusCode::OK,
