@@ -58,24 +58,33 @@ pub(crate) async fn serve(
         .await
 }
 
+/// Every backend's health check, with the verdict for `/readyz` (`None`: ok); records
+/// each result in the `prism_backend_up` gauge.
+async fn check_backends(state: &AdminState) -> Vec<(&ReadyCheck, Option<String>)> {
+    let mut verdicts = Vec::new();
+    for check in state.readiness.iter() {
+        let problem = match tokio::time::timeout(READY_CHECK_TIMEOUT, check.health.check()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("health check timed out after {READY_CHECK_TIMEOUT:?}")),
+        };
+        state
+            .metrics
+            .set_backend_up(&check.namespace, check.backend, problem.is_none());
+        verdicts.push((check, problem));
+    }
+    verdicts
+}
+
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if state.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string());
     }
     let mut ready = true;
     let mut body = String::new();
-    for check in state.readiness.iter() {
-        let verdict = match tokio::time::timeout(READY_CHECK_TIMEOUT, check.health.check()).await {
-            Ok(Ok(())) => "ok".to_string(),
-            Ok(Err(e)) => {
-                ready = false;
-                e.to_string()
-            }
-            Err(_) => {
-                ready = false;
-                format!("health check timed out after {READY_CHECK_TIMEOUT:?}")
-            }
-        };
+    for (check, problem) in check_backends(&state).await {
+        ready &= problem.is_none();
+        let verdict = problem.unwrap_or_else(|| "ok".to_string());
         body.push_str(&format!("{} ({}): {verdict}\n", check.namespace, check.backend));
     }
     let code = if ready {
@@ -87,6 +96,8 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    // The up gauge says what the backends answer now, as /readyz would.
+    check_backends(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -17,7 +17,8 @@ use prism_proxy::server::{self, DrainOutcome};
 /// health and reflection are served, so `grpcurl` and `grpc_health_probe` work. The admin
 /// listener serves /healthz, /readyz and /metrics (Prometheus).
 ///
-/// Environment: OTEL_EXPORTER_OTLP_ENDPOINT (and the other standard OTEL_* variables)
+/// Environment: RUST_LOG filters the logs on stderr and PRISM_LOG_FORMAT=json makes them
+/// JSON lines; OTEL_EXPORTER_OTLP_ENDPOINT (and the other standard OTEL_* variables)
 /// export request traces; PRISM_OIDC_ISSUER with PRISM_OIDC_AUDIENCE turn on bearer-token
 /// checks against that issuer. `devstack env` prints both sets for the local stack.
 ///
@@ -109,6 +110,9 @@ async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
     if let Some(timeout) = args.drain_timeout {
         config.drain_timeout = timeout;
     }
+    // Listening for signals before anyone can learn the proxy is up: a SIGTERM sent right
+    // after the ready line must drain, not kill.
+    let shutdown = shutdown_signal().context("cannot listen for shutdown signals")?;
     let proxy = server::start(&config).await?;
     let names: Vec<&str> = config.namespaces.keys().map(String::as_str).collect();
     // One parseable line on stdout: scripts and tests wait for it to learn the ports.
@@ -118,7 +122,7 @@ async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
         proxy.admin_addr,
         names.join(",")
     );
-    shutdown_signal().await.context("cannot listen for shutdown signals")?;
+    shutdown.await;
     tracing::info!(timeout = ?config.drain_timeout, "draining");
     let outcome = proxy.drain(config.drain_timeout).await;
     match outcome {
@@ -131,13 +135,15 @@ async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
     Ok(outcome)
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
+/// Registers for SIGTERM and SIGINT now; the future resolves on the first of them.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-    Ok(())
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }

@@ -15,6 +15,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     in_flight: IntGaugeVec,
+    backend_up: IntGaugeVec,
 }
 
 /// Pre-resolved series of one namespace.
@@ -55,10 +56,26 @@ impl Metrics {
             &["namespace"],
         )
         .expect("static metric definition");
+        let backend_up = IntGaugeVec::new(
+            Opts::new(
+                "prism_backend_up",
+                "1 when the namespace's backend answered its last health check, 0 when not",
+            ),
+            &["namespace", "backend"],
+        )
+        .expect("static metric definition");
+        let build_info = IntGaugeVec::new(
+            Opts::new("prism_build_info", "Always 1; the labels say which build serves"),
+            &["version"],
+        )
+        .expect("static metric definition");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(in_flight.clone()),
+            Box::new(backend_up.clone()),
+            Box::new(build_info),
         ] {
             registry.register(collector).expect("metrics registered once");
         }
@@ -67,7 +84,15 @@ impl Metrics {
             requests,
             latency,
             in_flight,
+            backend_up,
         }
+    }
+
+    /// Records whether `namespace`'s backend answered its health check.
+    pub fn set_backend_up(&self, namespace: &str, backend: &str, up: bool) {
+        self.backend_up
+            .with_label_values(&[namespace, backend])
+            .set(i64::from(up));
     }
 
     pub fn namespace(&self, namespace: &str) -> NamespaceMetrics {

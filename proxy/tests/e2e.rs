@@ -353,6 +353,59 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     assert!(
         metrics.contains(r#"prism_request_duration_seconds_count{namespace="default",operation="keyvalue.get"} 3"#)
     );
+    assert!(metrics.contains(r#"prism_build_info{version=""#), "{metrics}");
+    assert!(
+        metrics.contains(r#"prism_backend_up{backend="memstore",namespace="default"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Requests refused while routing count like any other: an unknown namespace under
+/// `namespace=""`, an interface the namespace does not serve under that namespace.
+#[tokio::test]
+async fn requests_refused_while_routing_appear_in_metrics() {
+    let proxy = Proxy::start(CONFIG);
+    let unknown = proxy.client("nope").await.get(b("k")).await;
+    assert!(matches!(unknown, Err(BackendError::NotFound(_))), "{unknown:?}");
+    let not_served = proxy.client("sessions").await.enqueue("q".into(), b("m")).await;
+    assert!(
+        matches!(not_served, Err(BackendError::Unimplemented(_))),
+        "{not_served:?}"
+    );
+    let (_, metrics) = http_get(proxy.admin, "/metrics").await;
+    for line in [
+        r#"prism_requests_total{code="NOT_FOUND",namespace="",operation="keyvalue.get"} 1"#,
+        r#"prism_requests_total{code="UNIMPLEMENTED",namespace="sessions",operation="queue.enqueue"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in:\n{metrics}");
+    }
+}
+
+/// Logs on a pipe carry no colour codes; `PRISM_LOG_FORMAT=json` makes every line a JSON
+/// object; an unknown format is refused at start.
+#[test]
+fn logs_are_plain_off_a_terminal_and_json_on_request() {
+    for (format, json) in [("text", false), ("json", true)] {
+        let mut proxy = Proxy::start_with_env(CONFIG, &[], &[("RUST_LOG", "info"), ("PRISM_LOG_FORMAT", format)]);
+        proxy.signal("TERM");
+        let (status, err) = proxy.wait_exit(Duration::from_secs(10));
+        assert!(status.success(), "{err}");
+        assert!(!err.contains('\u{1b}'), "colour codes on a pipe: {err:?}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(lines.iter().any(|l| l.contains("draining")), "{err}");
+        for line in lines {
+            let parsed = serde_json::from_str::<serde_json::Value>(line);
+            assert_eq!(parsed.is_ok(), json, "{format}: {line}");
+        }
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prism-proxy"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .env("PRISM_LOG_FORMAT", "xml")
+        .output()
+        .expect("run prism-proxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("PRISM_LOG_FORMAT=\"xml\": expected text or json"), "{err}");
 }
 
 #[tokio::test]

@@ -24,7 +24,10 @@ impl meta_server::Meta for MetaService {
         &self,
         request: Request<pb::DescribeNamespaceRequest>,
     ) -> Result<Response<pb::DescribeNamespaceResponse>, Status> {
-        let ns = self.router.namespace(request.metadata()).await?;
+        let ns = self
+            .router
+            .namespace(request.metadata(), Operation::MetaDescribe)
+            .await?;
         let limits = ns.limits;
         let response = pb::DescribeNamespaceResponse {
             namespace: ns.name.clone(),

@@ -148,7 +148,11 @@ pub enum DrainOutcome {
 /// Binds the listeners, connects every namespace's backend, and starts serving.
 pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let metrics = Metrics::new();
-    let router = Arc::new(Router::new(namespaces(config, &metrics).await?, auth(config)?));
+    let router = Arc::new(Router::new(
+        namespaces(config, &metrics).await?,
+        auth(config)?,
+        metrics.namespace(""),
+    ));
 
     let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;
     let admin_listener = bind(config.admin_listen, "admin HTTP listener (admin_listen)").await?;

@@ -205,13 +205,21 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
 pub(crate) struct Router {
     namespaces: HashMap<String, Arc<Namespace>>,
     auth: Auth,
+    /// Requests refused before a namespace is known (unauthenticated, unknown or missing
+    /// namespace): series with `namespace=""`.
+    rejected: NamespaceMetrics,
 }
 
 impl Router {
-    pub(crate) fn new(namespaces: impl IntoIterator<Item = Namespace>, auth: Auth) -> Router {
+    pub(crate) fn new(
+        namespaces: impl IntoIterator<Item = Namespace>,
+        auth: Auth,
+        rejected: NamespaceMetrics,
+    ) -> Router {
         Router {
             namespaces: namespaces.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect(),
             auth,
+            rejected,
         }
     }
 
@@ -247,25 +255,36 @@ impl Router {
         op: Operation,
         pick: impl FnOnce(&Backend) -> &Option<Arc<T>>,
     ) -> Result<(Call, Arc<T>, Req), Status> {
-        let call = self.namespace(request.metadata()).await?;
-        let handle = call.serve(pick(&call.backend), op)?;
+        let started = Instant::now();
+        let call = self.namespace(request.metadata(), op).await?;
+        let handle = call.serve(pick(&call.backend), op).inspect_err(|status| {
+            call.metrics.record(op, started.elapsed(), status.code());
+        })?;
         Ok((call, handle, request.into_inner()))
     }
 
     /// The namespace a request names in its metadata, with the request's deadline, once
     /// the caller is authenticated and allowed to use it.
-    pub(crate) async fn namespace(&self, metadata: &MetadataMap) -> Result<Call, Status> {
+    /// Refusals count in `/metrics` like any other answer to `op`.
+    pub(crate) async fn namespace(&self, metadata: &MetadataMap, op: Operation) -> Result<Call, Status> {
+        let started = Instant::now();
+        let refused = |metrics: &NamespaceMetrics, status: Status| {
+            metrics.record(op, started.elapsed(), status.code());
+            status
+        };
         // Authentication comes first: a caller without a valid token learns nothing about
         // the configuration, not even whether a namespace exists.
         let caller = self
             .auth
             .authenticate(metadata)
             .await
-            .map_err(|e| to_status(&e, None))?;
-        let ns = self.lookup(metadata, &caller)?;
+            .map_err(|e| refused(&self.rejected, to_status(&e, None)))?;
+        let ns = self
+            .lookup(metadata, &caller)
+            .map_err(|status| refused(&self.rejected, status))?;
         self.auth
             .permit(&caller, &ns.name, ns.groups.as_deref())
-            .map_err(|e| to_status(&e, Some(&ns.name)))?;
+            .map_err(|e| refused(&ns.metrics, to_status(&e, Some(&ns.name))))?;
         Ok(Call {
             ns,
             deadline: grpc_timeout(metadata),

@@ -1,4 +1,6 @@
-//! Logs and traces. Logs go to stderr (`RUST_LOG`, default `info`). With the `otlp`
+//! Logs and traces. Logs go to stderr (`RUST_LOG`, default `info`): lines with colour on
+//! a terminal, without elsewhere, or JSON objects one per line with
+//! `PRISM_LOG_FORMAT=json`. With the `otlp`
 //! feature, traces go to an OTLP collector when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set:
 //! - `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` (port 4317) or `http/protobuf` (port 4318, the
@@ -33,6 +35,9 @@ pub enum TelemetryError {
     /// The exporter could not be built.
     #[error("OTLP exporter: {0}")]
     Exporter(String),
+    /// `PRISM_LOG_FORMAT` names no log format.
+    #[error("PRISM_LOG_FORMAT={0:?}: expected text or json")]
+    LogFormat(String),
 }
 
 /// What [`init`] set up; [`Telemetry::shutdown`] flushes the spans still buffered.
@@ -53,9 +58,21 @@ impl Telemetry {
 
 /// Installs the process's subscriber: stderr logs, plus OTLP traces when configured.
 pub fn init() -> Result<Telemetry, TelemetryError> {
-    let logs = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()));
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = match std::env::var("PRISM_LOG_FORMAT").as_deref() {
+        Err(_) | Ok("" | "text") => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed(),
+        Ok("json") => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+            .boxed(),
+        Ok(other) => return Err(TelemetryError::LogFormat(other.to_string())),
+    };
     let registry = tracing_subscriber::registry().with(logs);
     #[cfg(feature = "otlp")]
     {
