@@ -7,15 +7,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::Postgres;
-use crate::BackendResult;
+use super::{Postgres, column};
+use crate::{BackendError, BackendResult};
 use crate::interfaces::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
 
 const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 
 impl Postgres {
-    fn strip(&self, key: Vec<u8>) -> Bytes {
-        Bytes::from(key).slice(self.prefix.len()..)
+    /// A stored key without this namespace's prefix (INTERNAL if the server returned a
+    /// key outside it).
+    fn strip(&self, key: Vec<u8>) -> BackendResult<Bytes> {
+        if !key.starts_with(self.prefix.as_bytes()) {
+            return Err(BackendError::Internal(
+                "postgres: a key outside this namespace's prefix came back".into(),
+            ));
+        }
+        Ok(Bytes::from(key).slice(self.prefix.len()..))
     }
 
     async fn upsert(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> BackendResult<()> {
@@ -57,7 +64,9 @@ impl KeyValueBasic for Postgres {
                 &[&self.prefixed(&key)],
             )
             .await?;
-        Ok(rows.first().map(|row| Bytes::from(row.get::<_, Vec<u8>>(0))))
+        rows.first()
+            .map(|row| column::<Vec<u8>>(row, 0).map(Bytes::from))
+            .transpose()
     }
 
     async fn delete(&self, key: Bytes) -> BackendResult<bool> {
@@ -67,7 +76,10 @@ impl KeyValueBasic for Postgres {
                 &[&self.prefixed(&key)],
             )
             .await?;
-        Ok(rows.first().is_some_and(|row| row.get::<_, bool>(0)))
+        Ok(match rows.first() {
+            Some(row) => column::<bool>(row, 0)?,
+            None => false,
+        })
     }
 
     async fn exists(&self, key: Bytes) -> BackendResult<bool> {
@@ -108,11 +120,11 @@ impl KeyValueTtl for Postgres {
                 &[&self.prefixed(&key)],
             )
             .await?;
-        Ok(match rows.first().map(|row| row.get::<_, Option<f64>>(0)) {
-            None => TtlState::Missing,
-            Some(None) => TtlState::Persistent,
-            Some(Some(seconds)) => TtlState::Expiring(Duration::from_secs_f64(seconds.max(0.0))),
-        })
+        match rows.first().map(|row| column::<Option<f64>>(row, 0)).transpose()? {
+            None => Ok(TtlState::Missing),
+            Some(None) => Ok(TtlState::Persistent),
+            Some(Some(seconds)) => expiring(seconds),
+        }
     }
 
     async fn persist(&self, key: Bytes) -> BackendResult<bool> {
@@ -144,7 +156,10 @@ impl KeyValueScan for Postgres {
                 &[&start, &end, &after, &fetch],
             )
             .await?;
-        let mut keys: Vec<Bytes> = rows.into_iter().map(|row| self.strip(row.get(0))).collect();
+        let mut keys: Vec<Bytes> = rows
+            .iter()
+            .map(|row| self.strip(column(row, 0)?))
+            .collect::<BackendResult<_>>()?;
         let more = keys.len() > limit as usize;
         keys.truncate(limit as usize);
         let next_cursor = if more { keys.last().cloned() } else { None };
@@ -162,7 +177,11 @@ impl KeyValueScan for Postgres {
                 &[&start, &end],
             )
             .await?;
-        Ok(rows.first().map_or(0, |row| row.get::<_, i64>(0)) as u64)
+        let count = match rows.first() {
+            Some(row) => column::<i64>(row, 0)?,
+            None => 0,
+        };
+        Ok(count.max(0) as u64)
     }
 }
 
@@ -193,9 +212,9 @@ impl KeyValueBatch for Postgres {
             )
             .await?;
         let found: HashMap<Bytes, Bytes> = rows
-            .into_iter()
-            .map(|row| (self.strip(row.get(0)), Bytes::from(row.get::<_, Vec<u8>>(1))))
-            .collect();
+            .iter()
+            .map(|row| Ok((self.strip(column(row, 0)?)?, Bytes::from(column::<Vec<u8>>(row, 1)?))))
+            .collect::<BackendResult<_>>()?;
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
@@ -207,19 +226,40 @@ impl KeyValueBatch for Postgres {
                 &[&wanted],
             )
             .await?;
-        let mut deleted: HashSet<Bytes> = rows
-            .into_iter()
-            .filter(|row| row.get::<_, bool>(1))
-            .map(|row| self.strip(row.get(0)))
-            .collect();
+        let mut deleted = HashSet::new();
+        for row in &rows {
+            if column::<bool>(row, 1)? {
+                deleted.insert(self.strip(column(row, 0)?)?);
+            }
+        }
         // A key named twice was deleted by its first mention only.
         Ok(keys.iter().map(|k| deleted.remove(k)).collect())
     }
 }
 
+/// The remaining life the server computed, which a reply could make infinite or NaN.
+fn expiring(seconds: f64) -> BackendResult<TtlState> {
+    let bad = || BackendError::Internal(format!("postgres: a remaining life of {seconds} s"));
+    if !seconds.is_finite() {
+        return Err(bad());
+    }
+    Duration::try_from_secs_f64(seconds.max(0.0))
+        .map(TtlState::Expiring)
+        .map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_remaining_life_the_reply_makes_infinite_is_an_error_not_a_panic() {
+        assert_eq!(expiring(1.5).unwrap(), TtlState::Expiring(Duration::from_millis(1500)));
+        assert_eq!(expiring(-3.0).unwrap(), TtlState::Expiring(Duration::ZERO));
+        for bad in [f64::INFINITY, f64::NAN] {
+            assert!(matches!(expiring(bad), Err(BackendError::Internal(_))), "{bad}");
+        }
+    }
 
     #[test]
     fn prefix_end_is_the_first_key_past_the_prefix() {

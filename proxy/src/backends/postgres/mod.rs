@@ -182,6 +182,14 @@ impl Postgres {
 
 /// Connection trouble and server shutdown or overload are retryable; anything else
 /// (a failed statement) is a bug on one side.
+/// Column `i` of a reply row, or INTERNAL naming it when the reply does not have the
+/// type the driver expects (a schema changed under it): a backend's reply is input too,
+/// and `Row::get` would panic.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> BackendResult<T> {
+    row.try_get(i)
+        .map_err(|e| BackendError::Internal(format!("postgres: column {i} of the reply: {e}")))
+}
+
 fn error(e: tokio_postgres::Error) -> BackendError {
     use tokio_postgres::error::SqlState;
     let transient = e.is_closed()

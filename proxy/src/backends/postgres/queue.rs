@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::Postgres;
+use super::{Postgres, column};
 use crate::backends::driver::poll_until;
 use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 use crate::{BackendError, BackendResult};
@@ -42,10 +42,10 @@ impl QueueBasic for Postgres {
                 &[&self.queue_name(&queue), &payload.as_ref()],
             )
             .await?;
-        let id: i64 = rows
+        let row = rows
             .first()
-            .map(|row| row.get(0))
             .ok_or_else(|| BackendError::Internal("postgres: INSERT ... RETURNING gave no row".into()))?;
+        let id: i64 = column(row, 0)?;
         Ok(id.to_string())
     }
 
@@ -74,18 +74,18 @@ impl QueueBasic for Postgres {
                 )
                 .await?;
             let mut got: Vec<(i64, ReceivedMessage)> = rows
-                .into_iter()
+                .iter()
                 .map(|row| {
-                    let id: i64 = row.get(0);
+                    let id: i64 = column(row, 0)?;
                     let message = ReceivedMessage {
                         message_id: id.to_string(),
-                        receipt: row.get(1),
-                        payload: Bytes::from(row.get::<_, Vec<u8>>(2)),
-                        delivery_count: row.get::<_, i32>(3).max(0) as u32,
+                        receipt: column(row, 1)?,
+                        payload: Bytes::from(column::<Vec<u8>>(row, 2)?),
+                        delivery_count: column::<i32>(row, 3)?.max(0) as u32,
                     };
-                    (id, message)
+                    Ok((id, message))
                 })
-                .collect();
+                .collect::<BackendResult<_>>()?;
             // RETURNING has no order: oldest first.
             got.sort_by_key(|(id, _)| *id);
             Ok(got.into_iter().map(|(_, m)| m).collect())
