@@ -303,6 +303,34 @@ impl Config {
                 problems.add(field(".limits.max_in_flight"), "must be at least 1");
             }
         }
+        self.validate_isolation(problems);
+    }
+
+    /// Namespaces on one server must not be able to name each other's data: no prefix may
+    /// start another's (an empty prefix starts every one). Otherwise a caller allowed in
+    /// one namespace could read and write the other's keys.
+    fn validate_isolation(&self, problems: &mut Problems) {
+        let shared: Vec<(&String, String, &str)> = self
+            .namespaces
+            .iter()
+            .filter_map(|(name, ns)| {
+                ns.backend
+                    .shared_server()
+                    .map(|(server, prefix)| (name, server, prefix))
+            })
+            .collect();
+        for (i, (a, server_a, prefix_a)) in shared.iter().enumerate() {
+            for (b, server_b, prefix_b) in &shared[i + 1..] {
+                if server_a == server_b && (prefix_a.starts_with(prefix_b) || prefix_b.starts_with(prefix_a)) {
+                    problems.add(
+                        format!("namespaces.{b}.backend.prefix"),
+                        format!(
+                            "{prefix_b:?} and namespace {a}'s {prefix_a:?} share {server_a}, and one starts the other, so each could name the other's keys; give both prefixes that do not start one another (e.g. \"{a}:\" and \"{b}:\")"
+                        ),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -404,6 +432,35 @@ mod shipped_configs {
             err.contains("t.yaml:1:") && err.contains("ldap") && err.contains("expected"),
             "{err}"
         );
+    }
+
+    /// Two namespaces on one server whose prefixes start one another are refused, naming
+    /// both; distinct prefixes, or other servers, are fine.
+    #[cfg(all(feature = "redis", feature = "postgres"))]
+    #[test]
+    fn namespaces_sharing_a_server_must_not_overlap() {
+        let config = |a: &str, b: &str, url_b: &str| {
+            format!(
+                "namespaces:\n  open:\n    backend: {{ type: redis, url: 'redis://127.0.0.1:6379', prefix: '{a}' }}\n  \
+                 secret:\n    backend: {{ type: redis, url: '{url_b}', prefix: '{b}' }}\n  \
+                 pg:\n    backend: {{ type: postgres, url: 'postgres://127.0.0.1/x', prefix: '' }}\n"
+            )
+        };
+        for (a, b) in [("", "secret:"), ("a", "ak:"), ("x:", "x:"), ("app", "app:")] {
+            let err = Config::parse(&config(a, b, "redis://127.0.0.1:6379"), Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("namespaces.secret.backend.prefix") && err.contains("namespace open"),
+                "{a:?} / {b:?}: {err}"
+            );
+        }
+        Config::parse(
+            &config("open:", "secret:", "redis://127.0.0.1:6379"),
+            Path::new("c.yaml"),
+        )
+        .expect("distinct prefixes");
+        Config::parse(&config("", "", "redis://127.0.0.1:6380"), Path::new("c.yaml")).expect("another server");
     }
 
     #[cfg(feature = "redis")]

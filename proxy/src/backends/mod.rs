@@ -44,6 +44,14 @@ pub trait DriverConfig {
     /// Creates the driver instance. Server drivers connect lazily, so the proxy starts
     /// (not ready) while their server is down.
     fn connect(&self) -> impl Future<Output = BackendResult<Backend>> + Send;
+
+    /// For a driver whose data lives on a server other namespaces may share: which server
+    /// (its URL, and database where the driver has one) and the prefix this namespace
+    /// stores under. Config validation refuses two namespaces on one server whose prefixes
+    /// could name the same stored key.
+    fn shared_server(&self) -> Option<(String, &str)> {
+        None
+    }
 }
 
 /// Whether a backend can serve requests now (`/readyz`), and its part in a drain.
@@ -141,6 +149,13 @@ macro_rules! drivers {
             pub fn driver(&self) -> &'static DriverInfo {
                 match self {
                     $($(#[cfg($cfg)])? BackendConfig::$variant(_) => &<$config as DriverConfig>::DRIVER,)+
+                }
+            }
+
+            /// The server and prefix, for drivers whose server namespaces may share.
+            pub fn shared_server(&self) -> Option<(String, &str)> {
+                match self {
+                    $($(#[cfg($cfg)])? BackendConfig::$variant(config) => config.shared_server(),)+
                 }
             }
 

@@ -100,6 +100,10 @@ impl DriverConfig for ClickhouseConfig {
         summary: "ClickHouse 18.16 or later over HTTP: one MergeTree table, batched inserts",
     };
 
+    fn shared_server(&self) -> Option<(String, &str)> {
+        Some((format!("{} database {}", self.url.to_ascii_lowercase(), self.database), &self.prefix))
+    }
+
     async fn connect(&self) -> BackendResult<Backend> {
         Ok(Clickhouse::connect(self)?.backend())
     }

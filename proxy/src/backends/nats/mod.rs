@@ -51,6 +51,10 @@ impl DriverConfig for NatsConfig {
         summary: "NATS 2.10 or later with JetStream: KV bucket, core subjects, work-queue streams",
     };
 
+    fn shared_server(&self) -> Option<(String, &str)> {
+        Some((self.url.to_ascii_lowercase(), &self.prefix))
+    }
+
     async fn connect(&self) -> BackendResult<Backend> {
         Ok(Nats::connect(self).await?.backend())
     }

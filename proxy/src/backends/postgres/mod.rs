@@ -57,6 +57,10 @@ impl DriverConfig for PostgresConfig {
         summary: "PostgreSQL 13 or later: one table, SKIP LOCKED queues, LISTEN/NOTIFY",
     };
 
+    fn shared_server(&self) -> Option<(String, &str)> {
+        Some((self.url.to_ascii_lowercase(), &self.prefix))
+    }
+
     async fn connect(&self) -> BackendResult<Backend> {
         Ok(Postgres::connect(self)?.backend())
     }

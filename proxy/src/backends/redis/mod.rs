@@ -51,6 +51,10 @@ impl DriverConfig for RedisConfig {
         summary: "Redis 6.2 or later (and Valkey): strings, PUBLISH/SUBSCRIBE, streams",
     };
 
+    fn shared_server(&self) -> Option<(String, &str)> {
+        Some((self.url.to_ascii_lowercase(), &self.prefix))
+    }
+
     async fn connect(&self) -> BackendResult<Backend> {
         Ok(Redis::connect(self)?.backend())
     }
