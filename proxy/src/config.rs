@@ -334,6 +334,25 @@ impl Config {
     }
 }
 
+/// `url` with its password and user hidden, for logs: `redis://user:pw@host` becomes
+/// `redis://***@host`, and `password=...` in a key=value string becomes `password=***`.
+pub(crate) fn redact_credentials(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            return format!("{scheme}://***@{}", &rest[at + 1..]);
+        }
+        return url.to_string();
+    }
+    url.split(' ')
+        .map(|part| match part.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn valid_namespace_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
@@ -461,6 +480,23 @@ mod shipped_configs {
         )
         .expect("distinct prefixes");
         Config::parse(&config("", "", "redis://127.0.0.1:6380"), Path::new("c.yaml")).expect("another server");
+    }
+
+    #[test]
+    fn credentials_are_hidden_in_logged_urls() {
+        assert_eq!(
+            redact_credentials("redis://user:s3cret@host:6379/0"),
+            "redis://***@host:6379/0"
+        );
+        assert_eq!(
+            redact_credentials("postgres://p:pw@127.0.0.1/db"),
+            "postgres://***@127.0.0.1/db"
+        );
+        assert_eq!(redact_credentials("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redact_credentials("host=db user=app password=s3cret dbname=x"),
+            "host=db user=app password=*** dbname=x"
+        );
     }
 
     #[cfg(feature = "redis")]

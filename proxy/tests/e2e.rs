@@ -381,6 +381,34 @@ async fn requests_refused_while_routing_appear_in_metrics() {
     }
 }
 
+/// A backend that does not answer at start is a warning naming the namespace and the
+/// server, with the password hidden; the proxy serves anyway.
+#[test]
+fn a_backend_down_at_start_is_a_warning_without_credentials() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "drain_timeout: 2s\nnamespaces:\n  cache:\n    backend: {{ type: redis, url: 'redis://app:s3cret@127.0.0.1:{port}', timeout: 500ms }}\n"
+    );
+    let mut proxy = Proxy::start(&config);
+    std::thread::sleep(Duration::from_millis(1500));
+    proxy.signal("TERM");
+    let (status, err) = proxy.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{err}");
+    let warning = err
+        .lines()
+        .find(|l| l.contains("backend not reachable at start"))
+        .unwrap_or_else(|| panic!("no warning in:\n{err}"));
+    assert!(
+        warning.contains("namespace=cache") && warning.contains(&format!("127.0.0.1:{port}")),
+        "{warning}"
+    );
+    assert!(!err.contains("s3cret"), "the password leaked:\n{err}");
+}
+
 /// Logs on a pipe carry no colour codes; `PRISM_LOG_FORMAT=json` makes every line a JSON
 /// object; an unknown format is refused at start.
 #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use prism_proxy::BackendError;
-use prism_proxy::backends::memstore::MemStore;
+use prism_proxy::backends::memstore::{MemStore, Queues};
 use prism_proxy::interfaces::*;
 use rstest::rstest;
 
@@ -252,6 +252,21 @@ async fn slow_subscriber_is_told_it_was_cut_off() {
 }
 
 const VIS: Duration = Duration::from_secs(30);
+
+/// Settling receipts on queues that were never used creates nothing: a client cannot
+/// grow the store by acking random names.
+#[tokio::test]
+async fn acks_and_nacks_on_unknown_queues_create_nothing() {
+    let queues = Queues::default();
+    for i in 0..100 {
+        assert!(!queues.ack(format!("q{i}"), "r".into()).await.unwrap());
+        assert!(!queues.nack(format!("n{i}"), "r".into()).await.unwrap());
+    }
+    assert_eq!(queues.depth("q1"), 0);
+    assert_eq!(queues.count(), 0);
+    queues.enqueue("real".into(), b("m")).await.unwrap();
+    assert_eq!(queues.count(), 1);
+}
 
 #[tokio::test(start_paused = true)]
 async fn queue_redelivers_after_visibility_timeout() {

@@ -172,6 +172,7 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
             shutdown.clone().cancelled_owned(),
         );
     let grpc = tokio::spawn(grpc);
+    warn_about_unreachable_backends(config, &router);
     let admin_stop = CancellationToken::new();
     let readiness = router
         .namespaces()
@@ -197,6 +198,35 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         grpc,
         admin,
     })
+}
+
+/// Checks each namespace's backend once, in the background, and logs a warning naming
+/// the namespace and its server (credentials hidden) for each that does not answer: the
+/// proxy serves anyway and `/readyz` says so, but an operator should see it at start.
+fn warn_about_unreachable_backends(config: &Config, router: &Arc<Router>) {
+    for ns in router.namespaces() {
+        let server = config
+            .namespaces
+            .get(&ns.name)
+            .and_then(|c| c.backend.shared_server())
+            .map(|(server, _)| crate::config::redact_credentials(&server));
+        let (ns, server) = (ns.clone(), server.unwrap_or_else(|| "in-process".into()));
+        tokio::spawn(async move {
+            let answer = tokio::time::timeout(Duration::from_secs(2), ns.backend.health.check()).await;
+            let problem = match answer {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "no answer within 2s".to_string(),
+            };
+            tracing::warn!(
+                namespace = %ns.name,
+                backend = ns.backend.kind,
+                %server,
+                %problem,
+                "backend not reachable at start; serving, /readyz reports it"
+            );
+        });
+    }
 }
 
 /// Every configured namespace with its backend connected (lazily) and restricted to what

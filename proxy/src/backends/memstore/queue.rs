@@ -100,9 +100,20 @@ impl Queues {
         queues.entry(name.to_string()).or_default().clone()
     }
 
+    /// The queue if it exists: settling a receipt never creates one, so acks and nacks
+    /// naming random queues leave nothing behind.
+    fn existing(&self, name: &str) -> Option<Arc<QueueState>> {
+        self.queues.lock().get(name).cloned()
+    }
+
     /// Messages held (ready or in flight) in a queue, for tests.
     pub fn depth(&self, name: &str) -> usize {
-        self.queue(name).inner.lock().messages.len()
+        self.existing(name).map_or(0, |q| q.inner.lock().messages.len())
+    }
+
+    /// How many queues exist, for tests.
+    pub fn count(&self) -> usize {
+        self.queues.lock().len()
     }
 
     fn take_ready(&self, inner: &mut QueueInner, max: usize, deadline: Instant) -> Vec<ReceivedMessage> {
@@ -185,7 +196,9 @@ impl QueueBasic for Queues {
     }
 
     async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
-        let state = self.queue(&queue);
+        let Some(state) = self.existing(&queue) else {
+            return Ok(false);
+        };
         let mut inner = state.inner.lock();
         if !inner.valid(&receipt, Instant::now()) {
             return Ok(false);
@@ -197,7 +210,9 @@ impl QueueBasic for Queues {
     }
 
     async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
-        let state = self.queue(&queue);
+        let Some(state) = self.existing(&queue) else {
+            return Ok(false);
+        };
         let requeued = {
             let mut inner = state.inner.lock();
             inner.valid(&receipt, Instant::now()) && inner.release(&receipt)
