@@ -185,6 +185,41 @@ async fn unknown_or_missing_namespace_is_refused_with_reason() {
     assert!(!is_retryable(&status));
 }
 
+/// A message over the transport's limit is INVALID_ARGUMENT naming the limit, with the
+/// standard details, like any other request over a limit (tonic alone says OUT_OF_RANGE).
+#[tokio::test]
+async fn a_message_over_the_transport_limit_is_invalid_argument_with_details() {
+    let proxy = Proxy::start(CONFIG);
+    let mut raw = KeyValueBasicClient::connect(proxy.endpoint()).await.unwrap();
+    let mut request = tonic::Request::new(prism_proto::keyvalue::v1::SetRequest {
+        key: b("k"),
+        value: Bytes::from(vec![0u8; 17 * 1024 * 1024]),
+    });
+    request
+        .metadata_mut()
+        .insert("x-prism-namespace", "default".parse().unwrap());
+    let status = raw.set(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let info = status.get_error_details().error_info().cloned().expect("ErrorInfo");
+    assert_eq!(info.reason, "INVALID_ARGUMENT");
+    assert_eq!(
+        info.metadata.get("limit").map(String::as_str),
+        Some("max_message_bytes=16777216")
+    );
+    assert!(status.message().contains("largest message"), "{}", status.message());
+    // The proxy's own client reads it as the same error.
+    let err = proxy
+        .client("default")
+        .await
+        .set(b("k"), Bytes::from(vec![0u8; 17 * 1024 * 1024]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, BackendError::InvalidArgument { limit: Some(l), .. } if l == "max_message_bytes=16777216"),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn oversize_value_names_field_and_limit() {
     let proxy = Proxy::start(CONFIG);

@@ -7,6 +7,7 @@
 mod keyvalue;
 mod meta;
 mod namespace;
+mod oversize;
 mod pubsub;
 mod queue;
 mod timeseries;
@@ -269,14 +270,14 @@ fn grpc_server(
     config: &Config,
     router: &Arc<Router>,
     shutdown: &CancellationToken,
-) -> Result<tonic::transport::server::Router, StartError> {
+) -> Result<tonic::transport::server::Router<oversize::Layer>, StartError> {
     let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = tonic::transport::Server::builder().layer(oversize::layer());
     if let Some(tls) = &config.tls {
         builder = builder
             .tls_config(server_tls(tls)?)
