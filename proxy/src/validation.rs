@@ -93,6 +93,9 @@ impl Problems {
     /// Gives each problem without a location the position of its field in `text` (or of
     /// the nearest enclosing field written there).
     pub fn locate_in(mut self, text: &str) -> Problems {
+        if self.list.iter().all(|p| p.location.is_some()) {
+            return self;
+        }
         let index = YamlIndex::new(text);
         for problem in &mut self.list {
             if problem.location.is_none() {
@@ -175,14 +178,26 @@ impl Indexer {
                     // This node is a key: remember it and where it is written.
                     let k = scalar.unwrap_or_default().to_string();
                     let full = join(path, &k);
-                    self.paths.entry(full).or_insert(location);
                     *key = Some(k);
+                    self.record(full, location);
                     return None;
                 }
             },
         };
-        self.paths.entry(path.clone()).or_insert(location);
+        self.record(path.clone(), location);
         Some(path)
+    }
+
+    /// Records where `path` starts, and moves each open container's start back to it if
+    /// it comes earlier: a block mapping's start event is marked after its first key.
+    fn record(&mut self, path: String, location: Location) {
+        for frame in &self.stack {
+            let (Frame::Map { path: open, .. } | Frame::Seq { path: open, .. }) = frame;
+            if let Some(start) = self.paths.get_mut(open) {
+                *start = (*start).min(location);
+            }
+        }
+        self.paths.entry(path).or_insert(location);
     }
 }
 
@@ -226,23 +241,7 @@ impl YamlIndex {
         let mut indexer = Indexer::default();
         // A text that does not parse has no positions to offer; its problems stay without.
         let _ = Parser::new_from_str(text).load(&mut indexer, false);
-        // A block mapping's start event is marked after its first key: a container starts
-        // where its first part is written, if that comes earlier.
-        let mut paths = indexer.paths;
-        let starts: Vec<(String, Location)> = paths
-            .iter()
-            .map(|(path, at)| {
-                let first = paths
-                    .iter()
-                    .filter(|(p, _)| p.len() > path.len() && p.starts_with(path.as_str()))
-                    .filter(|(p, _)| path.is_empty() || matches!(p.as_bytes()[path.len()], b'.' | b'['))
-                    .map(|(_, l)| *l)
-                    .min();
-                (path.clone(), first.map_or(*at, |f| f.min(*at)))
-            })
-            .collect();
-        paths.extend(starts);
-        YamlIndex { paths }
+        YamlIndex { paths: indexer.paths }
     }
 
     /// The position of `path`, or of its nearest written ancestor.
