@@ -26,7 +26,7 @@ impl meta_server::Meta for MetaService {
     ) -> Result<Response<pb::DescribeNamespaceResponse>, Status> {
         let ns = self
             .router
-            .namespace(request.metadata(), Operation::MetaDescribe)
+            .namespace(request.metadata(), Operation::MetaDescribe, std::time::Instant::now())
             .await?;
         let limits = ns.limits;
         let response = pb::DescribeNamespaceResponse {

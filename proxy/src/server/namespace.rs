@@ -256,7 +256,7 @@ impl Router {
         pick: impl FnOnce(&Backend) -> &Option<Arc<T>>,
     ) -> Result<(Call, Arc<T>, Req), Status> {
         let started = Instant::now();
-        let call = self.namespace(request.metadata(), op).await?;
+        let call = self.namespace(request.metadata(), op, started).await?;
         let handle = call.serve(pick(&call.backend), op).inspect_err(|status| {
             call.metrics.record(op, started.elapsed(), status.code());
         })?;
@@ -265,9 +265,14 @@ impl Router {
 
     /// The namespace a request names in its metadata, with the request's deadline, once
     /// the caller is authenticated and allowed to use it.
-    /// Refusals count in `/metrics` like any other answer to `op`.
-    pub(crate) async fn namespace(&self, metadata: &MetadataMap, op: Operation) -> Result<Call, Status> {
-        let started = Instant::now();
+    /// Refusals count in `/metrics` like any other answer to `op`, timed from `started`
+    /// (the caller's clock reading, so a request reads the clock once here).
+    pub(crate) async fn namespace(
+        &self,
+        metadata: &MetadataMap,
+        op: Operation,
+        started: Instant,
+    ) -> Result<Call, Status> {
         let refused = |metrics: &NamespaceMetrics, status: Status| {
             metrics.record(op, started.elapsed(), status.code());
             status
