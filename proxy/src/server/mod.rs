@@ -201,9 +201,9 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     })
 }
 
-/// Checks each namespace's backend once, in the background, and logs a warning naming
-/// the namespace and its server (credentials hidden) for each that does not answer: the
-/// proxy serves anyway and `/readyz` says so, but an operator should see it at start.
+/// Checks each namespace's backend once, in the background (the check `/readyz` runs),
+/// and logs a warning naming the namespace and its server (credentials hidden) for each
+/// that does not answer: the proxy serves anyway, but an operator should see it at start.
 fn warn_about_unreachable_backends(config: &Config, router: &Arc<Router>) {
     for ns in router.namespaces() {
         let server = config
@@ -213,11 +213,8 @@ fn warn_about_unreachable_backends(config: &Config, router: &Arc<Router>) {
             .map(|(server, _)| crate::config::redact_credentials(&server));
         let (ns, server) = (ns.clone(), server.unwrap_or_else(|| "in-process".into()));
         tokio::spawn(async move {
-            let answer = tokio::time::timeout(Duration::from_secs(2), ns.backend.health.check()).await;
-            let problem = match answer {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => "no answer within 2s".to_string(),
+            let Some(problem) = admin::health_problem(ns.backend.health.as_ref()).await else {
+                return;
             };
             tracing::warn!(
                 namespace = %ns.name,
