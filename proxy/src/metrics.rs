@@ -95,6 +95,16 @@ impl Metrics {
             .set(i64::from(up));
     }
 
+    /// Records a request refused before a namespace was known, under `namespace=""`. Its
+    /// series are made on first use (a refusal is never OK, so no OK series is made).
+    pub fn record_refused(&self, op: Operation, elapsed: Duration, code: tonic::Code) {
+        let op = op.as_str();
+        self.latency.with_label_values(&["", op]).observe(elapsed.as_secs_f64());
+        self.requests
+            .with_label_values(&["", op, crate::status::code_name(code)])
+            .inc();
+    }
+
     pub fn namespace(&self, namespace: &str) -> NamespaceMetrics {
         NamespaceMetrics {
             namespace: namespace.to_string(),

@@ -414,6 +414,10 @@ async fn requests_refused_while_routing_appear_in_metrics() {
     ] {
         assert!(metrics.contains(line), "missing {line} in:\n{metrics}");
     }
+    assert!(
+        !metrics.contains(r#"code="OK",namespace="""#),
+        "no OK series for refusals:\n{metrics}"
+    );
 }
 
 /// A backend that does not answer at start is a warning naming the namespace and the

@@ -152,7 +152,7 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let router = Arc::new(Router::new(
         namespaces(config, &metrics).await?,
         auth(config)?,
-        metrics.namespace(""),
+        metrics.clone(),
     ));
 
     let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;

@@ -17,7 +17,7 @@ use tonic::{Request, Response};
 use crate::auth::Auth;
 use crate::backends::Backend;
 use crate::limits::Limits;
-use crate::metrics::NamespaceMetrics;
+use crate::metrics::{Metrics, NamespaceMetrics};
 use crate::status::{to_status, to_status_with_reason};
 use crate::{BackendError, BackendResult, Operation};
 
@@ -205,21 +205,17 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
 pub(crate) struct Router {
     namespaces: HashMap<String, Arc<Namespace>>,
     auth: Auth,
-    /// Requests refused before a namespace is known (unauthenticated, unknown or missing
-    /// namespace): series with `namespace=""`.
-    rejected: NamespaceMetrics,
+    /// Where requests refused before a namespace is known (unauthenticated, unknown or
+    /// missing namespace) are counted, under `namespace=""`.
+    metrics: Metrics,
 }
 
 impl Router {
-    pub(crate) fn new(
-        namespaces: impl IntoIterator<Item = Namespace>,
-        auth: Auth,
-        rejected: NamespaceMetrics,
-    ) -> Router {
+    pub(crate) fn new(namespaces: impl IntoIterator<Item = Namespace>, auth: Auth, metrics: Metrics) -> Router {
         Router {
             namespaces: namespaces.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect(),
             auth,
-            rejected,
+            metrics,
         }
     }
 
@@ -273,8 +269,11 @@ impl Router {
         op: Operation,
         started: Instant,
     ) -> Result<Call, Status> {
-        let refused = |metrics: &NamespaceMetrics, status: Status| {
-            metrics.record(op, started.elapsed(), status.code());
+        let refused = |ns: Option<&Namespace>, status: Status| {
+            match ns {
+                Some(ns) => ns.metrics.record(op, started.elapsed(), status.code()),
+                None => self.metrics.record_refused(op, started.elapsed(), status.code()),
+            }
             status
         };
         // Authentication comes first: a caller without a valid token learns nothing about
@@ -283,13 +282,11 @@ impl Router {
             .auth
             .authenticate(metadata)
             .await
-            .map_err(|e| refused(&self.rejected, to_status(&e, None)))?;
-        let ns = self
-            .lookup(metadata, &caller)
-            .map_err(|status| refused(&self.rejected, status))?;
+            .map_err(|e| refused(None, to_status(&e, None)))?;
+        let ns = self.lookup(metadata, &caller).map_err(|status| refused(None, status))?;
         self.auth
             .permit(&caller, &ns.name, ns.groups.as_deref())
-            .map_err(|e| refused(&ns.metrics, to_status(&e, Some(&ns.name))))?;
+            .map_err(|e| refused(Some(&ns), to_status(&e, Some(&ns.name))))?;
         Ok(Call {
             ns,
             deadline: grpc_timeout(metadata),
