@@ -433,7 +433,13 @@ fn a_backend_down_at_start_is_a_warning_without_credentials() {
         "drain_timeout: 2s\nnamespaces:\n  cache:\n    backend: {{ type: redis, url: 'redis://app:s3cret@127.0.0.1:{port}', timeout: 500ms }}\n"
     );
     let mut proxy = Proxy::start(&config);
-    std::thread::sleep(Duration::from_millis(1500));
+    // The start-up check began before this /readyz one; once /readyz has answered, wait
+    // as long again (what the check took on this machine now) for the start-up one.
+    let started = std::time::Instant::now();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (code, _) = rt.block_on(http_get(proxy.admin, "/readyz"));
+    assert_eq!(code, 503, "redis is down");
+    std::thread::sleep(started.elapsed());
     proxy.signal("TERM");
     let (status, err) = proxy.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "{err}");
