@@ -10,6 +10,7 @@
 //!     backend: { type: memstore }
 //!     interfaces: [keyvalue_basic, keyvalue_scan]   # optional; default: all the backend has
 //!     limits: { max_value_bytes: 65536 }            # optional; see `Limits`
+//! transport: { max_connections: 1024 }              # optional; see `TransportConfig`
 //! ```
 //!
 //! Unknown keys are errors. Every error names the file, and the line and column or the
@@ -63,6 +64,9 @@ pub struct Config {
     /// Serve gRPC over TLS with this certificate (the admin listener stays plain HTTP).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Bounds on connections and HTTP/2 on the gRPC listener.
+    #[serde(default)]
+    pub transport: TransportConfig,
     /// The namespaces by name.
     #[serde(deserialize_with = "unique_namespaces")]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
@@ -257,6 +261,7 @@ impl Config {
             drain_timeout: default_drain_timeout(),
             auth: AuthMode::None,
             tls: None,
+            transport: TransportConfig::default(),
             namespaces: namespaces.into_iter().collect(),
         }
     }
@@ -299,9 +304,48 @@ impl Config {
                     );
                 }
             }
-            if ns.limits.max_in_flight == 0 {
-                problems.add(field(".limits.max_in_flight"), "must be at least 1");
+            for (limit, value, least) in [
+                ("max_in_flight", ns.limits.max_in_flight, 1),
+                ("max_message_bytes", ns.limits.max_message_bytes, 1024),
+                ("max_subscriptions", ns.limits.max_subscriptions, 1),
+                ("max_subscriber_buffer", ns.limits.max_subscriber_buffer, 1),
+                (
+                    "max_subscriber_buffer_bytes",
+                    ns.limits.max_subscriber_buffer_bytes,
+                    1024,
+                ),
+            ] {
+                if value < least {
+                    problems.add(field(&format!(".limits.{limit}")), format!("must be at least {least}"));
+                }
             }
+            if ns.limits.max_subscriber_buffer_bytes < ns.limits.max_value_bytes {
+                problems.add(
+                    field(".limits.max_subscriber_buffer_bytes"),
+                    format!(
+                        "must be at least max_value_bytes ({}), or a message of the largest size could never be delivered",
+                        ns.limits.max_value_bytes
+                    ),
+                );
+            }
+            if ns.limits.max_message_bytes > MAX_MESSAGE_BYTES {
+                problems.add(
+                    field(".limits.max_message_bytes"),
+                    format!("must be at most {MAX_MESSAGE_BYTES} (1 GiB)"),
+                );
+            }
+        }
+        self.transport.validate(problems);
+        if let Some((name, ns)) = self.namespaces.iter().max_by_key(|(_, ns)| ns.limits.max_message_bytes)
+            && ns.limits.max_message_bytes > self.transport.max_buffered_request_bytes
+        {
+            problems.add(
+                "transport.max_buffered_request_bytes",
+                format!(
+                    "must be at least namespace {name}'s max_message_bytes ({}), or its largest message could never be read",
+                    ns.limits.max_message_bytes
+                ),
+            );
         }
         self.validate_isolation(problems);
     }
@@ -329,6 +373,105 @@ impl Config {
                         ),
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The largest `limits.max_message_bytes` a namespace may set.
+const MAX_MESSAGE_BYTES: u32 = 1 << 30;
+
+/// Bounds on the gRPC listener (`transport:`), applied before any request is read. Memory
+/// for requests is at most `max_buffered_request_bytes` (messages being read or served)
+/// plus `max_connections` x `connection_window_bytes` (bytes received but not yet read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Connections served at once; one more is closed as soon as it is accepted.
+    pub max_connections: u32,
+    /// HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS`: requests one connection may have open.
+    pub max_concurrent_streams: u32,
+    /// Initial HTTP/2 flow-control window of a stream: bytes a client may send before the
+    /// proxy reads them.
+    pub stream_window_bytes: u32,
+    /// Initial HTTP/2 flow-control window of a connection, across its streams.
+    pub connection_window_bytes: u32,
+    /// HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`: the largest header block accepted.
+    pub max_header_list_bytes: u32,
+    /// Request message bytes the proxy holds at once, across every connection and
+    /// namespace (bytes that arrived, until their request is done); a request whose
+    /// bytes would go over gets RESOURCE_EXHAUSTED at once.
+    pub max_buffered_request_bytes: u32,
+    /// How long a request's message may take to arrive once its headers have; a slower
+    /// one is ended with DEADLINE_EXCEEDED and gives back its place.
+    #[serde(with = "humantime_serde")]
+    pub request_body_timeout: Duration,
+    /// How often an HTTP/2 PING checks that a connection's peer is still there.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// How long a PING may go unanswered before the connection is closed (its
+    /// subscriptions end and free their backend resources).
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// TCP keepalive idle time, for peers that vanish without closing.
+    #[serde(with = "humantime_serde")]
+    pub tcp_keepalive: Duration,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            max_connections: 1024,
+            max_concurrent_streams: 256,
+            stream_window_bytes: 1024 * 1024,
+            connection_window_bytes: 1024 * 1024,
+            max_header_list_bytes: 16 * 1024,
+            max_buffered_request_bytes: 512 * 1024 * 1024,
+            request_body_timeout: Duration::from_secs(30),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            tcp_keepalive: Duration::from_secs(60),
+        }
+    }
+}
+
+impl TransportConfig {
+    fn validate(&self, problems: &mut Problems) {
+        // RFC 9113 6.9.2: windows are at least the protocol's initial 65,535 and at most 2^31-1.
+        const WINDOW: std::ops::RangeInclusive<u32> = 65_535..=(1 << 31) - 1;
+        let field = |f: &str| format!("transport.{f}");
+        for (name, value, least) in [
+            ("max_connections", self.max_connections, 1),
+            ("max_concurrent_streams", self.max_concurrent_streams, 1),
+            ("max_header_list_bytes", self.max_header_list_bytes, 1024),
+        ] {
+            if value < least {
+                problems.add(field(name), format!("must be at least {least}"));
+            }
+        }
+        for (name, value) in [
+            ("stream_window_bytes", self.stream_window_bytes),
+            ("connection_window_bytes", self.connection_window_bytes),
+        ] {
+            if !WINDOW.contains(&value) {
+                problems.add(
+                    field(name),
+                    format!(
+                        "must be from {} to {} (HTTP/2 window bounds)",
+                        WINDOW.start(),
+                        WINDOW.end()
+                    ),
+                );
+            }
+        }
+        for (name, value) in [
+            ("keepalive_interval", self.keepalive_interval),
+            ("keepalive_timeout", self.keepalive_timeout),
+            ("tcp_keepalive", self.tcp_keepalive),
+            ("request_body_timeout", self.request_body_timeout),
+        ] {
+            if value < Duration::from_secs(1) {
+                problems.add(field(name), "must be at least 1s");
             }
         }
     }
@@ -480,6 +623,32 @@ mod shipped_configs {
         )
         .expect("distinct prefixes");
         Config::parse(&config("", "", "redis://127.0.0.1:6380"), Path::new("c.yaml")).expect("another server");
+    }
+
+    /// Transport and limit settings out of range are each reported, naming the field, the
+    /// bound and its reason, all at once; the defaults validate.
+    #[test]
+    fn transport_and_limit_bounds_are_checked_together() {
+        let text = "transport:\n  max_connections: 0\n  stream_window_bytes: 100\n  keepalive_timeout: 0s\n  max_buffered_request_bytes: 2048\n\
+                    namespaces:\n  a:\n    backend: { type: memstore }\n    limits: { max_message_bytes: 4096, max_subscriber_buffer_bytes: 1024, max_value_bytes: 2048 }\n";
+        let err = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        for expected in [
+            "transport.max_connections",
+            "transport.stream_window_bytes",
+            "HTTP/2 window bounds",
+            "transport.keepalive_timeout",
+            "transport.max_buffered_request_bytes",
+            "namespace a's max_message_bytes (4096)",
+            "namespaces.a.limits.max_subscriber_buffer_bytes",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from:\n{err}");
+        }
+        let ok = Config::parse(
+            "namespaces:\n  a:\n    backend: { type: memstore }\n",
+            Path::new("c.yaml"),
+        )
+        .expect("defaults validate");
+        assert_eq!(ok.transport, TransportConfig::default());
     }
 
     #[test]

@@ -21,8 +21,20 @@ pub struct Limits {
     pub max_query_events: u32,
     /// Longest topic, queue or stream name, in bytes.
     pub max_name_bytes: u32,
-    /// Requests served at once in this namespace; more fail with RESOURCE_EXHAUSTED.
+    /// Requests served at once in this namespace; more fail with RESOURCE_EXHAUSTED. A
+    /// request holds its place from its headers on, while its body is read.
     pub max_in_flight: u32,
+    /// Largest request message, in bytes; a message declaring more is refused from its
+    /// 5-byte gRPC prefix, before any of it is buffered.
+    pub max_message_bytes: u32,
+    /// Subscriptions open at once in this namespace; more fail with RESOURCE_EXHAUSTED.
+    pub max_subscriptions: u32,
+    /// Messages a subscription may hold for a subscriber that has not read them; past
+    /// this (or `max_subscriber_buffer_bytes`) the subscription ends with
+    /// RESOURCE_EXHAUSTED "slow consumer".
+    pub max_subscriber_buffer: u32,
+    /// Bytes of payload a subscription may hold for a subscriber that has not read them.
+    pub max_subscriber_buffer_bytes: u32,
 }
 
 impl Default for Limits {
@@ -35,6 +47,10 @@ impl Default for Limits {
             max_query_events: 10_000,
             max_name_bytes: 256,
             max_in_flight: 1024,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_subscriptions: 256,
+            max_subscriber_buffer: 1024,
+            max_subscriber_buffer_bytes: 16 * 1024 * 1024,
         }
     }
 }

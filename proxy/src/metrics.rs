@@ -16,6 +16,11 @@ pub struct Metrics {
     latency: HistogramVec,
     in_flight: IntGaugeVec,
     backend_up: IntGaugeVec,
+    slow_consumers: IntCounterVec,
+    /// gRPC connections open now.
+    pub connections: prometheus::IntGauge,
+    /// gRPC connections closed at accept because `transport.max_connections` were open.
+    pub connections_refused: prometheus::IntCounter,
 }
 
 /// Pre-resolved series of one namespace.
@@ -24,6 +29,8 @@ pub struct NamespaceMetrics {
     ok: Vec<prometheus::IntCounter>,
     latency: Vec<prometheus::Histogram>,
     pub in_flight: prometheus::IntGauge,
+    /// Subscriptions ended because their subscriber fell behind.
+    pub slow_consumers: prometheus::IntCounter,
     requests: IntCounterVec,
 }
 
@@ -70,12 +77,30 @@ impl Metrics {
         )
         .expect("static metric definition");
         build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let slow_consumers = IntCounterVec::new(
+            Opts::new(
+                "prism_slow_consumers_total",
+                "Subscriptions ended with RESOURCE_EXHAUSTED because the subscriber fell behind its buffer",
+            ),
+            &["namespace"],
+        )
+        .expect("static metric definition");
+        let connections = prometheus::IntGauge::new("prism_connections_open", "gRPC connections open")
+            .expect("static metric definition");
+        let connections_refused = prometheus::IntCounter::new(
+            "prism_connections_refused_total",
+            "gRPC connections closed at accept because transport.max_connections were open",
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(in_flight.clone()),
             Box::new(backend_up.clone()),
             Box::new(build_info),
+            Box::new(slow_consumers.clone()),
+            Box::new(connections.clone()),
+            Box::new(connections_refused.clone()),
         ] {
             registry.register(collector).expect("metrics registered once");
         }
@@ -85,6 +110,9 @@ impl Metrics {
             latency,
             in_flight,
             backend_up,
+            slow_consumers,
+            connections,
+            connections_refused,
         }
     }
 
@@ -117,6 +145,7 @@ impl Metrics {
                 .map(|op| self.latency.with_label_values(&[namespace, op.as_str()]))
                 .collect(),
             in_flight: self.in_flight.with_label_values(&[namespace]),
+            slow_consumers: self.slow_consumers.with_label_values(&[namespace]),
             requests: self.requests.clone(),
         }
     }

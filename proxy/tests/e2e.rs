@@ -185,10 +185,11 @@ async fn unknown_or_missing_namespace_is_refused_with_reason() {
     assert!(!is_retryable(&status));
 }
 
-/// A message over the transport's limit is INVALID_ARGUMENT naming the limit, with the
-/// standard details, like any other request over a limit (tonic alone says OUT_OF_RANGE).
+/// A message over its namespace's `max_message_bytes` is INVALID_ARGUMENT naming the
+/// limit, with the standard details, like any other request over a limit (tonic alone
+/// says OUT_OF_RANGE); each namespace has its own limit.
 #[tokio::test]
-async fn a_message_over_the_transport_limit_is_invalid_argument_with_details() {
+async fn a_message_over_the_namespace_message_limit_is_invalid_argument_with_details() {
     let proxy = Proxy::start(CONFIG);
     let mut raw = KeyValueBasicClient::connect(proxy.endpoint()).await.unwrap();
     let mut request = tonic::Request::new(prism_proto::keyvalue::v1::SetRequest {
@@ -206,7 +207,18 @@ async fn a_message_over_the_transport_limit_is_invalid_argument_with_details() {
         info.metadata.get("limit").map(String::as_str),
         Some("max_message_bytes=16777216")
     );
-    assert!(status.message().contains("largest message"), "{}", status.message());
+    assert!(status.message().contains("declares"), "{}", status.message());
+    // `sessions` allows 131072 bytes: a 200 KB message is refused there, served in `default`.
+    let (default, sessions) = (proxy.client("default").await, proxy.client("sessions").await);
+    default
+        .set(b("k"), Bytes::from(vec![1u8; 200_000]))
+        .await
+        .expect("under default's limit");
+    let err = sessions.set(b("k"), Bytes::from(vec![1u8; 200_000])).await.unwrap_err();
+    assert!(
+        matches!(&err, BackendError::InvalidArgument { limit: Some(l), .. } if l == "max_message_bytes=131072"),
+        "{err:?}"
+    );
     // The proxy's own client reads it as the same error.
     let err = proxy
         .client("default")

@@ -1,33 +1,19 @@
 //! gRPC service describing a namespace (what it serves, its limits).
 
-use std::sync::Arc;
-
 use prism_proto::meta::v1::{self as pb, meta_server};
 use tonic::{Request, Response, Status};
 
-use super::Router;
 use crate::Operation;
 
-pub struct MetaService {
-    router: Arc<Router>,
-}
-
-impl MetaService {
-    pub fn new(router: Arc<Router>) -> MetaService {
-        MetaService { router }
-    }
-}
+pub struct MetaService;
 
 #[tonic::async_trait]
 impl meta_server::Meta for MetaService {
     async fn describe_namespace(
         &self,
-        request: Request<pb::DescribeNamespaceRequest>,
+        mut request: Request<pb::DescribeNamespaceRequest>,
     ) -> Result<Response<pb::DescribeNamespaceResponse>, Status> {
-        let ns = self
-            .router
-            .namespace(request.metadata(), Operation::MetaDescribe, std::time::Instant::now())
-            .await?;
+        let ns = super::namespace::admitted(&mut request)?;
         let limits = ns.limits;
         let response = pb::DescribeNamespaceResponse {
             namespace: ns.name.clone(),

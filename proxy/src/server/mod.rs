@@ -4,12 +4,14 @@
 //! [`start`] binds and serves; [`RunningProxy::drain`] stops accepting, lets in-flight
 //! requests finish, and gives up after a timeout.
 
+mod admission;
+mod connections;
 mod keyvalue;
 mod meta;
 mod namespace;
-mod oversize;
 mod pubsub;
 mod queue;
+mod subscription;
 mod timeseries;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
 
 use namespace::{Namespace, Router};
 
@@ -36,10 +39,6 @@ use crate::BackendError;
 use crate::admin;
 use crate::config::Config;
 use crate::metrics::Metrics;
-
-/// Largest gRPC message accepted: room for a maximal batch of small values; a value over
-/// its own limit still gets the INVALID_ARGUMENT naming that limit.
-const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Why the proxy could not start serving.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +152,7 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         namespaces(config, &metrics).await?,
         auth(config)?,
         metrics.clone(),
+        &config.transport,
     ));
 
     let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;
@@ -166,10 +166,14 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         health.set_service_status(name, ServingStatus::Serving).await;
     }
     health.set_service_status("", ServingStatus::Serving).await;
+    let transport = &config.transport;
+    let incoming = TcpIncoming::from(grpc_listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(transport.tcp_keepalive));
     let grpc = grpc_server(config, &router, &shutdown)?
         .add_service(health_service)
         .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+            connections::Bounded::new(incoming, transport.max_connections, metrics.clone()),
             shutdown.clone().cancelled_owned(),
         );
     let grpc = tokio::spawn(grpc);
@@ -262,19 +266,36 @@ fn auth(config: &Config) -> Result<crate::auth::Auth, StartError> {
     })
 }
 
-/// The gRPC server (TLS when configured) with reflection and every interface's service.
+/// The gRPC server (TLS when configured) with the transport bounds, admission, reflection
+/// and every interface's service.
 fn grpc_server(
     config: &Config,
     router: &Arc<Router>,
     shutdown: &CancellationToken,
-) -> Result<tonic::transport::server::Router<oversize::Layer>, StartError> {
+) -> Result<tonic::transport::server::Router<Stack<admission::AdmissionLayer, Identity>>, StartError> {
     let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let mut builder = tonic::transport::Server::builder().layer(oversize::layer());
+    let transport = &config.transport;
+    // Admission refuses a message over its namespace's limit from its prefix; the decoder's
+    // own bound is the largest any namespace allows.
+    let max_message = config
+        .namespaces
+        .values()
+        .map(|ns| ns.limits.max_message_bytes as usize)
+        .max()
+        .unwrap_or_default();
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(transport.max_concurrent_streams)
+        .initial_stream_window_size(transport.stream_window_bytes)
+        .initial_connection_window_size(transport.connection_window_bytes)
+        .http2_max_header_list_size(transport.max_header_list_bytes)
+        .http2_keepalive_interval(Some(transport.keepalive_interval))
+        .http2_keepalive_timeout(Some(transport.keepalive_timeout))
+        .layer(admission::AdmissionLayer::new(router.clone()));
     if let Some(tls) = &config.tls {
         builder = builder
             .tls_config(server_tls(tls)?)
@@ -284,23 +305,22 @@ fn grpc_server(
     Ok(builder
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(KeyValueBasicServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(KeyValueTtlServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(KeyValueScanServer::from_arc(kv.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES))
-        .add_service(KeyValueBatchServer::from_arc(kv).max_decoding_message_size(MAX_MESSAGE_BYTES))
+        .add_service(KeyValueBasicServer::from_arc(kv.clone()).max_decoding_message_size(max_message))
+        .add_service(KeyValueTtlServer::from_arc(kv.clone()).max_decoding_message_size(max_message))
+        .add_service(KeyValueScanServer::from_arc(kv.clone()).max_decoding_message_size(max_message))
+        .add_service(KeyValueBatchServer::from_arc(kv).max_decoding_message_size(max_message))
         .add_service(
             PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(max_message),
         )
         .add_service(
-            QueueBasicServer::new(queue::QueueService::new(router.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            QueueBasicServer::new(queue::QueueService::new(router.clone())).max_decoding_message_size(max_message),
         )
         .add_service(
             TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+                .max_decoding_message_size(max_message),
         )
-        .add_service(MetaServer::new(meta::MetaService::new(router.clone()))))
+        .add_service(MetaServer::new(meta::MetaService).max_decoding_message_size(max_message)))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {

@@ -1,12 +1,15 @@
 //! Namespaces and request routing: the `x-prism-namespace` metadata picks the namespace;
 //! the namespace holds its backend, limits, in-flight permits and metrics.
+//!
+//! [`Router::admit`] runs on a request's headers, before its body is read (see
+//! `admission`); the handler then takes the admitted [`Call`] with [`Router::route`].
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
@@ -29,8 +32,11 @@ pub(crate) struct Namespace {
     pub(crate) limits: Limits,
     /// Token groups allowed to use it (`auth: oidc`); `None`: any authenticated caller.
     pub(crate) groups: Option<Vec<String>>,
-    permits: Semaphore,
-    metrics: NamespaceMetrics,
+    /// Requests in flight (`max_in_flight`).
+    permits: Arc<Semaphore>,
+    /// Subscriptions open (`max_subscriptions`).
+    subscriptions: Arc<Semaphore>,
+    pub(crate) metrics: NamespaceMetrics,
 }
 
 /// Decrements the in-flight gauge however the request ends (including cancellation).
@@ -45,7 +51,8 @@ impl Drop for InFlight<'_> {
 impl Namespace {
     pub(crate) fn new(name: String, backend: Backend, limits: Limits, metrics: NamespaceMetrics) -> Namespace {
         Namespace {
-            permits: Semaphore::new(limits.max_in_flight as usize),
+            permits: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
+            subscriptions: Arc::new(Semaphore::new(limits.max_subscriptions as usize)),
             name,
             backend,
             limits,
@@ -78,21 +85,33 @@ impl Namespace {
         })
     }
 
-    /// Runs one request: in-flight limit, metrics, error mapping.
+    /// A place for `op`: a subscription's among `max_subscriptions`, any other request's
+    /// among `max_in_flight`; RESOURCE_EXHAUSTED when all are taken.
+    fn place(&self, op: Operation) -> Result<OwnedSemaphorePermit, Status> {
+        let (permits, what, limit) = match op {
+            Operation::PubsubSubscribe => (
+                &self.subscriptions,
+                "subscriptions open (max_subscriptions)",
+                self.limits.max_subscriptions,
+            ),
+            _ => (&self.permits, "requests (max_in_flight)", self.limits.max_in_flight),
+        };
+        permits.clone().try_acquire_owned().map_err(|_| {
+            let err = BackendError::Overloaded(format!(
+                "namespace {} is at its limit of {limit} {what}; retry shortly",
+                self.name
+            ));
+            to_status(&err, Some(&self.name))
+        })
+    }
+
+    /// Runs one admitted request: metrics, error mapping.
     async fn run<R>(
         &self,
         op: Operation,
         work: impl Future<Output = BackendResult<R>>,
     ) -> Result<tonic::Response<R>, Status> {
         let start = Instant::now();
-        let Ok(_permit) = self.permits.try_acquire() else {
-            let err = BackendError::Overloaded(format!(
-                "namespace {} is serving its limit of {} requests (max_in_flight); retry shortly",
-                self.name, self.limits.max_in_flight
-            ));
-            self.metrics.record(op, start.elapsed(), Code::ResourceExhausted);
-            return Err(to_status(&err, Some(&self.name)));
-        };
         self.metrics.in_flight.inc();
         let _in_flight = InFlight(&self.metrics.in_flight);
         let result = work.await;
@@ -104,9 +123,16 @@ impl Namespace {
     }
 }
 
-/// A request's namespace and its deadline (from `grpc-timeout`). Derefs to the namespace.
+/// An admitted request: its namespace, its place there (released when the last clone is
+/// dropped; a subscription's stream keeps one) and its deadline (from `grpc-timeout`).
+/// Derefs to the namespace.
+#[derive(Clone)]
 pub(crate) struct Call {
     ns: Arc<Namespace>,
+    _place: Arc<OwnedSemaphorePermit>,
+    /// The request message's share of `transport.max_buffered_request_bytes`, taken when
+    /// its prefix is read, given back when the request is done.
+    pub(crate) buffered: Arc<std::sync::OnceLock<OwnedSemaphorePermit>>,
     deadline: Option<Duration>,
     /// The caller's trace context (W3C `traceparent`), when traces are exported.
     parent: Option<crate::telemetry::ParentContext>,
@@ -127,6 +153,11 @@ fn deadline_margin(deadline: Duration) -> Duration {
 }
 
 impl Call {
+    /// The namespace, shared.
+    pub(crate) fn namespace(&self) -> &Arc<Namespace> {
+        &self.ns
+    }
+
     /// [`Namespace::run`] within the request's deadline, in a `prism.request` span.
     pub(crate) async fn run<R>(
         &self,
@@ -201,9 +232,21 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     })
 }
 
+/// The call `admission` admitted `request` as.
+pub(crate) fn admitted<Req>(request: &mut Request<Req>) -> Result<Call, Status> {
+    request
+        .extensions_mut()
+        .remove::<Call>()
+        .ok_or_else(|| Status::internal("the request was not admitted (the admission layer is missing)"))
+}
+
 /// All namespaces, by name, and the authentication in front of them.
 pub(crate) struct Router {
     namespaces: HashMap<String, Arc<Namespace>>,
+    /// Request message bytes held at once (`transport.max_buffered_request_bytes`).
+    pub(crate) request_bytes: Arc<Semaphore>,
+    /// How long a request's message may take to arrive (`transport.request_body_timeout`).
+    pub(crate) request_body_timeout: Duration,
     auth: Auth,
     /// Where requests refused before a namespace is known (unauthenticated, unknown or
     /// missing namespace) are counted, under `namespace=""`.
@@ -211,9 +254,16 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(namespaces: impl IntoIterator<Item = Namespace>, auth: Auth, metrics: Metrics) -> Router {
+    pub(crate) fn new(
+        namespaces: impl IntoIterator<Item = Namespace>,
+        auth: Auth,
+        metrics: Metrics,
+        transport: &crate::config::TransportConfig,
+    ) -> Router {
         Router {
+            request_body_timeout: transport.request_body_timeout,
             namespaces: namespaces.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect(),
+            request_bytes: Arc::new(Semaphore::new(transport.max_buffered_request_bytes as usize)),
             auth,
             metrics,
         }
@@ -247,28 +297,22 @@ impl Router {
     /// subscription's stream): the call, the handle and the request body.
     pub(crate) async fn route<Req, T: ?Sized>(
         &self,
-        request: Request<Req>,
+        mut request: Request<Req>,
         op: Operation,
         pick: impl FnOnce(&Backend) -> &Option<Arc<T>>,
     ) -> Result<(Call, Arc<T>, Req), Status> {
         let started = Instant::now();
-        let call = self.namespace(request.metadata(), op, started).await?;
+        let call = admitted(&mut request)?;
         let handle = call.serve(pick(&call.backend), op).inspect_err(|status| {
             call.metrics.record(op, started.elapsed(), status.code());
         })?;
         Ok((call, handle, request.into_inner()))
     }
 
-    /// The namespace a request names in its metadata, with the request's deadline, once
-    /// the caller is authenticated and allowed to use it.
-    /// Refusals count in `/metrics` like any other answer to `op`, timed from `started`
-    /// (the caller's clock reading, so a request reads the clock once here).
-    pub(crate) async fn namespace(
-        &self,
-        metadata: &MetadataMap,
-        op: Operation,
-        started: Instant,
-    ) -> Result<Call, Status> {
+    /// Admits a request from its headers: the caller authenticated, the namespace it
+    /// names and allows it, a place there taken, the deadline read. Refusals count in
+    /// `/metrics` like any other answer to `op`, timed from `started`.
+    pub(crate) async fn admit(&self, metadata: &MetadataMap, op: Operation, started: Instant) -> Result<Call, Status> {
         let refused = |ns: Option<&Namespace>, status: Status| {
             match ns {
                 Some(ns) => ns.metrics.record(op, started.elapsed(), status.code()),
@@ -287,8 +331,11 @@ impl Router {
         self.auth
             .permit(&caller, &ns.name, ns.groups.as_deref())
             .map_err(|e| refused(Some(&ns), to_status(&e, Some(&ns.name))))?;
+        let place = ns.place(op).map_err(|status| refused(Some(&ns), status))?;
         Ok(Call {
             ns,
+            _place: Arc::new(place),
+            buffered: Arc::default(),
             deadline: grpc_timeout(metadata),
             parent: crate::telemetry::parent_context(metadata),
         })

@@ -10,7 +10,6 @@ use tonic::{Request, Response, Status};
 
 use super::Router;
 use crate::Operation;
-use crate::status::to_status;
 use crate::wire;
 
 pub struct PubSubService {
@@ -66,12 +65,12 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
                 subscription_id: subscription.id,
             })),
         };
-        let namespace = ns.name.clone();
-        let messages = subscription.messages.map(move |item| match item {
-            Ok(message) => Ok(pb::SubscribeResponse {
+        // The stream holds the call, and with it the subscription's place in the namespace.
+        let messages = super::subscription::buffered(subscription.messages, ns.namespace()).map(move |item| {
+            let _place = &ns;
+            item.map(|message| pb::SubscribeResponse {
                 event: Some(Event::Message(wire::message_to_proto(message))),
-            }),
-            Err(err) => Err(to_status(&err, Some(&namespace))),
+            })
         });
         let stream = futures::stream::once(async { Ok(subscribed) })
             .chain(messages)

@@ -95,6 +95,7 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
 
 /// Without the `otlp` feature no trace context is read: requests have no parent.
 #[cfg(not(feature = "otlp"))]
+#[derive(Clone)]
 pub(crate) enum ParentContext {}
 
 #[cfg(not(feature = "otlp"))]

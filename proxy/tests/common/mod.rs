@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod raw_h2;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -26,7 +28,7 @@ namespaces:
   sessions:
     backend: { type: memstore }
     interfaces: [keyvalue_basic, keyvalue_ttl]
-    limits: { max_value_bytes: 65536 }
+    limits: { max_value_bytes: 65536, max_message_bytes: 131072 }
   tiny:
     backend: { type: memstore }
     limits: { max_in_flight: 2 }
@@ -43,10 +45,25 @@ impl Proxy {
 
     /// With extra environment variables for the proxy process.
     pub fn start_with_env(config: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
+        Proxy::spawn(Command::new(env!("CARGO_BIN_EXE_prism-proxy")), config, extra, env)
+    }
+
+    /// Under an address-space limit of `bytes` (`prlimit --as`): an allocation past it
+    /// aborts the process, so a test sees what a memory-limited container would.
+    pub fn start_with_address_limit(config: &str, bytes: u64) -> Proxy {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--as={bytes}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_prism-proxy"));
+        Proxy::spawn(command, config, &[], &[])
+    }
+
+    fn spawn(mut command: Command, config: &str, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("proxy.yaml");
         std::fs::write(&path, config).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_prism-proxy"))
+        let mut child = command
             .arg("--config")
             .arg(&path)
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
@@ -92,6 +109,31 @@ impl Proxy {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process's resident memory now, in bytes (from `/proc`).
+    pub fn rss(&self) -> u64 {
+        self.memory("VmRSS:")
+    }
+
+    /// The process's peak resident memory so far (its high-water mark), in bytes.
+    pub fn peak_rss(&self) -> u64 {
+        self.memory("VmHWM:")
+    }
+
+    /// A `/proc/<pid>/status` memory field, in bytes (0 when unreadable).
+    fn memory(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
     }
 
     pub fn signal(&self, sig: &str) {

@@ -1,0 +1,326 @@
+//! What happens to a gRPC request before its body is read. From the headers alone the
+//! caller is authenticated, the namespace looked up and a place there taken
+//! (`max_in_flight`, or `max_subscriptions` for a subscription), so a caller who may not
+//! send has no byte of its body buffered, and a flood in one namespace waits on that
+//! namespace's limit only. The body is then read under the namespace's
+//! `max_message_bytes`: a message declaring more is refused from its 5-byte gRPC prefix,
+//! with INVALID_ARGUMENT naming the limit. The bytes that arrive are paid for from the
+//! proxy-wide `transport.max_buffered_request_bytes` until the call is done (past it:
+//! RESOURCE_EXHAUSTED), so the requests of all clients together hold at most that; a
+//! message that has not arrived within `transport.request_body_timeout` is ended.
+//!
+//! Requests to other services (health, reflection) pass through untouched.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::future::BoxFuture;
+use http_body::Frame;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::Status;
+use tonic::body::Body;
+use tonic::metadata::MetadataMap;
+
+use super::namespace::{Namespace, Router};
+use crate::status::to_status;
+use crate::{BackendError, Operation};
+
+/// Length of the gRPC message prefix: a compression flag and a big-endian u32 length.
+const PREFIX: usize = 5;
+
+/// The layer admitting requests through `router`.
+#[derive(Clone)]
+pub(crate) struct AdmissionLayer {
+    router: Arc<Router>,
+    operations: Arc<HashMap<String, Operation>>,
+}
+
+impl AdmissionLayer {
+    pub(crate) fn new(router: Arc<Router>) -> AdmissionLayer {
+        let operations = Operation::ALL.into_iter().map(|op| (grpc_path(op), op)).collect();
+        AdmissionLayer {
+            router,
+            operations: Arc::new(operations),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`AdmissionLayer`] wraps around the gRPC routes.
+#[derive(Clone)]
+pub(crate) struct Admission<S> {
+    inner: S,
+    layer: AdmissionLayer,
+}
+
+impl<S> tower::Service<http::Request<Body>> for Admission<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let Some(&op) = self.layer.operations.get(request.uri().path()) else {
+            return Box::pin(self.inner.call(request));
+        };
+        // The clone that was polled ready serves this request.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let router = self.layer.router.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let metadata = MetadataMap::from_headers(std::mem::take(request.headers_mut()));
+            let admitted = router.admit(&metadata, op, started).await;
+            *request.headers_mut() = metadata.into_headers();
+            let call = match admitted {
+                Ok(call) => call,
+                Err(status) => return Ok(status.into_http()),
+            };
+            let (parts, body) = request.into_parts();
+            let body = Body::new(Capped {
+                body,
+                ns: call.namespace().clone(),
+                budget: router.request_bytes.clone(),
+                paid: None,
+                charge: call.buffered.clone(),
+                op,
+                started,
+                timeout: router.request_body_timeout,
+                deadline: None,
+                partial: BytesMut::new(),
+                done: false,
+            });
+            let mut request = http::Request::from_parts(parts, body);
+            request.extensions_mut().insert(call);
+            inner.call(request).await
+        })
+    }
+}
+
+/// A request body read under its namespace's `max_message_bytes`, the proxy's
+/// `transport.max_buffered_request_bytes` and `transport.request_body_timeout`. The
+/// message is handed on whole: the decoder, which reserves room for the length a message
+/// declares, only sees a length once that many bytes have arrived and been paid for.
+struct Capped {
+    body: Body,
+    ns: Arc<Namespace>,
+    budget: Arc<Semaphore>,
+    /// What the bytes held so far took from `budget`.
+    paid: Option<OwnedSemaphorePermit>,
+    /// Where the message's share of `budget` is kept once whole, for as long as the call
+    /// lives.
+    charge: Arc<OnceLock<OwnedSemaphorePermit>>,
+    op: Operation,
+    started: Instant,
+    timeout: std::time::Duration,
+    /// Armed when a message does not arrive in its first frame.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The message so far, when it came in more than one frame.
+    partial: BytesMut,
+    /// The whole message was handed on.
+    done: bool,
+}
+
+impl Capped {
+    /// Takes `data` into the message: the whole message when it is complete, `None` while
+    /// more is to come.
+    fn take(&mut self, data: Bytes) -> Result<Option<Bytes>, Status> {
+        self.pay(data.len())?;
+        let message = if self.partial.is_empty() && declared(&data).is_some_and(|n| data.len() == PREFIX + n) {
+            data
+        } else {
+            self.partial.extend_from_slice(&data);
+            if self.partial.len() < PREFIX {
+                return Ok(None);
+            }
+            let declared = declared(&self.partial).unwrap_or_default();
+            self.check_declared(declared)?;
+            if self.partial.len() < PREFIX + declared {
+                return Ok(None);
+            }
+            self.partial.split().freeze()
+        };
+        let declared = declared(&message).unwrap_or_default();
+        self.check_declared(declared)?;
+        if message.len() > PREFIX + declared {
+            return Err(self.refuse("the request holds more than one message".into()));
+        }
+        if let Some(paid) = self.paid.take() {
+            let _ = self.charge.set(paid);
+        }
+        self.done = true;
+        Ok(Some(message))
+    }
+
+    fn check_declared(&self, declared: usize) -> Result<(), Status> {
+        if declared > self.ns.limits.max_message_bytes as usize {
+            return Err(self.refuse(format!("the request message declares {declared} bytes")));
+        }
+        Ok(())
+    }
+
+    /// Takes `n` more bytes from the proxy-wide budget.
+    fn pay(&mut self, n: usize) -> Result<(), Status> {
+        let Ok(more) = u32::try_from(n).map(|n| self.budget.clone().try_acquire_many_owned(n)) else {
+            return Err(self.refuse(format!("a frame of {n} bytes")));
+        };
+        let Ok(more) = more else {
+            let err = BackendError::Overloaded(
+                "the proxy holds its limit of request bytes (transport.max_buffered_request_bytes); retry shortly"
+                    .into(),
+            );
+            return Err(self.answer(to_status(&err, Some(&self.ns.name))));
+        };
+        match &mut self.paid {
+            Some(paid) => paid.merge(more),
+            None => self.paid = Some(more),
+        }
+        Ok(())
+    }
+
+    fn refuse(&self, what: String) -> Status {
+        let limit = self.ns.limits.max_message_bytes;
+        let err = BackendError::InvalidArgument {
+            field: "(message)".into(),
+            message: format!("{what}, over the limit max_message_bytes={limit}"),
+            limit: Some(format!("max_message_bytes={limit}")),
+        };
+        self.answer(to_status(&err, Some(&self.ns.name)))
+    }
+
+    /// `status`, counted in `/metrics` (the handler never runs).
+    fn answer(&self, status: Status) -> Status {
+        self.ns.metrics.record(self.op, self.started.elapsed(), status.code());
+        status
+    }
+}
+
+/// The length a message's 5-byte prefix declares.
+fn declared(bytes: &[u8]) -> Option<usize> {
+    let mut prefix = bytes.get(1..PREFIX)?;
+    Some(prefix.get_u32() as usize)
+}
+
+impl http_body::Body for Capped {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                    Some(Ok(frame)) if frame.data_ref().is_some_and(|d| !d.is_empty()) => {
+                        Poll::Ready(Some(Err(this.refuse("the request holds more than one message".into()))))
+                    }
+                    other => Poll::Ready(other),
+                };
+            }
+            if let Some(deadline) = &mut this.deadline
+                && deadline.as_mut().poll(cx).is_ready()
+            {
+                let err = BackendError::DeadlineExceeded(format!(
+                    "the request message did not arrive within transport.request_body_timeout ({:?})",
+                    this.timeout
+                ));
+                this.done = true;
+                return Poll::Ready(Some(Err(this.answer(to_status(&err, Some(&this.ns.name))))));
+            }
+            let frame = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                other => return Poll::Ready(other),
+            };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => return Poll::Ready(Some(Ok(frame))),
+            };
+            match this.take(data) {
+                Ok(Some(message)) => return Poll::Ready(Some(Ok(Frame::data(message)))),
+                Ok(None) => {
+                    if this.deadline.is_none() {
+                        this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                    }
+                }
+                Err(status) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.body.is_end_stream()
+    }
+}
+
+/// The HTTP/2 path of `op`'s gRPC method: `/<package>.<Service>/<Method>`.
+fn grpc_path(op: Operation) -> String {
+    use Operation::*;
+    use prism_proto::{keyvalue::v1 as kv, meta::v1 as meta, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts};
+    let (service, method) = match op {
+        KvSet => (kv::key_value_basic_server::SERVICE_NAME, "Set"),
+        KvGet => (kv::key_value_basic_server::SERVICE_NAME, "Get"),
+        KvDelete => (kv::key_value_basic_server::SERVICE_NAME, "Delete"),
+        KvExists => (kv::key_value_basic_server::SERVICE_NAME, "Exists"),
+        KvSetWithTtl => (kv::key_value_ttl_server::SERVICE_NAME, "SetWithTtl"),
+        KvExpire => (kv::key_value_ttl_server::SERVICE_NAME, "Expire"),
+        KvTtl => (kv::key_value_ttl_server::SERVICE_NAME, "Ttl"),
+        KvPersist => (kv::key_value_ttl_server::SERVICE_NAME, "Persist"),
+        KvScan => (kv::key_value_scan_server::SERVICE_NAME, "Scan"),
+        KvCount => (kv::key_value_scan_server::SERVICE_NAME, "Count"),
+        KvBatchSet => (kv::key_value_batch_server::SERVICE_NAME, "BatchSet"),
+        KvBatchGet => (kv::key_value_batch_server::SERVICE_NAME, "BatchGet"),
+        KvBatchDelete => (kv::key_value_batch_server::SERVICE_NAME, "BatchDelete"),
+        PubsubPublish => (ps::pub_sub_basic_server::SERVICE_NAME, "Publish"),
+        PubsubSubscribe => (ps::pub_sub_basic_server::SERVICE_NAME, "Subscribe"),
+        PubsubUnsubscribe => (ps::pub_sub_basic_server::SERVICE_NAME, "Unsubscribe"),
+        QueueEnqueue => (q::queue_basic_server::SERVICE_NAME, "Enqueue"),
+        QueueReceive => (q::queue_basic_server::SERVICE_NAME, "Receive"),
+        QueueAck => (q::queue_basic_server::SERVICE_NAME, "Ack"),
+        QueueNack => (q::queue_basic_server::SERVICE_NAME, "Nack"),
+        TsAppend => (ts::time_series_basic_server::SERVICE_NAME, "Append"),
+        TsQuery => (ts::time_series_basic_server::SERVICE_NAME, "Query"),
+        TsAggregate => (ts::time_series_basic_server::SERVICE_NAME, "Aggregate"),
+        MetaDescribe => (meta::meta_server::SERVICE_NAME, "DescribeNamespace"),
+    };
+    format!("/{service}/{method}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each operation has its own path, and the path names a method the generated code
+    /// serves (the method names are checked end to end by every e2e test).
+    #[test]
+    fn every_operation_has_its_own_path() {
+        let paths: std::collections::HashSet<String> = Operation::ALL.into_iter().map(grpc_path).collect();
+        assert_eq!(paths.len(), Operation::ALL.len());
+        for op in Operation::ALL {
+            assert!(grpc_path(op).starts_with("/prism."), "{op:?}");
+        }
+    }
+}
