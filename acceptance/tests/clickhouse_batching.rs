@@ -1,6 +1,7 @@
 //! The ClickHouse driver's insert batching, against a real ClickHouse (a process from
 //! ci/install-servers.sh): flush by time, flush by size, pushback when the buffer is full
-//! (nothing dropped), and everything written at once when the proxy drains.
+//! (nothing dropped), an append given up before its batch is sent is not written later,
+//! and everything written at once when the proxy drains.
 //!
 //! A missing clickhouse-server fails under PRISM_ACCEPT_STRICT=1 (CI) and is reported as
 //! skipped otherwise.
@@ -134,4 +135,17 @@ async fn draining_writes_waiting_events_at_once() {
     // After the drain began, appends no longer wait for the interval either.
     let late = tokio::time::timeout(Duration::from_secs(30), ch.append("drain".into(), events(1))).await;
     assert_eq!(late.expect("an append after the drain waited").expect("append"), 1);
+}
+
+/// An append whose caller gave up (here: its deadline) before the batch was sent is not
+/// written afterwards, so a retry does not duplicate it; the appends still waiting are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_given_up_before_its_batch_is_sent_is_not_written() {
+    let Some(instance) = server().await else { return };
+    let ch = driver(&instance, 1_000, Duration::from_millis(800), 10_000);
+    let given_up = tokio::time::timeout(Duration::from_millis(50), ch.append("gone".into(), events(5))).await;
+    assert!(given_up.is_err(), "the append returned before the flush interval");
+    assert_eq!(ch.append("kept".into(), events(3)).await.expect("append"), 3);
+    assert_eq!(stored(&ch, "kept").await, 3);
+    assert_eq!(stored(&ch, "gone").await, 0, "rows of an append given up were written");
 }

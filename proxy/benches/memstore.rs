@@ -104,6 +104,22 @@ fn timeseries(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // Each batch earlier than everything stored: the order that was quadratic when the
+    // events were a sorted Vec (every insert shifted the whole stream).
+    let series = MemStore::new().series;
+    rt.block_on(series.append("s".into(), (0..100_000).map(event).collect()))
+        .unwrap();
+    let mut before = 0i64;
+    c.bench_function("memstore/timeseries/append_100_decreasing_into_100k", |b| {
+        b.to_async(&rt).iter_batched(
+            || {
+                before -= 100;
+                (before..before + 100).rev().map(event).collect::<Vec<Event>>()
+            },
+            |batch| async { series.append("s".into(), batch).await.unwrap() },
+            BatchSize::SmallInput,
+        )
+    });
     let series = MemStore::new().series;
     rt.block_on(series.append("s".into(), (0..100_000).map(event).collect()))
         .unwrap();

@@ -4,12 +4,17 @@
 //! `buffer_rows` rows wait at once, and further appends wait for room (pushback, never
 //! dropping). [`Batcher::close`] (called when the driver is dropped) makes the writer
 //! flush at once whatever waits, and everything after it without delay.
+//!
+//! An append given up by its caller (its deadline passed, its client left) before its
+//! batch is sent is taken out of the batch: a caller told it failed must be able to
+//! retry without duplicating rows. Its rows hold their buffer room until then, so
+//! abandoned appends cannot grow the queue past `buffer_rows`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{OnceCell, Semaphore, mpsc, oneshot};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClickhouseConfig, TABLE, ensure_schema, error};
@@ -30,6 +35,8 @@ pub struct EventRow {
 struct Pending {
     rows: Vec<EventRow>,
     done: oneshot::Sender<BackendResult<()>>,
+    /// The rows' buffer room, given back when they are written or dropped.
+    _room: OwnedSemaphorePermit,
 }
 
 pub struct Batcher {
@@ -73,14 +80,19 @@ impl Batcher {
         }
         // An append larger than the whole buffer takes all of it.
         let wanted = rows.len().min(self.buffer_rows) as u32;
-        let _room = self
+        let room = self
             .room
-            .acquire_many(wanted)
+            .clone()
+            .acquire_many_owned(wanted)
             .await
             .map_err(|_| BackendError::Unavailable("clickhouse: the insert batcher has stopped".into()))?;
         let (done, written) = oneshot::channel();
         self.tx
-            .send(Pending { rows, done })
+            .send(Pending {
+                rows,
+                done,
+                _room: room,
+            })
             .map_err(|_| BackendError::Unavailable("clickhouse: the insert batcher has stopped".into()))?;
         written
             .await
@@ -116,6 +128,10 @@ impl Writer {
                     },
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
+            }
+            batch.retain(|pending| !pending.done.is_closed());
+            if batch.is_empty() {
+                continue;
             }
             let result = self.insert(&batch).await;
             for pending in batch {

@@ -1,8 +1,9 @@
-//! Time series: per stream, events kept sorted by time (ties in append order), so a range
-//! query is a binary search plus a walk.
+//! Time series: per stream, events ordered by time (ties in append order) in a B-tree,
+//! so an append costs O(log n) per event in any time order, and a range query is a seek
+//! plus a walk.
 
 use parking_lot::RwLock;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
@@ -12,17 +13,32 @@ use crate::interfaces::{AggregateRow, Aggregation, Event, Query, TimeSeriesBasic
 /// In-memory event streams: timeseries_basic.
 #[derive(Default)]
 pub struct SeriesStore {
-    streams: RwLock<HashMap<String, Vec<Event>>>,
+    streams: RwLock<HashMap<String, Series>>,
+}
+
+/// One stream's events by (time, append number): the number keeps ties in append order.
+#[derive(Default)]
+struct Series {
+    events: BTreeMap<(i64, u64), Event>,
+    appended: u64,
 }
 
 impl SeriesStore {
     /// The events in `[start_ms, end_ms)` of a stream, in order.
-    fn with_range<R>(&self, stream: &str, start_ms: i64, end_ms: i64, f: impl FnOnce(&[Event]) -> R) -> R {
+    fn with_range<R>(
+        &self,
+        stream: &str,
+        start_ms: i64,
+        end_ms: i64,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Event>) -> R,
+    ) -> R {
         let streams = self.streams.read();
-        let events = streams.get(stream).map(Vec::as_slice).unwrap_or_default();
-        let lo = events.partition_point(|e| e.timestamp_ms < start_ms);
-        let hi = events.partition_point(|e| e.timestamp_ms < end_ms).max(lo);
-        f(&events[lo..hi])
+        let mut events = streams
+            .get(stream)
+            .filter(|_| start_ms < end_ms)
+            .into_iter()
+            .flat_map(|series| series.events.range((start_ms, 0)..(end_ms, 0)).map(|(_, e)| e));
+        f(&mut events)
     }
 }
 
@@ -33,9 +49,8 @@ impl TimeSeriesBasic for SeriesStore {
         let mut streams = self.streams.write();
         let series = streams.entry(stream).or_default();
         for event in events {
-            // After every event with the same or an earlier time: ties keep append order.
-            let at = series.partition_point(|e| e.timestamp_ms <= event.timestamp_ms);
-            series.insert(at, event);
+            series.appended += 1;
+            series.events.insert((event.timestamp_ms, series.appended), event);
         }
         Ok(appended)
     }
@@ -43,7 +58,6 @@ impl TimeSeriesBasic for SeriesStore {
     async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>> {
         Ok(self.with_range(&stream, query.start_ms, query.end_ms, |events| {
             events
-                .iter()
                 .filter(|e| query.matches(e))
                 .take(query.max_events())
                 .cloned()
