@@ -121,10 +121,11 @@ async fn open_namespace_stream_flood_holds_no_memory_for_declared_lengths() {
 }
 
 /// 600 Sets of 1 MiB at once over two connections (600 MiB offered; the defect grew
-/// RSS about 1:1 with what was sent): the proxy holds at most
-/// `max_buffered_request_bytes` (32 MiB here) of requests, answers the rest
-/// RESOURCE_EXHAUSTED (retryable), and its peak RSS grows by less than three times the
-/// budget (a message is briefly held twice while decoded, plus windows and slack).
+/// RSS about 1:1 with what was sent, 310 MiB here with the budget taken out): the proxy
+/// holds at most `max_buffered_request_bytes` (32 MiB here) of request messages and
+/// answers the rest RESOURCE_EXHAUSTED (retryable). A message held is in memory twice
+/// while it is decoded (the proxy's copy and the decoder's), and the allocator keeps
+/// what it freed: the bound checked is 4 x the budget + 16 MiB of windows and slack.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_real_bytes_is_bounded_by_the_request_byte_budget() {
     let config = "transport: { max_buffered_request_bytes: 33554432 }\nnamespaces:\n  open:\n    backend: { type: memstore }\n    limits: { max_value_bytes: 2097152 }\n";
@@ -160,7 +161,7 @@ async fn a_flood_of_real_bytes_is_bounded_by_the_request_byte_budget() {
         "real-bytes flood: peak RSS grew {} MiB; {ok} served, {exhausted} RESOURCE_EXHAUSTED",
         grown / MIB
     );
-    assert!(grown < 3 * 32 * MIB, "peak RSS grew {} MiB", grown / MIB);
+    assert!(grown < 4 * 32 * MIB + 16 * MIB, "peak RSS grew {} MiB", grown / MIB);
     assert!(ok > 0 && exhausted > 0, "ok {ok}, exhausted {exhausted}");
     proxy
         .client("open")

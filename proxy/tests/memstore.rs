@@ -268,6 +268,45 @@ async fn acks_and_nacks_on_unknown_queues_create_nothing() {
     assert_eq!(queues.count(), 1);
 }
 
+/// Receives on names never enqueued to leave nothing behind, whether they time out or
+/// are given up by their caller; a queue emptied by acks is forgotten too, and message
+/// ids stay unique when a name is used again.
+#[tokio::test]
+async fn receives_on_unused_queues_leave_nothing_behind() {
+    let queues = Queues::default();
+    for i in 0..100 {
+        assert!(
+            queues
+                .receive(format!("q{i}"), 10, VIS, Duration::ZERO)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let given_up = tokio::time::timeout(
+        Duration::from_millis(20),
+        queues.receive("waiting".into(), 1, VIS, Duration::from_secs(60)),
+    )
+    .await;
+    assert!(given_up.is_err());
+    assert_eq!(queues.count(), 0);
+
+    let first = queues.enqueue("q".into(), b("m")).await.unwrap();
+    let got = queues.receive("q".into(), 1, VIS, Duration::ZERO).await.unwrap();
+    assert_eq!(queues.count(), 1, "a message in flight keeps its queue");
+    assert!(queues.ack("q".into(), got[0].receipt.clone()).await.unwrap());
+    assert!(
+        queues
+            .receive("q".into(), 1, VIS, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(queues.count(), 0, "an emptied queue is forgotten");
+    let second = queues.enqueue("q".into(), b("m")).await.unwrap();
+    assert_ne!(first, second, "a message id was reused");
+}
+
 #[tokio::test(start_paused = true)]
 async fn queue_redelivers_after_visibility_timeout() {
     let q = MemStore::new().queues;

@@ -151,6 +151,8 @@ impl Capped {
         let message = if self.partial.is_empty() && declared(&data).is_some_and(|n| data.len() == PREFIX + n) {
             data
         } else {
+            // Grown with what arrives, never reserved from the declared length: a client
+            // declaring 16 MB and sending 5 bytes holds 5 bytes.
             self.partial.extend_from_slice(&data);
             if self.partial.len() < PREFIX {
                 return Ok(None);

@@ -20,6 +20,9 @@ use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 #[derive(Default)]
 pub struct Queues {
     queues: Mutex<HashMap<String, Arc<QueueState>>>,
+    /// Message ids are unique across queues and time: a queue forgotten when empty and
+    /// made again never reuses one.
+    next_id: AtomicU64,
     next_receipt: AtomicU64,
 }
 
@@ -32,7 +35,6 @@ struct QueueState {
 
 #[derive(Default)]
 struct QueueInner {
-    next_id: u64,
     messages: HashMap<u64, Stored>,
     /// Ready message ids: lowest (oldest) first.
     ready: BTreeSet<u64>,
@@ -102,6 +104,19 @@ impl Queues {
 
     /// The queue if it exists: settling a receipt never creates one, so acks and nacks
     /// naming random queues leave nothing behind.
+    /// Forgets `name`'s queue when it holds nothing and only `state` (the caller's handle)
+    /// uses it: a receive on a name never enqueued to leaves nothing behind.
+    fn forget_if_unused(&self, name: &str, state: &Arc<QueueState>) {
+        let mut queues = self.queues.lock();
+        // Handles are only made under this lock: the map's and the caller's are the last.
+        if Arc::strong_count(state) == 2 && {
+            let inner = state.inner.lock();
+            inner.messages.is_empty() && inner.in_flight.is_empty()
+        } {
+            queues.remove(name);
+        }
+    }
+
     fn existing(&self, name: &str) -> Option<Arc<QueueState>> {
         self.queues.lock().get(name).cloned()
     }
@@ -146,8 +161,7 @@ impl QueueBasic for Queues {
         let state = self.queue(&queue);
         let id = {
             let mut inner = state.inner.lock();
-            inner.next_id += 1;
-            let id = inner.next_id;
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
             inner.messages.insert(
                 id,
                 Stored {
@@ -172,6 +186,14 @@ impl QueueBasic for Queues {
     ) -> BackendResult<Vec<ReceivedMessage>> {
         check_receive(max, visibility)?;
         let state = self.queue(&queue);
+        // However the receive ends (answered, timed out, or its caller gone).
+        struct Forget<'a>(&'a Queues, &'a str, &'a Arc<QueueState>);
+        impl Drop for Forget<'_> {
+            fn drop(&mut self) {
+                self.0.forget_if_unused(self.1, self.2);
+            }
+        }
+        let _forget = Forget(self, &queue, &state);
         let give_up = Instant::now() + wait;
         loop {
             // Registered before looking, so an enqueue between the look and the wait

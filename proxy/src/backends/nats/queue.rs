@@ -30,7 +30,9 @@ use crate::{BackendError, BackendResult};
 #[derive(Default)]
 pub struct Queues {
     stream: tokio::sync::OnceCell<async_nats::jetstream::stream::Stream>,
-    consumers: tokio::sync::Mutex<HashMap<String, PullConsumer>>,
+    /// One consumer per queue, made once: callers of one queue share its creation, and
+    /// no lock is held while JetStream answers, so a slow create holds up only its queue.
+    consumers: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<PullConsumer>>>>,
     /// receipt -> the delivery's queue, visibility deadline and timer.
     in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
 }
@@ -80,12 +82,10 @@ impl Nats {
                     .map_err(|e| error("creating the queue stream", e))
             })
             .await?;
-        let mut consumers = self.queues.consumers.lock().await;
-        if let Some(consumer) = consumers.get(queue) {
-            return Ok(consumer.clone());
-        }
-        let name = format!("q{:016x}", fnv1a(queue.as_bytes()));
-        let consumer: PullConsumer = stream
+        let cell = self.queues.consumers.lock().entry(queue.to_string()).or_default().clone();
+        let consumer = cell.get_or_try_init(|| async {
+            let name = format!("q{:016x}", fnv1a(queue.as_bytes()));
+            stream
             .get_or_create_consumer(
                 &name,
                 pull::Config {
@@ -99,9 +99,10 @@ impl Nats {
                 },
             )
             .await
-            .map_err(|e| error("creating the queue consumer", e))?;
-        consumers.insert(queue.to_string(), consumer.clone());
-        Ok(consumer)
+            .map_err(|e| error("creating the queue consumer", e))
+        })
+        .await?;
+        Ok(consumer.clone())
     }
 
     /// Pulls up to `max` messages: what is there now, else waits up to `wait` for one.
