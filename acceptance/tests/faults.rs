@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use acceptance::provision::process::{self, Prepared};
 use acceptance::provision::{self, ServerSpec, free_port, specs, wait_ready};
 use bytes::Bytes;
+use futures::StreamExt;
 use prism_proxy::backends::nats::NatsConfig;
 use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::backends::redis::RedisConfig;
@@ -107,18 +108,25 @@ async fn readyz_settles(admin: SocketAddr, expected: u16) -> u16 {
 
 async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
     let mut namespace = NamespaceConfig::new(backend);
-    namespace.interfaces = Some(vec![Interface::KeyvalueBasic, Interface::QueueBasic]);
+    namespace.interfaces = Some(vec![
+        Interface::KeyvalueBasic,
+        Interface::QueueBasic,
+        Interface::PubsubBasic,
+    ]);
     let config = Config::ephemeral([("faults".to_string(), namespace)]);
     let proxy = prism_proxy::server::start(&config).await.expect("start the proxy");
     let client = PrismClient::connect(&format!("http://{}", proxy.grpc_addr), "faults")
         .await
         .expect("connect")
         .with_timeout(CLIENT_DEADLINE);
-    let backend = client.backend(&[Interface::KeyvalueBasic, Interface::QueueBasic]);
-    let (kv, queue) = (
+    let backend = client.backend(&[Interface::KeyvalueBasic, Interface::QueueBasic, Interface::PubsubBasic]);
+    let (kv, queue, pubsub) = (
         backend.keyvalue_basic.expect("keyvalue_basic"),
         backend.queue_basic.expect("queue_basic"),
+        backend.pubsub_basic.expect("pubsub_basic"),
     );
+    // A subscription live across the crash.
+    let mut subscription = pubsub.subscribe("t".into()).await.expect("subscribe");
 
     // Before the crash: data the backend acknowledged, and one message a client acked.
     kv.set(Bytes::from("k"), Bytes::from("v")).await.expect("set");
@@ -189,6 +197,27 @@ async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
     }
     let expected: BTreeSet<Bytes> = sent.into_iter().filter(|m| *m != first[0].payload).collect();
     assert_eq!(delivered, expected, "messages after the restart");
+
+    // The subscription from before the crash never hangs silently: it either survived
+    // (and gets what is published now) or ended with a retryable error.
+    pubsub
+        .publish("t".into(), Bytes::from("after"))
+        .await
+        .expect("publish after the restart");
+    match tokio::time::timeout(Duration::from_secs(20), subscription.messages.next()).await {
+        Ok(Some(Ok(m))) => assert_eq!(m.payload, Bytes::from("after")),
+        Ok(Some(Err(e))) => assert!(e.retryable(), "the subscription ended with {e:?}"),
+        Ok(None) => panic!("the subscription ended without saying why"),
+        Err(_) => panic!("the subscription from before the crash hangs"),
+    }
+    // A new one works.
+    let mut again = pubsub
+        .subscribe("t2".into())
+        .await
+        .expect("subscribe after the restart");
+    pubsub.publish("t2".into(), Bytes::from("x")).await.expect("publish");
+    let m = tokio::time::timeout(Duration::from_secs(20), again.messages.next()).await;
+    assert!(matches!(m, Ok(Some(Ok(_)))), "{m:?}");
     proxy.drain(Duration::from_secs(5)).await;
 }
 

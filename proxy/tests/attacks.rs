@@ -347,13 +347,12 @@ async fn subscriptions_past_the_limit_are_refused() {
     assert!(again.is_some(), "a dropped subscription frees its place");
 }
 
-/// `redis-server`'s own count of PING commands (`INFO commandstats`).
-fn redis_pings(port: u16) -> u64 {
+/// A field of `redis-server`'s own `INFO <section>`, as a number (0 when absent).
+fn redis_info(port: u16, section: &str, field: &str) -> u64 {
     use std::io::{BufRead, BufReader, Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect redis");
-    stream
-        .write_all(b"*2\r\n$4\r\nINFO\r\n$12\r\ncommandstats\r\n")
-        .expect("INFO");
+    let command = format!("*2\r\n$4\r\nINFO\r\n${}\r\n{section}\r\n", section.len());
+    stream.write_all(command.as_bytes()).expect("INFO");
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     reader.read_line(&mut head).expect("bulk length");
@@ -362,10 +361,76 @@ fn redis_pings(port: u16) -> u64 {
     reader.read_exact(&mut body).expect("INFO body");
     String::from_utf8_lossy(&body)
         .lines()
-        .find_map(|l| l.strip_prefix("cmdstat_ping:calls="))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
+        .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// How many PING commands Redis has served (`INFO commandstats`).
+fn redis_pings(port: u16) -> u64 {
+    redis_info(port, "commandstats", "cmdstat_ping:calls=")
+}
+
+/// 200 subscriptions in one namespace (100 on one topic, 100 on their own topics) hold
+/// one Redis connection for subscribing, not 200 (the defect: about 100 subscriptions
+/// could exhaust a server's connections for every namespace on it). Every subscriber
+/// gets its messages, publish counts subscribers, and the server forgets a channel when
+/// its last subscriber leaves. Counted by Redis itself (`INFO clients`, `PUBSUB NUMSUB`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_subscriptions_share_one_server_connection() {
+    let redis = Redis::start();
+    let config = format!(
+        "namespaces:\n  events:\n    backend: {{ type: redis, url: 'redis://127.0.0.1:{}' }}\n",
+        redis.port
+    );
+    let proxy = Proxy::start(&config);
+    let client = proxy.client("events").await;
+    client.publish("warm".into(), Bytes::from("x")).await.expect("publish");
+    let before = redis_info(redis.port, "clients", "connected_clients:");
+    let mut shared = Vec::new();
+    let mut own = Vec::new();
+    for i in 0..100 {
+        shared.push(client.subscribe("shared".into()).await.expect("subscribe"));
+        own.push(client.subscribe(format!("own{i}")).await.expect("subscribe"));
+    }
+    let opened = redis_info(redis.port, "clients", "connected_clients:") - before;
+    assert!(opened <= 1, "{opened} more server connections for 200 subscriptions");
+    assert_eq!(
+        client
+            .publish("shared".into(), Bytes::from("m"))
+            .await
+            .expect("publish"),
+        100
+    );
+    assert_eq!(
+        client.publish("own7".into(), Bytes::from("m")).await.expect("publish"),
+        1
+    );
+    for s in &mut shared {
+        let m = s.messages.next().await.expect("a message").expect("ok");
+        assert_eq!(m.payload, Bytes::from("m"));
+    }
+    own[7].messages.next().await.expect("a message").expect("ok");
+    drop(shared);
+    drop(own);
+    let mut forgotten = false;
+    for _ in 0..100 {
+        if client
+            .publish("shared".into(), Bytes::from("m"))
+            .await
+            .expect("publish")
+            == 0
+        {
+            forgotten = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        forgotten,
+        "the channel is still subscribed on the server after its last subscriber left"
+    );
 }
 
 /// 200 probes hitting `/readyz` and `/metrics` at once cost the backend one round of

@@ -10,6 +10,7 @@
 
 mod keyvalue;
 mod pubsub;
+mod subscriptions;
 mod queue;
 
 use std::sync::Arc;
@@ -61,11 +62,11 @@ impl DriverConfig for RedisConfig {
 }
 
 pub(crate) struct Redis {
-    client: redis::Client,
     conn: ConnectionManager,
     prefix: Vec<u8>,
     timeout: Duration,
     live: LiveSubscriptions,
+    subscriptions: subscriptions::Subscriptions,
 }
 
 impl Redis {
@@ -81,7 +82,7 @@ impl Redis {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(error)?;
         Ok(Redis {
-            client,
+            subscriptions: subscriptions::Subscriptions::new(client, config.timeout),
             conn,
             prefix: config.prefix.as_bytes().to_vec(),
             timeout: config.timeout,
