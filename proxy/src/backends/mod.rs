@@ -12,6 +12,8 @@
 
 #[cfg(any(feature = "redis", feature = "postgres", feature = "nats", feature = "clickhouse"))]
 mod driver;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod fanout;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -18,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
+use super::fanout::Fanout;
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
 use crate::{BackendError, BackendResult, Interface};
@@ -68,8 +69,8 @@ impl DriverConfig for PostgresConfig {
 
 pub(crate) struct Postgres {
     pool: Pool,
-    /// For subscriptions, which hold a connection of their own.
-    pg_config: tokio_postgres::Config,
+    /// Every subscription, on one LISTEN connection of its own.
+    subscriptions: Fanout<pubsub::Listen>,
     prefix: String,
     timeout: Duration,
     schema: OnceCell<()>,
@@ -103,7 +104,7 @@ impl Postgres {
             .map_err(|e| BackendError::invalid("backend", format!("cannot build the connection pool: {e}")))?;
         Ok(Postgres {
             pool,
-            pg_config,
+            subscriptions: pubsub::fanout(pg_config, config.timeout),
             prefix: config.prefix.clone(),
             timeout: config.timeout,
             schema: OnceCell::new(),

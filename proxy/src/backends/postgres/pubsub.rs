@@ -1,8 +1,13 @@
-//! pubsub_basic on LISTEN/NOTIFY. Each subscription holds its own connection; payloads
-//! travel base64-encoded in the driver's envelope, since NOTIFY carries text of at most
-//! 8000 bytes.
+//! pubsub_basic on LISTEN/NOTIFY. Every subscription of the driver shares one LISTEN
+//! connection (`backends::fanout`), read eagerly so the server's NOTIFY queue never fills
+//! behind a slow subscriber; payloads travel base64-encoded in the driver's envelope,
+//! since NOTIFY carries text of at most 8000 bytes.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -11,8 +16,9 @@ use tokio_postgres::AsyncMessage;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{MAX_PUBSUB_PAYLOAD, Postgres, error};
-use crate::backends::driver::{bounded, envelope};
-use crate::interfaces::{PubSubBasic, Subscription};
+use crate::backends::driver::envelope;
+use crate::backends::fanout::{Connect, Fanout, Listener};
+use crate::interfaces::{Message, PubSubBasic, Subscription};
 use crate::{BackendError, BackendResult};
 
 /// Longest channel name PostgreSQL keeps (longer identifiers are cut short).
@@ -32,6 +38,58 @@ impl Postgres {
             format!("prism-h-{hash:016x}")
         }
     }
+}
+
+/// The command half of the shared LISTEN connection.
+#[derive(Clone)]
+pub(super) struct Listen(Arc<tokio_postgres::Client>);
+
+impl Listener for Listen {
+    fn listen(&self, channel: &str) -> BoxFuture<'_, BackendResult<()>> {
+        let sql = format!("LISTEN {}", quote_ident(channel));
+        Box::pin(async move { self.0.batch_execute(&sql).await.map_err(error) })
+    }
+
+    fn unlisten(&self, channel: &str) -> BoxFuture<'_, BackendResult<()>> {
+        let sql = format!("UNLISTEN {}", quote_ident(channel));
+        Box::pin(async move { self.0.batch_execute(&sql).await.map_err(error) })
+    }
+}
+
+/// The driver's subscriptions, on connections made from `config`.
+pub(super) fn fanout(config: tokio_postgres::Config, timeout: Duration) -> Fanout<Listen> {
+    let connect: Connect<Listen> = Arc::new(move || {
+        let config = config.clone();
+        Box::pin(async move {
+            let (client, mut connection) = config.connect(tokio_postgres::NoTls).await.map_err(error)?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            // Forwards notifications as they come (the fan-out reads them at once); ends
+            // with the connection, which ends every subscription.
+            tokio::spawn(async move {
+                let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(Ok(message)) = messages.next().await {
+                    if let AsyncMessage::Notification(n) = message
+                        && tx
+                            .send((n.channel().to_string(), Bytes::from(n.payload().to_string())))
+                            .await
+                            .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            Ok((Listen(Arc::new(client)), ReceiverStream::new(rx).boxed()))
+        })
+    });
+    Fanout::new("postgres", timeout, connect, decode)
+}
+
+/// A message from a NOTIFY payload: base64 of the envelope.
+fn decode(topic: &str, text: Bytes) -> BackendResult<Message> {
+    let sealed = STANDARD
+        .decode(&text)
+        .map_err(|e| BackendError::Internal(format!("a NOTIFY payload on {topic} is not base64: {e}")))?;
+    envelope::open(topic, Bytes::from(sealed))
 }
 
 /// `name` as a quoted SQL identifier.
@@ -60,41 +118,7 @@ impl PubSubBasic for Postgres {
     }
 
     async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
-        let channel = self.channel(&topic);
-        let (client, mut connection) = bounded("postgres", self.timeout, async {
-            self.pg_config.connect(tokio_postgres::NoTls).await.map_err(error)
-        })
-        .await?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<String>(1024);
-        // The connection task forwards notifications; it ends with the connection, which
-        // ends the subscription's stream.
-        tokio::spawn(async move {
-            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
-            while let Some(Ok(message)) = messages.next().await {
-                if let AsyncMessage::Notification(n) = message
-                    && tx.send(n.payload().to_string()).await.is_err()
-                {
-                    break;
-                }
-            }
-        });
-        bounded("postgres", self.timeout, async {
-            client
-                .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
-                .await
-                .map_err(error)
-        })
-        .await?;
-        let messages = ReceiverStream::new(rx)
-            .map(move |text| {
-                // The client lives as long as the stream: dropping it closes the connection.
-                let _ = &client;
-                let sealed = STANDARD
-                    .decode(text.as_bytes())
-                    .map_err(|e| BackendError::Internal(format!("a NOTIFY payload on {topic} is not base64: {e}")))?;
-                envelope::open(&topic, Bytes::from(sealed))
-            })
-            .boxed();
+        let messages = self.subscriptions.subscribe(self.channel(&topic), topic).await?;
         Ok(self.live.register("postgres", messages))
     }
 

@@ -10,7 +10,6 @@
 
 mod keyvalue;
 mod pubsub;
-mod subscriptions;
 mod queue;
 
 use std::sync::Arc;
@@ -21,6 +20,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Deserialize;
 
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
+use super::fanout::Fanout;
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
 use crate::{BackendError, BackendResult, Interface};
 
@@ -66,7 +66,7 @@ pub(crate) struct Redis {
     prefix: Vec<u8>,
     timeout: Duration,
     live: LiveSubscriptions,
-    subscriptions: subscriptions::Subscriptions,
+    subscriptions: Fanout<pubsub::Sink>,
 }
 
 impl Redis {
@@ -82,7 +82,7 @@ impl Redis {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(error)?;
         Ok(Redis {
-            subscriptions: subscriptions::Subscriptions::new(client, config.timeout),
+            subscriptions: pubsub::fanout(client, config.timeout),
             conn,
             prefix: config.prefix.as_bytes().to_vec(),
             timeout: config.timeout,
