@@ -52,7 +52,84 @@ fn interval_log() -> Vec<u8> {
     out
 }
 
+/// `<metric> <op> <value><unit> [for <operation>]` with each part drawn from valid and
+/// hostile pieces, so every branch of the parser is reached.
+fn threshold_text() -> impl Strategy<Value = String> {
+    let metric = proptest::sample::select(vec![
+        "p99",
+        "p99.9",
+        "p0",
+        "p100",
+        "p101",
+        "pNaN",
+        "p",
+        "max",
+        "mean",
+        "error_rate",
+        "achieved_rate",
+        "q99",
+    ]);
+    let op = proptest::sample::select(vec!["<", "<=", ">", ">=", "=", "=<"]);
+    let number = prop_oneof![
+        proptest::sample::select(vec!["5", "0", "-1", "1e309", "NaN", "inf", "0.1", ".", "", "1.5e3"])
+            .prop_map(str::to_string),
+        "\\PC{0,6}",
+    ];
+    let unit = proptest::sample::select(vec!["ms", "us", "s", "%", ""]);
+    let tail = proptest::sample::select(vec!["", " for keyvalue.get", " for", " for a b"]);
+    (metric, op, number, unit, tail).prop_map(|(m, o, n, u, t)| format!("{m} {o} {n}{u}{t}"))
+}
+
+/// A scenario built from extreme values in every numeric field, so validation (sums of
+/// durations, rates times durations, values in flight) meets numbers edits rarely make.
+fn extreme_scenario() -> impl Strategy<Value = String> {
+    // Mostly well-typed, so most documents get past the parser into validation.
+    let number = || {
+        prop_oneof![
+            9 => proptest::sample::select(vec!["0", "1", "1000", "4294967296", "18446744073709551615"]),
+            1 => proptest::sample::select(vec!["-1", "1e309", ".nan", "0.5"]),
+        ]
+    };
+    let duration = || {
+        proptest::sample::select(vec![
+            "1s",
+            "0s",
+            "10s",
+            "18446744073709551615s",
+            "18446744073709551615ms",
+            "1ns",
+        ])
+    };
+    let stage = prop_oneof![
+        (duration(), number(), proptest::option::of(number())).prop_map(|(d, r, to)| match to {
+            Some(to) => format!("    - {{ duration: {d}, rate: {r}, ramp_to: {to} }}\n"),
+            None => format!("    - {{ duration: {d}, rate: {r} }}\n"),
+        }),
+        (duration(), number()).prop_map(|(d, c)| format!("    - {{ duration: {d}, concurrency: {c} }}\n")),
+    ];
+    (
+        proptest::sample::select(vec!["open", "closed"]),
+        duration(),
+        number(),
+        proptest::collection::vec(stage, 1..4),
+        (number(), number(), number(), number()),
+    )
+        .prop_map(|(model, warmup, in_flight, stages, (count, weight, size, batch))| {
+            format!(
+                "name: x\nload:\n  model: {model}\n  warmup: {warmup}\n  max_in_flight: {in_flight}\n  stages:\n{}\
+                 keyspaces:\n  k: {{ count: {count} }}\noperations:\n  - {{ op: keyvalue.set, weight: {weight}, keys: k, value_size: {size} }}\n\
+                 \x20 - {{ op: keyvalue.batch_get, weight: 1, keys: k, batch: {batch} }}\n",
+                stages.concat()
+            )
+        })
+}
+
 proptest! {
+    #[test]
+    fn the_scenario_parser_answers_extreme_numbers(text in extreme_scenario()) {
+        parse_scenario(&text);
+    }
+
     #[test]
     fn the_scenario_parser_answers_every_edit_of_a_shipped_scenario(
         text in prop_oneof![mutated(QUICKSTART), mutated(MIXED), mutated(PUBSUB)]
@@ -67,7 +144,12 @@ proptest! {
 
     #[test]
     fn threshold_expressions_parse_or_say_what_is_expected(
-        text in prop_oneof![mutated("p99.9 < 20ms for keyvalue.get"), mutated("error_rate < 0.1%"), junk()]
+        text in prop_oneof![
+            2 => threshold_text(),
+            1 => mutated("p99.9 < 20ms for keyvalue.get"),
+            1 => mutated("error_rate < 0.1%"),
+            1 => junk(),
+        ]
     ) {
         match text.parse::<Threshold>() {
             Ok(t) => {
@@ -128,4 +210,27 @@ fn the_seed_scenarios_are_valid() {
     for text in [QUICKSTART, MIXED, PUBSUB] {
         Scenario::parse(text, Path::new("seed.yaml")).expect("a shipped scenario");
     }
+}
+
+/// The extreme-number generator writes YAML the parser reads: most of its documents get
+/// past the YAML and the types into validation, where the arithmetic is.
+#[test]
+fn extreme_scenarios_reach_validation() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut invalid_meaning = 0;
+    for _ in 0..300 {
+        let text = extreme_scenario().new_tree(&mut runner).expect("tree").current();
+        match Scenario::parse(&text, Path::new("x.yaml")) {
+            Ok(_) => {}
+            Err(e) if !e.to_string().contains("YAML") && !e.to_string().contains("invalid type") => {
+                invalid_meaning += 1
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(
+        invalid_meaning > 150,
+        "only {invalid_meaning} of 300 reached validation"
+    );
 }
