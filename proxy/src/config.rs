@@ -319,6 +319,15 @@ impl Config {
                     problems.add(field(&format!(".limits.{limit}")), format!("must be at least {least}"));
                 }
             }
+            if ns.limits.max_buffered_bytes < ns.limits.max_message_bytes {
+                problems.add(
+                    field(".limits.max_buffered_bytes"),
+                    format!(
+                        "must be at least max_message_bytes ({}), or its largest message could never be read",
+                        ns.limits.max_message_bytes
+                    ),
+                );
+            }
             if ns.limits.max_subscriber_buffer_bytes < ns.limits.max_value_bytes {
                 problems.add(
                     field(".limits.max_subscriber_buffer_bytes"),

@@ -27,6 +27,10 @@ pub struct Limits {
     /// Largest request message, in bytes; a message declaring more is refused from its
     /// 5-byte gRPC prefix, before any of it is buffered.
     pub max_message_bytes: u32,
+    /// Request message bytes this namespace's requests hold at once (bytes that arrived,
+    /// until their request is done); past it, RESOURCE_EXHAUSTED. Its share of the
+    /// proxy's `transport.max_buffered_request_bytes`, so one namespace cannot take it all.
+    pub max_buffered_bytes: u32,
     /// Subscriptions open at once in this namespace; more fail with RESOURCE_EXHAUSTED.
     pub max_subscriptions: u32,
     /// Messages a subscription may hold for a subscriber that has not read them; past
@@ -48,6 +52,7 @@ impl Default for Limits {
             max_name_bytes: 256,
             max_in_flight: 1024,
             max_message_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: 64 * 1024 * 1024,
             max_subscriptions: 256,
             max_subscriber_buffer: 1024,
             max_subscriber_buffer_bytes: 16 * 1024 * 1024,

@@ -171,6 +171,48 @@ async fn a_flood_of_real_bytes_is_bounded_by_the_request_byte_budget() {
         .expect("served after");
 }
 
+/// A flood of real bytes into one namespace cannot take the proxy's request-byte budget
+/// from another: `greedy` holds at most its `max_buffered_bytes` (4 MiB of the proxy's
+/// 8 MiB), so every small request of `other`, sent throughout the flood, is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_cannot_take_the_request_budget_of_another() {
+    let config = "transport: { max_buffered_request_bytes: 8388608 }\nnamespaces:\n  greedy:\n    backend: { type: memstore }\n    limits: { max_value_bytes: 2097152, max_message_bytes: 2097152, max_buffered_bytes: 4194304 }\n  other:\n    backend: { type: memstore }\n    limits: { max_message_bytes: 1048576, max_buffered_bytes: 1048576 }\n";
+    let proxy = Proxy::start(config);
+    let raw = KeyValueBasicClient::connect(proxy.endpoint()).await.expect("connect");
+    let flood: Vec<_> = (0..300)
+        .map(|i| {
+            let mut raw = raw.clone();
+            tokio::spawn(async move {
+                let mut request = tonic::Request::new(SetRequest {
+                    key: Bytes::from(format!("k{}", i % 4)),
+                    value: Bytes::from(vec![7u8; MIB as usize]),
+                });
+                request
+                    .metadata_mut()
+                    .insert("x-prism-namespace", "greedy".parse().expect("ascii"));
+                raw.set(request).await.map(drop).map_err(|s| s.message().to_string())
+            })
+        })
+        .collect();
+    let other = proxy.client("other").await;
+    let mut served = 0;
+    while !flood.iter().all(|t| t.is_finished()) || served < 50 {
+        other
+            .set(Bytes::from("k"), Bytes::from("small"))
+            .await
+            .expect("`other` is served during the flood");
+        served += 1;
+    }
+    let mut refused = 0;
+    for task in flood {
+        if let Err(message) = task.await.expect("task") {
+            assert!(message.contains("max_buffered_bytes"), "{message}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0, "the flood never reached greedy's budget");
+}
+
 /// A Redis server on a free port for this test, gone when dropped.
 struct Redis {
     child: Child,

@@ -103,7 +103,7 @@ where
                 body,
                 ns: call.namespace().clone(),
                 budget: router.request_bytes.clone(),
-                paid: None,
+                paid: Paid::default(),
                 charge: call.buffered.clone(),
                 op,
                 started,
@@ -127,11 +127,11 @@ struct Capped {
     body: Body,
     ns: Arc<Namespace>,
     budget: Arc<Semaphore>,
-    /// What the bytes held so far took from `budget`.
-    paid: Option<OwnedSemaphorePermit>,
-    /// Where the message's share of `budget` is kept once whole, for as long as the call
-    /// lives.
-    charge: Arc<OnceLock<OwnedSemaphorePermit>>,
+    /// What the bytes held so far took from the namespace's and the proxy's budgets.
+    paid: Paid,
+    /// Where the message's share of the budgets is kept once whole, for as long as the
+    /// call lives.
+    charge: Arc<OnceLock<Paid>>,
     op: Operation,
     started: Instant,
     timeout: std::time::Duration,
@@ -169,9 +169,7 @@ impl Capped {
         if message.len() > PREFIX + declared {
             return Err(self.refuse("the request holds more than one message".into()));
         }
-        if let Some(paid) = self.paid.take() {
-            let _ = self.charge.set(paid);
-        }
+        let _ = self.charge.set(std::mem::take(&mut self.paid));
         self.done = true;
         Ok(Some(message))
     }
@@ -183,22 +181,26 @@ impl Capped {
         Ok(())
     }
 
-    /// Takes `n` more bytes from the proxy-wide budget.
+    /// Takes `n` more bytes from the namespace's budget (`limits.max_buffered_bytes`), so
+    /// one namespace cannot take the proxy's, then from the proxy's.
     fn pay(&mut self, n: usize) -> Result<(), Status> {
-        let Ok(more) = u32::try_from(n).map(|n| self.budget.clone().try_acquire_many_owned(n)) else {
+        let Ok(n) = u32::try_from(n) else {
             return Err(self.refuse(format!("a frame of {n} bytes")));
         };
-        let Ok(more) = more else {
-            let err = BackendError::Overloaded(
-                "the proxy holds its limit of request bytes (transport.max_buffered_request_bytes); retry shortly"
-                    .into(),
-            );
+        let overloaded = |what: String| BackendError::Overloaded(format!("{what}; retry shortly"));
+        let Ok(ns) = self.ns.buffered.clone().try_acquire_many_owned(n) else {
+            let err = overloaded(format!(
+                "namespace {} holds its limit of request bytes (max_buffered_bytes={})",
+                self.ns.name, self.ns.limits.max_buffered_bytes
+            ));
             return Err(self.answer(to_status(&err, Some(&self.ns.name))));
         };
-        match &mut self.paid {
-            Some(paid) => paid.merge(more),
-            None => self.paid = Some(more),
-        }
+        let Ok(proxy) = self.budget.clone().try_acquire_many_owned(n) else {
+            let err =
+                overloaded("the proxy holds its limit of request bytes (transport.max_buffered_request_bytes)".into());
+            return Err(self.answer(to_status(&err, Some(&self.ns.name))));
+        };
+        self.paid.add(ns, proxy);
         Ok(())
     }
 
@@ -216,6 +218,25 @@ impl Capped {
     fn answer(&self, status: Status) -> Status {
         self.ns.metrics.record(self.op, self.started.elapsed(), status.code());
         status
+    }
+}
+
+/// Bytes taken from the namespace's budget and from the proxy's (permits of different
+/// semaphores cannot be merged).
+#[derive(Default)]
+pub(crate) struct Paid {
+    ns: Option<OwnedSemaphorePermit>,
+    proxy: Option<OwnedSemaphorePermit>,
+}
+
+impl Paid {
+    fn add(&mut self, ns: OwnedSemaphorePermit, proxy: OwnedSemaphorePermit) {
+        for (held, more) in [(&mut self.ns, ns), (&mut self.proxy, proxy)] {
+            match held {
+                Some(held) => held.merge(more),
+                None => *held = Some(more),
+            }
+        }
     }
 }
 

@@ -36,6 +36,8 @@ pub(crate) struct Namespace {
     permits: Arc<Semaphore>,
     /// Subscriptions open (`max_subscriptions`).
     subscriptions: Arc<Semaphore>,
+    /// Request message bytes held (`max_buffered_bytes`).
+    pub(crate) buffered: Arc<Semaphore>,
     pub(crate) metrics: NamespaceMetrics,
 }
 
@@ -53,6 +55,7 @@ impl Namespace {
         Namespace {
             permits: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
             subscriptions: Arc::new(Semaphore::new(limits.max_subscriptions as usize)),
+            buffered: Arc::new(Semaphore::new(limits.max_buffered_bytes as usize)),
             name,
             backend,
             limits,
@@ -130,9 +133,9 @@ impl Namespace {
 pub(crate) struct Call {
     ns: Arc<Namespace>,
     _place: Arc<OwnedSemaphorePermit>,
-    /// The request message's share of `transport.max_buffered_request_bytes`, taken when
-    /// its prefix is read, given back when the request is done.
-    pub(crate) buffered: Arc<std::sync::OnceLock<OwnedSemaphorePermit>>,
+    /// The request message's share of the namespace's and the proxy's request-byte
+    /// budgets, taken as its bytes arrive, given back when the request is done.
+    pub(crate) buffered: Arc<std::sync::OnceLock<super::admission::Paid>>,
     deadline: Option<Duration>,
     /// The caller's trace context (W3C `traceparent`), when traces are exported.
     parent: Option<crate::telemetry::ParentContext>,
