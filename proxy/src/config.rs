@@ -304,45 +304,8 @@ impl Config {
                     );
                 }
             }
-            for (limit, value, least) in [
-                ("max_in_flight", ns.limits.max_in_flight, 1),
-                ("max_message_bytes", ns.limits.max_message_bytes, 1024),
-                ("max_subscriptions", ns.limits.max_subscriptions, 1),
-                ("max_subscriber_buffer", ns.limits.max_subscriber_buffer, 1),
-                (
-                    "max_subscriber_buffer_bytes",
-                    ns.limits.max_subscriber_buffer_bytes,
-                    1024,
-                ),
-            ] {
-                if value < least {
-                    problems.add(field(&format!(".limits.{limit}")), format!("must be at least {least}"));
-                }
-            }
-            if ns.limits.max_buffered_bytes < ns.limits.max_message_bytes {
-                problems.add(
-                    field(".limits.max_buffered_bytes"),
-                    format!(
-                        "must be at least max_message_bytes ({}), or its largest message could never be read",
-                        ns.limits.max_message_bytes
-                    ),
-                );
-            }
-            if ns.limits.max_subscriber_buffer_bytes < ns.limits.max_value_bytes {
-                problems.add(
-                    field(".limits.max_subscriber_buffer_bytes"),
-                    format!(
-                        "must be at least max_value_bytes ({}), or a message of the largest size could never be delivered",
-                        ns.limits.max_value_bytes
-                    ),
-                );
-            }
-            if ns.limits.max_message_bytes > MAX_MESSAGE_BYTES {
-                problems.add(
-                    field(".limits.max_message_bytes"),
-                    format!("must be at most {MAX_MESSAGE_BYTES} (1 GiB)"),
-                );
-            }
+            ns.limits
+                .problems(&|limit| field(&format!(".limits.{limit}")), problems);
         }
         self.transport.validate(problems);
         if let Some((name, ns)) = self.namespaces.iter().max_by_key(|(_, ns)| ns.limits.max_message_bytes)
@@ -386,9 +349,6 @@ impl Config {
         }
     }
 }
-
-/// The largest `limits.max_message_bytes` a namespace may set.
-const MAX_MESSAGE_BYTES: u32 = 1 << 30;
 
 /// Bounds on the gRPC listener (`transport:`), applied before any request is read. Memory
 /// for requests is at most `max_buffered_request_bytes` (messages being read or served)

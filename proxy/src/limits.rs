@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::validation::Problems;
 use crate::{BackendError, BackendResult};
 
 /// A namespace's request limits (`limits:` in the config); requests over one get INVALID_ARGUMENT naming the field and the limit.
@@ -60,6 +61,9 @@ impl Default for Limits {
     }
 }
 
+/// The largest `max_message_bytes` a namespace may set.
+const MAX_MESSAGE_BYTES: u32 = 1 << 30;
+
 fn over(field: &str, what: &str, limit_name: &str, limit: u32, actual: usize) -> BackendError {
     BackendError::InvalidArgument {
         field: field.to_string(),
@@ -69,6 +73,49 @@ fn over(field: &str, what: &str, limit_name: &str, limit: u32, actual: usize) ->
 }
 
 impl Limits {
+    /// Every limit out of its bounds, or that leaves another unusable; `field` names a
+    /// limit in the config (`namespaces.a.limits.max_in_flight`).
+    pub(crate) fn problems(&self, field: &dyn Fn(&str) -> String, problems: &mut Problems) {
+        for (limit, value, least) in [
+            ("max_in_flight", self.max_in_flight, 1),
+            ("max_message_bytes", self.max_message_bytes, 1024),
+            ("max_subscriptions", self.max_subscriptions, 1),
+            ("max_subscriber_buffer", self.max_subscriber_buffer, 1),
+            ("max_subscriber_buffer_bytes", self.max_subscriber_buffer_bytes, 1024),
+        ] {
+            if value < least {
+                problems.add(field(limit), format!("must be at least {least}"));
+            }
+        }
+        // A limit below the one it must hold, and what would then never work.
+        for (limit, value, needed, of, consequence) in [
+            (
+                "max_buffered_bytes",
+                self.max_buffered_bytes,
+                "max_message_bytes",
+                self.max_message_bytes,
+                "or its largest message could never be read",
+            ),
+            (
+                "max_subscriber_buffer_bytes",
+                self.max_subscriber_buffer_bytes,
+                "max_value_bytes",
+                self.max_value_bytes,
+                "or a message of the largest size could never be delivered",
+            ),
+        ] {
+            if value < of {
+                problems.add(field(limit), format!("must be at least {needed} ({of}), {consequence}"));
+            }
+        }
+        if self.max_message_bytes > MAX_MESSAGE_BYTES {
+            problems.add(
+                field("max_message_bytes"),
+                format!("must be at most {MAX_MESSAGE_BYTES} (1 GiB)"),
+            );
+        }
+    }
+
     pub(crate) fn check_key(&self, field: &str, key: &[u8]) -> BackendResult<()> {
         if key.is_empty() {
             return Err(BackendError::invalid(field, "must not be empty"));

@@ -250,6 +250,14 @@ impl Redis {
         }
         Redis { child, port, _dir: dir }
     }
+
+    /// A proxy config with one namespace on this server, with `limits` (a YAML map).
+    fn namespace(&self, name: &str, limits: &str) -> String {
+        format!(
+            "namespaces:\n  {name}:\n    backend: {{ type: redis, url: 'redis://127.0.0.1:{}' }}\n    limits: {limits}\n",
+            self.port
+        )
+    }
 }
 
 impl Drop for Redis {
@@ -266,10 +274,7 @@ impl Drop for Redis {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_redis_subscriber_is_ended_with_bounded_memory() {
     let redis = Redis::start();
-    let config = format!(
-        "namespaces:\n  events:\n    backend: {{ type: redis, url: 'redis://127.0.0.1:{}' }}\n    limits: {{ max_subscriber_buffer_bytes: 4194304 }}\n",
-        redis.port
-    );
+    let config = redis.namespace("events", "{ max_subscriber_buffer_bytes: 4194304 }");
     let proxy = Proxy::start(&config);
     let client = proxy.client("events").await;
     let mut subscription = client.subscribe("t".into()).await.expect("subscribe");
@@ -422,10 +427,7 @@ fn redis_pings(port: u16) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_subscriptions_share_one_server_connection() {
     let redis = Redis::start();
-    let config = format!(
-        "namespaces:\n  events:\n    backend: {{ type: redis, url: 'redis://127.0.0.1:{}' }}\n",
-        redis.port
-    );
+    let config = redis.namespace("events", "{}");
     let proxy = Proxy::start(&config);
     let client = proxy.client("events").await;
     client.publish("warm".into(), Bytes::from("x")).await.expect("publish");
@@ -481,10 +483,7 @@ async fn redis_subscriptions_share_one_server_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_probes_share_one_round_of_backend_checks() {
     let redis = Redis::start();
-    let config = format!(
-        "namespaces:\n  cache:\n    backend: {{ type: redis, url: 'redis://127.0.0.1:{}' }}\n",
-        redis.port
-    );
+    let config = redis.namespace("cache", "{}");
     let proxy = Proxy::start(&config);
     let before = redis_pings(redis.port);
     let started = Instant::now();

@@ -148,27 +148,32 @@ impl Capped {
     /// more is to come.
     fn take(&mut self, data: Bytes) -> Result<Option<Bytes>, Status> {
         self.pay(data.len())?;
-        let message = if self.partial.is_empty() && declared(&data).is_some_and(|n| data.len() == PREFIX + n) {
+        // A message in one frame, the usual case, is handed on without a copy. Otherwise
+        // the message grows with what arrives, never reserved from the declared length: a
+        // client declaring 16 MB and sending 5 bytes holds 5 bytes.
+        let (declared, have) = if self.partial.is_empty() {
+            (declared(&data), data.len())
+        } else {
+            self.partial.extend_from_slice(&data);
+            (declared(&self.partial), self.partial.len())
+        };
+        if let Some(declared) = declared {
+            self.check_declared(declared)?;
+            if have > PREFIX + declared {
+                return Err(self.refuse("the request holds more than one message".into()));
+            }
+        }
+        if declared.is_none_or(|n| have < PREFIX + n) {
+            if self.partial.is_empty() {
+                self.partial.extend_from_slice(&data);
+            }
+            return Ok(None);
+        }
+        let message = if self.partial.is_empty() {
             data
         } else {
-            // Grown with what arrives, never reserved from the declared length: a client
-            // declaring 16 MB and sending 5 bytes holds 5 bytes.
-            self.partial.extend_from_slice(&data);
-            if self.partial.len() < PREFIX {
-                return Ok(None);
-            }
-            let declared = declared(&self.partial).unwrap_or_default();
-            self.check_declared(declared)?;
-            if self.partial.len() < PREFIX + declared {
-                return Ok(None);
-            }
             self.partial.split().freeze()
         };
-        let declared = declared(&message).unwrap_or_default();
-        self.check_declared(declared)?;
-        if message.len() > PREFIX + declared {
-            return Err(self.refuse("the request holds more than one message".into()));
-        }
         let _ = self.charge.set(std::mem::take(&mut self.paid));
         self.done = true;
         Ok(Some(message))

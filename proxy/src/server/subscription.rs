@@ -32,22 +32,18 @@ pub(crate) fn buffered(
     let bytes = Arc::new(Semaphore::new(limits.max_subscriber_buffer_bytes as usize));
     let slow = CancellationToken::new();
     tokio::spawn(pump(messages, tx, bytes, slow.clone(), ns.clone()));
-    let ended = slow.clone();
-    let namespace = ns.name.clone();
-    futures::stream::unfold(Some(rx), move |rx| {
-        let (ended, namespace) = (ended.clone(), namespace.clone());
-        async move {
-            let mut rx = rx?;
-            let item = tokio::select! {
-                biased;
-                () = ended.cancelled() => None,
-                item = rx.recv() => item,
-            };
-            match item {
-                Some((item, _charge)) => Some((item, Some(rx))),
-                None if ended.is_cancelled() => Some((Err(slow_consumer(&namespace, limits)), None)),
-                None => None,
-            }
+    // The state travels with the stream, so nothing is cloned per message.
+    futures::stream::unfold(Some((rx, slow, ns.name.clone())), move |state| async move {
+        let (mut rx, slow, namespace) = state?;
+        let item = tokio::select! {
+            biased;
+            () = slow.cancelled() => None,
+            item = rx.recv() => item,
+        };
+        match item {
+            Some((item, _charge)) => Some((item, Some((rx, slow, namespace)))),
+            None if slow.is_cancelled() => Some((Err(slow_consumer(&namespace, limits)), None)),
+            None => None,
         }
     })
 }
@@ -72,8 +68,8 @@ async fn pump(
         let (item, charge) = match item {
             Ok(message) => {
                 // A message alone always fits (validation keeps the buffer >= max_value_bytes).
-                let size =
-                    (message.payload.len() + message.topic.len() + MESSAGE_OVERHEAD).min(limits_bytes(&ns)) as u32;
+                let size = (message.payload.len() + message.topic.len() + MESSAGE_OVERHEAD)
+                    .min(ns.limits.max_subscriber_buffer_bytes as usize) as u32;
                 match bytes.clone().try_acquire_many_owned(size) {
                     Ok(charge) => (Ok(message), Some(charge)),
                     Err(_) => break,
@@ -95,10 +91,6 @@ async fn pump(
     ns.metrics.slow_consumers.inc();
     tracing::info!(namespace = %ns.name, "subscription ended: slow consumer (its buffer filled)");
     slow.cancel();
-}
-
-fn limits_bytes(ns: &Namespace) -> usize {
-    ns.limits.max_subscriber_buffer_bytes as usize
 }
 
 fn slow_consumer(namespace: &str, limits: crate::Limits) -> Status {
