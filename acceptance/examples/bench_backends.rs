@@ -515,10 +515,9 @@ async fn main() -> anyhow::Result<()> {
                     Some(&specs::NATS),
                     |url| {
                         BackendConfig::Nats(NatsConfig {
-                            url: url.into(),
                             prefix: "bench".into(),
                             timeout: Duration::from_secs(5),
-                            ack_wait: Duration::from_secs(30),
+                            ..NatsConfig::new(url)
                         })
                     },
                     |url| format!("{{ type: nats, url: '{url}', prefix: bench }}"),

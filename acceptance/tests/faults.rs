@@ -257,10 +257,10 @@ async fn nats_crash_and_recovery() {
     };
     let url = (specs::NATS.url)(server.addr);
     let backend = BackendConfig::Nats(NatsConfig {
-        url,
         prefix: "faults".into(),
         timeout: DRIVER_TIMEOUT,
         ack_wait: Duration::from_secs(5),
+        ..NatsConfig::new(&url)
     });
     crash_and_recover(server, backend).await;
 }

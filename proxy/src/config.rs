@@ -304,6 +304,9 @@ impl Config {
                     );
                 }
             }
+            for (setting, problem) in ns.backend.problems() {
+                problems.add(field(&format!(".backend.{setting}")), problem);
+            }
             ns.limits
                 .problems(&|limit| field(&format!(".limits.{limit}")), problems);
         }
@@ -385,6 +388,11 @@ pub struct TransportConfig {
     /// TCP keepalive idle time, for peers that vanish without closing.
     #[serde(with = "humantime_serde")]
     pub tcp_keepalive: Duration,
+    /// A connection with no call open for this long is closed (gRPC's
+    /// MAX_CONNECTION_IDLE; PINGs do not count), so idle clients give back their place
+    /// among `max_connections`; gRPC clients reconnect on their next call.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_idle: Duration,
 }
 
 impl Default for TransportConfig {
@@ -400,6 +408,7 @@ impl Default for TransportConfig {
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
+            max_connection_idle: Duration::from_secs(300),
         }
     }
 }
@@ -438,6 +447,7 @@ impl TransportConfig {
             ("keepalive_timeout", self.keepalive_timeout),
             ("tcp_keepalive", self.tcp_keepalive),
             ("request_body_timeout", self.request_body_timeout),
+            ("max_connection_idle", self.max_connection_idle),
         ] {
             if value < Duration::from_secs(1) {
                 problems.add(field(name), "must be at least 1s");
@@ -598,7 +608,7 @@ mod shipped_configs {
     /// bound and its reason, all at once; the defaults validate.
     #[test]
     fn transport_and_limit_bounds_are_checked_together() {
-        let text = "transport:\n  max_connections: 0\n  stream_window_bytes: 100\n  keepalive_timeout: 0s\n  max_buffered_request_bytes: 2048\n\
+        let text = "transport:\n  max_connections: 0\n  stream_window_bytes: 100\n  keepalive_timeout: 0s\n  max_connection_idle: 500ms\n  max_buffered_request_bytes: 2048\n\
                     namespaces:\n  a:\n    backend: { type: memstore }\n    limits: { max_message_bytes: 4096, max_subscriber_buffer_bytes: 1024, max_value_bytes: 2048 }\n";
         let err = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
         for expected in [
@@ -606,6 +616,7 @@ mod shipped_configs {
             "transport.stream_window_bytes",
             "HTTP/2 window bounds",
             "transport.keepalive_timeout",
+            "transport.max_connection_idle",
             "transport.max_buffered_request_bytes",
             "namespace a's max_message_bytes (4096)",
             "namespaces.a.limits.max_subscriber_buffer_bytes",
@@ -618,6 +629,20 @@ mod shipped_configs {
         )
         .expect("defaults validate");
         assert_eq!(ok.transport, TransportConfig::default());
+    }
+
+    #[cfg(feature = "nats")]
+    #[test]
+    fn driver_settings_are_checked_with_the_rest() {
+        let text = "namespaces:\n  q:\n    backend: { type: nats, url: 'nats://127.0.0.1:4222', ack_wait: 0s, queue_inactive_threshold: 10ms }\n    limits: { max_in_flight: 0 }\n";
+        let err = Config::parse(text, Path::new("c.yaml")).unwrap_err().to_string();
+        for expected in [
+            "namespaces.q.backend.ack_wait",
+            "namespaces.q.backend.queue_inactive_threshold",
+            "namespaces.q.limits.max_in_flight",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from:\n{err}");
+        }
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct Limits {
     pub max_subscriber_buffer: u32,
     /// Bytes of payload a subscription may hold for a subscriber that has not read them.
     pub max_subscriber_buffer_bytes: u32,
+    /// Largest response message, in bytes: a batch get, query or aggregate whose answer
+    /// would be larger gets INVALID_ARGUMENT naming the limit; a receive returns the
+    /// messages that fit and gives the rest back to the queue at once. Responses not yet
+    /// read by their clients hold their bytes from `max_buffered_bytes`.
+    pub max_response_bytes: u32,
 }
 
 impl Default for Limits {
@@ -57,6 +62,7 @@ impl Default for Limits {
             max_subscriptions: 256,
             max_subscriber_buffer: 1024,
             max_subscriber_buffer_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -103,6 +109,15 @@ impl Limits {
                 self.max_value_bytes,
                 "or a message of the largest size could never be delivered",
             ),
+            (
+                "max_response_bytes",
+                self.max_response_bytes,
+                "max_value_bytes + max_key_bytes + 1024",
+                self.max_value_bytes
+                    .saturating_add(self.max_key_bytes)
+                    .saturating_add(1024),
+                "or a value of the largest size could never be read",
+            ),
         ] {
             if value < of {
                 problems.add(field(limit), format!("must be at least {needed} ({of}), {consequence}"));
@@ -114,6 +129,21 @@ impl Limits {
                 format!("must be at most {MAX_MESSAGE_BYTES} (1 GiB)"),
             );
         }
+    }
+
+    /// A response of `bytes` (encoded): over `max_response_bytes`, INVALID_ARGUMENT naming
+    /// `field`, the request field that asks for less. A response is held from
+    /// `max_buffered_bytes` until sent, so that bounds it too, when it is the smaller.
+    pub(crate) fn check_response(&self, field: &str, bytes: usize) -> BackendResult<()> {
+        let (name, limit) = if self.max_buffered_bytes < self.max_response_bytes {
+            ("max_buffered_bytes", self.max_buffered_bytes)
+        } else {
+            ("max_response_bytes", self.max_response_bytes)
+        };
+        if bytes > limit as usize {
+            return Err(over(field, "the response's size in bytes", name, limit, bytes));
+        }
+        Ok(())
     }
 
     pub(crate) fn check_key(&self, field: &str, key: &[u8]) -> BackendResult<()> {

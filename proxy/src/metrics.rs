@@ -21,6 +21,8 @@ pub struct Metrics {
     pub connections: prometheus::IntGauge,
     /// gRPC connections closed at accept because `transport.max_connections` were open.
     pub connections_refused: prometheus::IntCounter,
+    /// gRPC connections closed after `transport.max_connection_idle` with no call open.
+    pub connections_idle_closed: prometheus::IntCounter,
 }
 
 /// Pre-resolved series of one namespace.
@@ -92,6 +94,11 @@ impl Metrics {
             "gRPC connections closed at accept because transport.max_connections were open",
         )
         .expect("static metric definition");
+        let connections_idle_closed = prometheus::IntCounter::new(
+            "prism_connections_idle_closed_total",
+            "gRPC connections closed after transport.max_connection_idle with no call open",
+        )
+        .expect("static metric definition");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -101,6 +108,7 @@ impl Metrics {
             Box::new(slow_consumers.clone()),
             Box::new(connections.clone()),
             Box::new(connections_refused.clone()),
+            Box::new(connections_idle_closed.clone()),
         ] {
             registry.register(collector).expect("metrics registered once");
         }
@@ -113,6 +121,7 @@ impl Metrics {
             slow_consumers,
             connections,
             connections_refused,
+            connections_idle_closed,
         }
     }
 

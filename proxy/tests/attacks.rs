@@ -362,6 +362,190 @@ async fn connections_past_the_limit_are_closed_at_accept() {
     assert!(served, "a freed place is reused");
 }
 
+/// Connections with no call open are closed after `transport.max_connection_idle`, so
+/// idle clients cannot keep `max_connections` places: a TCP connection that never speaks
+/// HTTP/2, and one that answers every keepalive PING but opens no stream (PINGs are not
+/// calls), are both closed, and a new client gets the place. A connection with a
+/// subscription open stays, however long nothing is published, and a client whose idle
+/// connection was closed is served again on its next call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_give_back_their_place() {
+    use std::io::Read;
+    let config = "transport: { max_connections: 3, max_connection_idle: 3s, keepalive_interval: 1s }\n\
+                  namespaces:\n  open:\n    backend: { type: memstore }\n";
+    let proxy = Proxy::start(config);
+    let subscriber = proxy.client("open").await;
+    let mut subscription = subscriber.subscribe("t".into()).await.expect("subscribe");
+    let silent = std::net::TcpStream::connect(proxy.grpc).expect("connect");
+    let pinged = RawH2::connect(proxy.grpc).expect("raw HTTP/2");
+    // The three places are taken: a fourth client is refused.
+    let over = prism_proxy::client::PrismClient::connect(&proxy.endpoint(), "open").await;
+    assert!(
+        over.is_err() || over.expect("checked").get(Bytes::from("k")).await.is_err(),
+        "a fourth connection was served"
+    );
+
+    let limit = Duration::from_secs(60);
+    assert!(
+        wait_for(limit, || pinged.answers.closed.load(Ordering::SeqCst)).await,
+        "a connection answering PINGs but opening no stream was kept: {:?}",
+        pinged.answers
+    );
+    assert!(pinged.answers.pings.load(Ordering::SeqCst) >= 1, "{:?}", pinged.answers);
+    let silent = tokio::task::spawn_blocking(move || {
+        let mut silent = silent;
+        silent.set_read_timeout(Some(limit)).expect("timeout");
+        // The server's SETTINGS come first; then the end of stream, or a timeout.
+        let mut got = Vec::new();
+        silent.read_to_end(&mut got).map(|_| got.len())
+    })
+    .await
+    .expect("join");
+    assert!(
+        matches!(silent, Ok(n) if n < 100),
+        "a silent TCP connection was kept: {silent:?}"
+    );
+    let metrics = http_get(proxy.admin, "/metrics").await.1;
+    assert!(metrics.contains("prism_connections_idle_closed_total 2"), "{metrics}");
+
+    // The freed places serve a new client; after the subscriber's connection has been
+    // idle of traffic for longer than the timeout, its call still holds it open.
+    let publisher = proxy.client("open").await;
+    publisher.get(Bytes::from("k")).await.expect("a freed place is reused");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    publisher
+        .publish("t".into(), Bytes::from("still here"))
+        .await
+        .expect("publish, on a connection the timeout closed and the client reopened");
+    let message = tokio::time::timeout(limit, subscription.messages.next()).await;
+    assert!(
+        matches!(&message, Ok(Some(Ok(m))) if m.payload == "still here"),
+        "the subscription's connection was closed while its call was open: {message:?}"
+    );
+}
+
+/// Answers larger than `max_response_bytes` are not built into one response: a batch
+/// get or a query asking for more gets INVALID_ARGUMENT naming the limit and the field
+/// to lower; a receive returns the messages that fit and gives the rest back to the
+/// queue at once (they come with the next receive, not after their visibility).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_over_max_response_bytes_are_refused_or_split() {
+    use prism_proxy::interfaces::{Event, KeyValueBatch, Query, QueueBasic, TimeSeriesBasic};
+    let config = "namespaces:\n  open:\n    backend: { type: memstore }\n    \
+                  limits: { max_value_bytes: 65536, max_response_bytes: 200000 }\n";
+    let proxy = Proxy::start(config);
+    let client = proxy.client("open").await;
+    let value = Bytes::from(vec![1u8; 60_000]);
+    let keys: Vec<Bytes> = (0..10).map(|i| Bytes::from(format!("k{i}"))).collect();
+    client
+        .batch_set(keys.iter().map(|k| (k.clone(), value.clone())).collect())
+        .await
+        .expect("batch set");
+    let over = client.batch_get(keys.clone()).await.err();
+    assert!(
+        matches!(&over, Some(BackendError::InvalidArgument { field, limit: Some(limit), .. })
+            if field == "keys" && limit == "max_response_bytes=200000"),
+        "{over:?}"
+    );
+    assert_eq!(client.batch_get(keys[..3].to_vec()).await.expect("three fit").len(), 3);
+
+    for _ in 0..10 {
+        client.enqueue("q".into(), value.clone()).await.expect("enqueue");
+    }
+    let mut ids = std::collections::HashSet::new();
+    let visibility = Duration::from_secs(600);
+    for _ in 0..4 {
+        let got = client
+            .receive("q".into(), 10, visibility, Duration::ZERO)
+            .await
+            .expect("receive");
+        assert!(!got.is_empty() && got.len() <= 3, "{} messages of 60 KB", got.len());
+        for m in got {
+            ids.insert(m.message_id);
+            client.ack("q".into(), m.receipt).await.expect("ack");
+        }
+    }
+    assert_eq!(ids.len(), 10, "the messages that did not fit came back at once");
+
+    let events: Vec<Event> = (0..100)
+        .map(|i| Event {
+            timestamp_ms: 1_700_000_000_000 + i,
+            tags: [("pad".to_string(), "x".repeat(4000))].into(),
+            fields: [("v".to_string(), 1.0)].into(),
+        })
+        .collect();
+    client.append("s".into(), events).await.expect("append");
+    let all = Query {
+        start_ms: 0,
+        end_ms: i64::MAX,
+        filters: Default::default(),
+        limit: 0,
+    };
+    let over = client.query("s".into(), all.clone()).await.err();
+    assert!(
+        matches!(&over, Some(BackendError::InvalidArgument { field, .. }) if field == "limit"),
+        "{over:?}"
+    );
+    let fewer = Query { limit: 10, ..all };
+    assert_eq!(client.query("s".into(), fewer).await.expect("ten fit").len(), 10);
+}
+
+/// A client that never reads (an HTTP/2 window of 0) and asks for 200 responses of 2 MiB
+/// (400 MiB) holds at most its namespace's `max_buffered_bytes` (8 MiB) of them: the
+/// others are answered RESOURCE_EXHAUSTED at once, from headers that need no window, and
+/// another namespace is served throughout. Before, every answer was held until read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unread_responses_hold_at_most_the_namespace_budget() {
+    use prism_proto::keyvalue::v1::BatchGetRequest;
+    use prost::Message;
+    let config = "namespaces:\n  big:\n    backend: { type: memstore }\n    \
+                  limits: { max_value_bytes: 1048576, max_message_bytes: 2097152, max_response_bytes: 4194304, max_buffered_bytes: 8388608 }\n  \
+                  other:\n    backend: { type: memstore }\n";
+    let proxy = Proxy::start(config);
+    let client = proxy.client("big").await;
+    let keys: Vec<Bytes> = (0..2).map(|i| Bytes::from(format!("k{i}"))).collect();
+    for key in &keys {
+        client
+            .set(key.clone(), Bytes::from(vec![3u8; MIB as usize]))
+            .await
+            .expect("set");
+    }
+    let before = proxy.rss();
+    let message = BatchGetRequest { keys: keys.clone() }.encode_to_vec();
+    let mut raw = RawH2::connect_never_reading(proxy.grpc).expect("raw HTTP/2");
+    let path = "/prism.keyvalue.v1.KeyValueBatch/BatchGet";
+    let streams = 200;
+    for _ in 0..streams {
+        raw.call(path, &[("x-prism-namespace", "big")], &message).expect("send");
+    }
+    let answers = raw.answers.clone();
+    let all_answered = wait_for(Duration::from_secs(60), || {
+        answers.started.load(Ordering::SeqCst) + answers.ended_by_headers.load(Ordering::SeqCst) >= streams
+    })
+    .await;
+    let (held, refused) = (
+        answers.started.load(Ordering::SeqCst),
+        answers.ended_by_headers.load(Ordering::SeqCst),
+    );
+    let grown = proxy.rss().saturating_sub(before);
+    eprintln!(
+        "unread responses: {held} held (2 MiB each), {refused} refused; RSS grew {} MiB",
+        grown / MIB
+    );
+    assert!(all_answered, "{answers:?}");
+    assert!(
+        held <= 4,
+        "{held} responses of 2 MiB held for a client that does not read"
+    );
+    assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
+    proxy
+        .client("other")
+        .await
+        .get(Bytes::from("k"))
+        .await
+        .expect("another namespace is served");
+}
+
 /// Subscriptions past a namespace's `max_subscriptions` get RESOURCE_EXHAUSTED; other
 /// namespaces are not affected, and an ended subscription frees its place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,10 +16,9 @@ pub const NATS: ServerBackend = ServerBackend {
     capabilities: &[Capability::QueueDeliveryCount],
     config: |url, prefix| {
         BackendConfig::Nats(NatsConfig {
-            url: url.to_string(),
             prefix: prefix.to_string(),
             timeout: std::time::Duration::from_secs(5),
-            ack_wait: std::time::Duration::from_secs(30),
+            ..NatsConfig::new(url)
         })
     },
 };

@@ -54,6 +54,12 @@ pub trait DriverConfig {
     fn shared_server(&self) -> Option<(String, &str)> {
         None
     }
+
+    /// What is wrong with these settings, as (field under `backend.`, what is expected);
+    /// config validation reports them with every other problem.
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
 }
 
 /// Whether a backend can serve requests now (`/readyz`), and its part in a drain.
@@ -158,6 +164,13 @@ macro_rules! drivers {
             pub fn shared_server(&self) -> Option<(String, &str)> {
                 match self {
                     $($(#[cfg($cfg)])? BackendConfig::$variant(config) => config.shared_server(),)+
+                }
+            }
+
+            /// What is wrong with the driver's settings, as (field, what is expected).
+            pub fn problems(&self) -> Vec<(&'static str, String)> {
+                match self {
+                    $($(#[cfg($cfg)])? BackendConfig::$variant(config) => config.problems(),)+
                 }
             }
 

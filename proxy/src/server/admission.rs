@@ -26,7 +26,8 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::metadata::MetadataMap;
 
-use super::namespace::{Namespace, Router};
+use super::connections::{Connection, OpenCall};
+use super::namespace::{Namespace, ResponseBytes, Router};
 use crate::status::to_status;
 use crate::{BackendError, Operation};
 
@@ -81,42 +82,100 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The call is open on its connection (for the idle timeout) until its response ends.
+        let open = Connection::of(&request).map(Connection::call);
         let Some(&op) = self.layer.operations.get(request.uri().path()) else {
-            return Box::pin(self.inner.call(request));
+            let response = self.inner.call(request);
+            return Box::pin(async move { Ok(held_until_end(response.await?, open)) });
         };
         // The clone that was polled ready serves this request.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let router = self.layer.router.clone();
         Box::pin(async move {
-            let started = Instant::now();
-            let metadata = MetadataMap::from_headers(std::mem::take(request.headers_mut()));
-            let admitted = router.admit(&metadata, op, started).await;
-            *request.headers_mut() = metadata.into_headers();
-            let call = match admitted {
-                Ok(call) => call,
-                Err(status) => return Ok(status.into_http()),
-            };
-            let (parts, body) = request.into_parts();
-            let body = Body::new(Capped {
-                body,
-                ns: call.namespace().clone(),
-                budget: router.request_bytes.clone(),
-                paid: Paid::default(),
-                charge: call.buffered.clone(),
-                op,
-                started,
-                timeout: router.request_body_timeout,
-                deadline: None,
-                partial: BytesMut::new(),
-                done: false,
-            });
-            let mut request = http::Request::from_parts(parts, body);
-            request.extensions_mut().insert(call);
-            inner.call(request).await
+            let response = admit(&mut inner, request, op, router).await?;
+            Ok(held_until_end(response, open))
         })
     }
+}
+
+/// `response` with `open` and its bytes' share of the namespace's budget held until its
+/// body has been sent (or dropped).
+fn held_until_end(mut response: http::Response<Body>, open: Option<OpenCall>) -> http::Response<Body> {
+    let bytes = response.extensions_mut().remove::<ResponseBytes>();
+    if open.is_none() && bytes.is_none() {
+        return response;
+    }
+    response.map(|body| {
+        Body::new(Holding {
+            body,
+            _open: open,
+            _bytes: bytes,
+        })
+    })
+}
+
+/// A response body holding its call open and its bytes paid for.
+struct Holding {
+    body: Body,
+    _open: Option<OpenCall>,
+    _bytes: Option<ResponseBytes>,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Admits `request` for `op` from its headers, then hands it to `inner` with its body
+/// capped.
+async fn admit<S>(
+    inner: &mut S,
+    mut request: http::Request<Body>,
+    op: Operation,
+    router: Arc<Router>,
+) -> Result<http::Response<Body>, S::Error>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+{
+    let started = Instant::now();
+    let metadata = MetadataMap::from_headers(std::mem::take(request.headers_mut()));
+    let admitted = router.admit(&metadata, op, started).await;
+    *request.headers_mut() = metadata.into_headers();
+    let call = match admitted {
+        Ok(call) => call,
+        Err(status) => return Ok(status.into_http()),
+    };
+    let (parts, body) = request.into_parts();
+    let body = Body::new(Capped {
+        body,
+        ns: call.namespace().clone(),
+        budget: router.request_bytes.clone(),
+        paid: Paid::default(),
+        charge: call.buffered.clone(),
+        op,
+        started,
+        timeout: router.request_body_timeout,
+        deadline: None,
+        partial: BytesMut::new(),
+        done: false,
+    });
+    let mut request = http::Request::from_parts(parts, body);
+    request.extensions_mut().insert(call);
+    inner.call(request).await
 }
 
 /// A request body read under its namespace's `max_message_bytes`, the proxy's

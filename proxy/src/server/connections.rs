@@ -1,17 +1,28 @@
-//! The gRPC listener's connection bound (`transport.max_connections`): each accepted
-//! connection holds a place until it closes; one accepted with every place taken is
-//! closed at once (and counted), so no number of clients can make the proxy hold more
-//! connection state than configured.
+//! The gRPC listener's connection bounds. Each accepted connection holds one of
+//! `transport.max_connections` places until it closes; one accepted with every place taken
+//! is closed at once (and counted), so no number of clients can make the proxy hold more
+//! connection state than configured. A connection with no call open for
+//! `transport.max_connection_idle` is closed (gRPC's MAX_CONNECTION_IDLE), so idle
+//! clients cannot keep the places forever; keepalive PINGs do not count as calls.
+//!
+//! hyper does not expose a connection's open streams, so calls are counted by the
+//! admission layer ([`Connection::call`], held until the response body ends) and the
+//! idle timer runs in the connection's reads: when it fires with no call open, the read
+//! side reports end of stream and hyper closes the connection.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::transport::server::Connected;
+use tokio::time::{Instant, Sleep};
+use tonic::transport::server::{Connected, TlsConnectInfo};
 
 use crate::metrics::Metrics;
 
@@ -20,15 +31,18 @@ pub(crate) struct Bounded<I> {
     incoming: I,
     places: Arc<Semaphore>,
     max: u32,
+    idle: Duration,
     metrics: Metrics,
 }
 
 impl<I> Bounded<I> {
-    pub(crate) fn new(incoming: I, max: u32, metrics: Metrics) -> Bounded<I> {
+    /// At most `max` connections, each closed once it has had no call open for `idle`.
+    pub(crate) fn new(incoming: I, max: u32, idle: Duration, metrics: Metrics) -> Bounded<I> {
         Bounded {
             incoming,
             places: Arc::new(Semaphore::new(max as usize)),
             max,
+            idle,
             metrics,
         }
     }
@@ -54,6 +68,11 @@ where
                         io,
                         _place: place,
                         open: self.metrics.connections.clone(),
+                        idle_closed: self.metrics.connections_idle_closed.clone(),
+                        connection: Connection(Arc::new(Calls::new())),
+                        idle: self.idle,
+                        timer: Box::pin(tokio::time::sleep(self.idle)),
+                        closed: false,
                     })));
                 }
                 Err(_) => {
@@ -74,6 +93,87 @@ pub(crate) struct Counted<IO> {
     io: IO,
     _place: OwnedSemaphorePermit,
     open: prometheus::IntGauge,
+    idle_closed: prometheus::IntCounter,
+    connection: Connection,
+    idle: Duration,
+    /// Fires when the connection may have been idle for `idle`; checked, then re-armed.
+    timer: Pin<Box<Sleep>>,
+    /// The idle timeout ended the connection: every later read is end of stream.
+    closed: bool,
+}
+
+impl<IO> Counted<IO> {
+    /// Whether the connection has been idle for its timeout; if not, the timer is re-armed
+    /// for the earliest moment it could be.
+    fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let next = match self.connection.0.idle_since() {
+                Some(since) if since + self.idle <= Instant::now() => return true,
+                Some(since) => since + self.idle,
+                None => Instant::now() + self.idle,
+            };
+            self.timer.as_mut().reset(next);
+        }
+        false
+    }
+}
+
+/// A connection's calls, as the admission layer sees them (in each request's extensions,
+/// as the connection's `ConnectInfo`).
+#[derive(Clone)]
+pub(crate) struct Connection(Arc<Calls>);
+
+impl Connection {
+    /// The connection of `request`, if it came through [`Bounded`] (plain or TLS).
+    pub(crate) fn of<B>(request: &http::Request<B>) -> Option<&Connection> {
+        let extensions = request.extensions();
+        extensions
+            .get::<Connection>()
+            .or_else(|| extensions.get::<TlsConnectInfo<Connection>>().map(|tls| tls.get_ref()))
+    }
+
+    /// Marks a call open until the returned guard is dropped.
+    pub(crate) fn call(&self) -> OpenCall {
+        self.0.open.fetch_add(1, Ordering::AcqRel);
+        OpenCall(self.0.clone())
+    }
+}
+
+struct Calls {
+    open: AtomicUsize,
+    /// When the last call ended, in nanoseconds after `born`.
+    last_end: AtomicU64,
+    born: Instant,
+}
+
+impl Calls {
+    fn new() -> Calls {
+        Calls {
+            open: AtomicUsize::new(0),
+            last_end: AtomicU64::new(0),
+            born: Instant::now(),
+        }
+    }
+
+    /// Since when no call has been open; `None` while one is.
+    fn idle_since(&self) -> Option<Instant> {
+        if self.open.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        Some(self.born + Duration::from_nanos(self.last_end.load(Ordering::Acquire)))
+    }
+}
+
+/// An open call on a connection; dropping it ends the call.
+pub(crate) struct OpenCall(Arc<Calls>);
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        let now = u64::try_from(self.0.born.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        // Stored before the count drops, so a timer seeing no call open sees this end.
+        self.0.last_end.fetch_max(now, Ordering::AcqRel);
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl<IO> Drop for Counted<IO> {
@@ -83,16 +183,28 @@ impl<IO> Drop for Counted<IO> {
 }
 
 impl<IO: Connected> Connected for Counted<IO> {
-    type ConnectInfo = IO::ConnectInfo;
+    type ConnectInfo = Connection;
 
-    fn connect_info(&self) -> IO::ConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> Connection {
+        self.connection.clone()
     }
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Counted<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        if self.closed {
+            return Poll::Ready(Ok(()));
+        }
+        if let Poll::Ready(read) = Pin::new(&mut self.io).poll_read(cx, buf) {
+            return Poll::Ready(read);
+        }
+        if self.poll_idle(cx) {
+            self.closed = true;
+            self.idle_closed.inc();
+            tracing::debug!(idle = ?self.idle, "connection closed: no call open for transport.max_connection_idle");
+            return Poll::Ready(Ok(()));
+        }
+        Poll::Pending
     }
 }
 

@@ -24,6 +24,8 @@ impl meta_server::Meta for MetaService {
                 max_value_bytes: limits.max_value_bytes,
                 max_batch_entries: limits.max_batch_entries,
                 max_in_flight: limits.max_in_flight,
+                max_message_bytes: limits.max_message_bytes,
+                max_response_bytes: limits.max_response_bytes,
             }),
         };
         ns.run(Operation::MetaDescribe, async move { Ok(response) }).await

@@ -173,7 +173,12 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let grpc = grpc_server(config, &router, &shutdown)?
         .add_service(health_service)
         .serve_with_incoming_shutdown(
-            connections::Bounded::new(incoming, transport.max_connections, metrics.clone()),
+            connections::Bounded::new(
+                incoming,
+                transport.max_connections,
+                transport.max_connection_idle,
+                metrics.clone(),
+            ),
             shutdown.clone().cancelled_owned(),
         );
     let grpc = tokio::spawn(grpc);

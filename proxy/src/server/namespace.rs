@@ -41,6 +41,26 @@ pub(crate) struct Namespace {
     pub(crate) metrics: NamespaceMetrics,
 }
 
+/// A unary response's share of its namespace's `max_buffered_bytes`, in the response's
+/// extensions; the admission layer holds it until the response body has been sent, so
+/// a client that does not read (an HTTP/2 window of 0) holds at most that budget.
+#[derive(Clone)]
+pub(crate) struct ResponseBytes {
+    _permit: Arc<OwnedSemaphorePermit>,
+}
+
+/// The request field that asks for a smaller answer to `op`, for the error naming
+/// `max_response_bytes`.
+fn response_field(op: Operation) -> &'static str {
+    match op {
+        Operation::KvBatchGet => "keys",
+        Operation::KvScan | Operation::TsQuery => "limit",
+        Operation::TsAggregate => "bucket_ms",
+        Operation::QueueReceive => "max_messages",
+        _ => "(response)",
+    }
+}
+
 /// Decrements the in-flight gauge however the request ends (including cancellation).
 struct InFlight<'a>(&'a prometheus::IntGauge);
 
@@ -62,6 +82,24 @@ impl Namespace {
             groups: None,
             metrics,
         }
+    }
+
+    /// Checks a response of `bytes` for `op` against `max_response_bytes` and takes its
+    /// bytes from the namespace's budget, so responses clients do not read cannot pile up.
+    fn hold_response(&self, op: Operation, bytes: usize) -> BackendResult<ResponseBytes> {
+        self.limits.check_response(response_field(op), bytes)?;
+        let permit = u32::try_from(bytes)
+            .ok()
+            .and_then(|n| self.buffered.clone().try_acquire_many_owned(n).ok())
+            .ok_or_else(|| {
+                BackendError::Overloaded(format!(
+                    "namespace {} holds its limit of message bytes (max_buffered_bytes={}) in requests and unread responses; retry shortly",
+                    self.name, self.limits.max_buffered_bytes
+                ))
+            })?;
+        Ok(ResponseBytes {
+            _permit: Arc::new(permit),
+        })
     }
 
     pub(crate) fn with_groups(mut self, groups: Option<Vec<String>>) -> Namespace {
@@ -280,6 +318,8 @@ impl Router {
     /// (authenticated, allowed), the backend handle `op` needs (`pick` chooses it, for
     /// example `|b| &b.keyvalue_basic`), then `work` with the limits and the request body,
     /// under the in-flight limit, the deadline, metrics and a span.
+    /// The response is checked against `max_response_bytes` and its bytes held from the
+    /// namespace's `max_buffered_bytes` until it has been sent (see [`ResponseBytes`]).
     pub(crate) async fn unary<Req, Res, T, Fut>(
         &self,
         request: Request<Req>,
@@ -289,11 +329,22 @@ impl Router {
     ) -> Result<Response<Res>, Status>
     where
         T: ?Sized,
+        Res: prost::Message,
         Fut: Future<Output = BackendResult<Res>>,
     {
         let (call, handle, body) = self.route(request, op, pick).await?;
         let limits = call.limits;
-        call.run(op, work(handle, limits, body)).await
+        let ns = call.namespace().clone();
+        let response = call
+            .run(op, async move {
+                let response = work(handle, limits, body).await?;
+                let held = ns.hold_response(op, response.encoded_len())?;
+                Ok((response, held))
+            })
+            .await?;
+        let (metadata, (response, held), mut extensions) = response.into_parts();
+        extensions.insert(held);
+        Ok(Response::from_parts(metadata, response, extensions))
     }
 
     /// The first half of [`Router::unary`], for handlers that go on after the call (a

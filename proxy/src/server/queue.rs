@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use super::Router;
 use crate::Operation;
+use crate::interfaces::ReceivedMessage;
 use crate::{BackendError, wire};
 
 /// Longest a receive may wait for a message, so a client cannot pin a permit forever.
@@ -69,10 +70,18 @@ impl queue_basic_server::QueueBasic for QueueService {
                     }
                     let visibility = bounded("visibility_timeout_ms", req.visibility_timeout_ms, MAX_VISIBILITY)?;
                     let wait = bounded("wait_ms", req.wait_ms, MAX_WAIT)?;
-                    let messages = queue.receive(req.queue, req.max_messages, visibility, wait).await?;
-                    Ok(pb::ReceiveResponse {
-                        messages: messages.into_iter().map(wire::received_to_proto).collect(),
-                    })
+                    let received = queue
+                        .receive(req.queue.clone(), req.max_messages, visibility, wait)
+                        .await?;
+                    let (messages, rest) = fitting(
+                        received,
+                        limits.max_response_bytes.min(limits.max_buffered_bytes) as usize,
+                    );
+                    // What does not fit in one response goes back to the queue at once.
+                    for message in rest {
+                        queue.nack(req.queue.clone(), message.receipt).await?;
+                    }
+                    Ok(pb::ReceiveResponse { messages })
                 },
             )
             .await
@@ -111,4 +120,21 @@ impl queue_basic_server::QueueBasic for QueueService {
             )
             .await
     }
+}
+
+/// The messages that fit in a response of `max_bytes` (the first always does: a payload is
+/// at most `max_value_bytes`, which the limits keep below `max_response_bytes`), and the
+/// rest.
+fn fitting(received: Vec<ReceivedMessage>, max_bytes: usize) -> (Vec<pb::ReceivedMessage>, Vec<pb::ReceivedMessage>) {
+    let (mut fit, mut rest, mut bytes) = (Vec::new(), Vec::new(), 0usize);
+    for message in received.into_iter().map(wire::received_to_proto) {
+        let size = prost::encoding::message::encoded_len(1, &message);
+        if fit.is_empty() || (rest.is_empty() && bytes + size <= max_bytes) {
+            bytes += size;
+            fit.push(message);
+        } else {
+            rest.push(message);
+        }
+    }
+    (fit, rest)
 }

@@ -77,10 +77,13 @@ impl Proxy {
         let stdout = child.stdout.take().expect("stdout");
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).expect("read ready line");
-        assert!(
-            line.starts_with("prism-proxy ready "),
-            "unexpected first line: {line:?}"
-        );
+        if !line.starts_with("prism-proxy ready ") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            panic!("unexpected first line: {line:?}; stderr:\n{stderr}");
+        }
         let field = |name: &str| -> SocketAddr {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(&format!("{name}=")))

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 const DATA: u8 = 0x0;
@@ -28,6 +28,12 @@ pub struct Answers {
     pub resets: AtomicUsize,
     pub refused: AtomicUsize,
     pub goaway: AtomicUsize,
+    /// PINGs from the server, each acknowledged.
+    pub pings: AtomicUsize,
+    /// Responses begun (HEADERS without END_STREAM): answers with a body to come.
+    pub started: AtomicUsize,
+    /// The server closed the connection (or it failed).
+    pub closed: AtomicBool,
     /// The server's SETTINGS_MAX_CONCURRENT_STREAMS, when it sent one.
     pub max_concurrent_streams: AtomicUsize,
     /// Streams answered one way or the other (by trailers, a reset, or both).
@@ -42,6 +48,9 @@ impl std::fmt::Debug for Answers {
             .field("resets", &self.resets)
             .field("refused", &self.refused)
             .field("goaway", &self.goaway)
+            .field("started", &self.started)
+            .field("pings", &self.pings)
+            .field("closed", &self.closed)
             .finish()
     }
 }
@@ -61,6 +70,17 @@ pub struct RawH2 {
 
 impl RawH2 {
     pub fn connect(addr: SocketAddr) -> io::Result<RawH2> {
+        RawH2::connect_with_settings(addr, &[])
+    }
+
+    /// Advertising an initial stream window of 0: the server may send headers but no
+    /// response body, as a client that never reads would make it.
+    pub fn connect_never_reading(addr: SocketAddr) -> io::Result<RawH2> {
+        const INITIAL_WINDOW_SIZE: u16 = 0x4;
+        RawH2::connect_with_settings(addr, &[(INITIAL_WINDOW_SIZE, 0)])
+    }
+
+    fn connect_with_settings(addr: SocketAddr, settings: &[(u16, u32)]) -> io::Result<RawH2> {
         let stream = TcpStream::connect(addr)?;
         stream.set_nodelay(true)?;
         let mut reader = stream.try_clone()?;
@@ -68,12 +88,18 @@ impl RawH2 {
         {
             let mut w = writer.lock().expect("writer");
             w.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")?;
-            w.write_all(&frame(SETTINGS, 0, 0, &[]))?;
+            let mut payload = Vec::new();
+            for (id, value) in settings {
+                payload.extend_from_slice(&id.to_be_bytes());
+                payload.extend_from_slice(&value.to_be_bytes());
+            }
+            w.write_all(&frame(SETTINGS, 0, 0, &payload))?;
         }
         let answers = Arc::new(Answers::default());
         let (acks, seen) = (writer.clone(), answers.clone());
         std::thread::spawn(move || {
             let _ = read_frames(&mut reader, &acks, &seen);
+            seen.closed.store(true, Ordering::SeqCst);
         });
         Ok(RawH2 {
             writer,
@@ -85,6 +111,22 @@ impl RawH2 {
     /// Opens a stream to `path` with `headers`, sends a gRPC prefix declaring
     /// `declared` bytes and `body` bytes after it, and leaves the stream open.
     pub fn open_stream(&mut self, path: &str, headers: &[(&str, &str)], declared: u32, body: usize) -> io::Result<()> {
+        let mut data = vec![0u8];
+        data.extend_from_slice(&declared.to_be_bytes());
+        data.resize(5 + body, 0xAB);
+        self.send(path, headers, &data, false)
+    }
+
+    /// A whole unary call: `message` (an encoded protobuf) in one gRPC frame, and the
+    /// end of the request.
+    pub fn call(&mut self, path: &str, headers: &[(&str, &str)], message: &[u8]) -> io::Result<()> {
+        let mut data = vec![0u8];
+        data.extend_from_slice(&(message.len() as u32).to_be_bytes());
+        data.extend_from_slice(message);
+        self.send(path, headers, &data, true)
+    }
+
+    fn send(&mut self, path: &str, headers: &[(&str, &str)], data: &[u8], end: bool) -> io::Result<()> {
         let id = self.next_stream;
         self.next_stream += 2;
         let mut block = Vec::new();
@@ -101,13 +143,12 @@ impl RawH2 {
         {
             literal(&mut block, name, value);
         }
-        let mut data = vec![0u8];
-        data.extend_from_slice(&declared.to_be_bytes());
-        data.resize(5 + body, 0xAB);
         let mut w = self.writer.lock().expect("writer");
         w.write_all(&frame(HEADERS, END_HEADERS, id, &block))?;
-        for chunk in data.chunks(16_384) {
-            w.write_all(&frame(DATA, 0, id, chunk))?;
+        let chunks: Vec<&[u8]> = data.chunks(16_384).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let flags = if end && i + 1 == chunks.len() { END_STREAM } else { 0 };
+            w.write_all(&frame(DATA, flags, id, chunk))?;
         }
         Ok(())
     }
@@ -168,6 +209,7 @@ fn read_frames(reader: &mut TcpStream, writer: &Mutex<TcpStream>, seen: &Answers
                     .write_all(&frame(SETTINGS, ACK, 0, &[]))?;
             }
             PING if flags & ACK == 0 => {
+                seen.pings.fetch_add(1, Ordering::SeqCst);
                 writer
                     .lock()
                     .expect("writer")
@@ -176,6 +218,9 @@ fn read_frames(reader: &mut TcpStream, writer: &Mutex<TcpStream>, seen: &Answers
             HEADERS if flags & END_STREAM != 0 => {
                 seen.ended_by_headers.fetch_add(1, Ordering::SeqCst);
                 seen.answered.lock().expect("answered").insert(stream);
+            }
+            HEADERS => {
+                seen.started.fetch_add(1, Ordering::SeqCst);
             }
             RST_STREAM => {
                 seen.resets.fetch_add(1, Ordering::SeqCst);

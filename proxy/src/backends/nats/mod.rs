@@ -21,7 +21,8 @@ use super::driver::{LiveSubscriptions, default_timeout};
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
 use crate::{BackendError, BackendResult, Interface};
 
-/// `backend: { type: nats, url: nats://127.0.0.1:4222, prefix: "app", ack_wait: 30s }`
+/// `backend: { type: nats, url: nats://127.0.0.1:4222, prefix: "app", ack_wait: 30s,
+/// queue_inactive_threshold: 1h }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
@@ -38,10 +39,33 @@ pub struct NatsConfig {
     /// by the proxy (progress acks).
     #[serde(default = "default_ack_wait", with = "humantime_serde")]
     pub ack_wait: Duration,
+    /// A queue no one has received from for this long has its JetStream consumer removed
+    /// by the server (JetStream's `inactive_threshold`), so queue names used once do not
+    /// hold a consumer each forever. Its messages stay in the stream and are delivered
+    /// when the queue is next received from; their delivery counts start over.
+    #[serde(default = "default_queue_inactive_threshold", with = "humantime_serde")]
+    pub queue_inactive_threshold: Duration,
 }
 
 fn default_ack_wait() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_queue_inactive_threshold() -> Duration {
+    Duration::from_secs(3600)
+}
+
+impl NatsConfig {
+    /// The defaults, for the server at `url`.
+    pub fn new(url: &str) -> NatsConfig {
+        NatsConfig {
+            url: url.to_string(),
+            prefix: String::new(),
+            timeout: default_timeout(),
+            ack_wait: default_ack_wait(),
+            queue_inactive_threshold: default_queue_inactive_threshold(),
+        }
+    }
 }
 
 impl DriverConfig for NatsConfig {
@@ -53,6 +77,17 @@ impl DriverConfig for NatsConfig {
 
     fn shared_server(&self) -> Option<(String, &str)> {
         Some((self.url.to_ascii_lowercase(), &self.prefix))
+    }
+
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        [
+            ("ack_wait", self.ack_wait),
+            ("queue_inactive_threshold", self.queue_inactive_threshold),
+        ]
+        .into_iter()
+        .filter(|(_, value)| *value < Duration::from_secs(1))
+        .map(|(field, _)| (field, "must be at least 1s".to_string()))
+        .collect()
     }
 
     async fn connect(&self) -> BackendResult<Backend> {
@@ -68,6 +103,7 @@ pub(crate) struct Nats {
     prefix: String,
     timeout: Duration,
     ack_wait: Duration,
+    queue_inactive_threshold: Duration,
     live: LiveSubscriptions,
     kv: tokio::sync::OnceCell<async_nats::jetstream::kv::Store>,
     queues: queue::Queues,
@@ -93,6 +129,7 @@ impl Nats {
             prefix: config.prefix.clone(),
             timeout: config.timeout,
             ack_wait: config.ack_wait,
+            queue_inactive_threshold: config.queue_inactive_threshold,
             live: LiveSubscriptions::default(),
             kv: tokio::sync::OnceCell::new(),
             queues: queue::Queues::default(),

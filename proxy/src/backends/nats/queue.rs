@@ -8,6 +8,12 @@
 //! ack wait still brings every unacknowledged message back. The receipt is the
 //! delivery's ack subject; it is honoured by the proxy that handed it out, while its
 //! visibility lasts.
+//!
+//! A consumer no one has pulled from for `queue_inactive_threshold` is removed by the
+//! server (never while a delivery is unacknowledged). The proxy forgets its handle before
+//! then (half the threshold after the last pull it looks the consumer up again, making it
+//! if the server removed it), so its cache holds only queues in use; messages wait in
+//! the work-queue stream meanwhile, which needs no consumer to keep them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,11 +36,64 @@ use crate::{BackendError, BackendResult};
 #[derive(Default)]
 pub struct Queues {
     stream: tokio::sync::OnceCell<async_nats::jetstream::stream::Stream>,
-    /// One consumer per queue, made once: callers of one queue share its creation, and
-    /// no lock is held while JetStream answers, so a slow create holds up only its queue.
-    consumers: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<PullConsumer>>>>,
+    consumers: Mutex<Consumers>,
     /// receipt -> the delivery's queue, visibility deadline and timer.
     in_flight: Arc<Mutex<HashMap<String, InFlight>>>,
+}
+
+/// The consumer handles of the queues pulled from lately. Callers of one queue share its
+/// lookup, and no lock is held while JetStream answers, so a slow one holds up only its
+/// queue.
+#[derive(Default)]
+struct Consumers {
+    by_queue: HashMap<String, Cached>,
+    /// The map's size at which handles past their time are swept out.
+    sweep_at: usize,
+}
+
+#[derive(Clone)]
+struct Cached {
+    consumer: Arc<tokio::sync::OnceCell<PullConsumer>>,
+    /// When the handle was made (the server's inactivity clock starts then, at a create,
+    /// or earlier, at a lookup) or last pulled from.
+    used: Instant,
+}
+
+impl Consumers {
+    /// The handle of `queue`'s consumer for a pull now: a fresh (empty) one when there is
+    /// none used within `fresh_for`.
+    fn handle(&mut self, queue: &str, fresh_for: Duration) -> Arc<tokio::sync::OnceCell<PullConsumer>> {
+        let now = Instant::now();
+        let cached = match self.by_queue.get_mut(queue) {
+            Some(cached) if now.saturating_duration_since(cached.used) < fresh_for => cached,
+            _ => {
+                self.sweep(now, fresh_for);
+                self.by_queue.entry(queue.to_string()).insert_entry(Cached {
+                    consumer: Default::default(),
+                    used: now,
+                });
+                self.by_queue.get_mut(queue).expect("just inserted")
+            }
+        };
+        cached.used = now;
+        cached.consumer.clone()
+    }
+
+    /// Forgets `queue`'s handle (its consumer may be gone), so the next call looks it up.
+    fn forget(&mut self, queue: &str) {
+        self.by_queue.remove(queue);
+    }
+
+    /// Drops the handles past `fresh_for` once the map has doubled since the last sweep,
+    /// so sweeping costs O(1) per insert and the map holds about twice the queues in use.
+    fn sweep(&mut self, now: Instant, fresh_for: Duration) {
+        if self.by_queue.len() < self.sweep_at {
+            return;
+        }
+        self.by_queue
+            .retain(|_, cached| now.saturating_duration_since(cached.used) < fresh_for);
+        self.sweep_at = (self.by_queue.len() * 2).max(64);
+    }
 }
 
 struct InFlight {
@@ -64,8 +123,9 @@ impl Nats {
         format!("prism.q.{}.{}", self.tag, token(queue))
     }
 
-    async fn consumer(&self, queue: &str) -> BackendResult<PullConsumer> {
-        let stream = self
+    /// The work-queue stream every queue of this namespace is stored in.
+    async fn stream(&self) -> BackendResult<&async_nats::jetstream::stream::Stream> {
+        self
             .queues
             .stream
             .get_or_try_init(|| async {
@@ -81,27 +141,42 @@ impl Nats {
                     .await
                     .map_err(|e| error("creating the queue stream", e))
             })
-            .await?;
-        let cell = self.queues.consumers.lock().entry(queue.to_string()).or_default().clone();
-        let consumer = cell.get_or_try_init(|| async {
-            let name = format!("q{:016x}", fnv1a(queue.as_bytes()));
-            stream
-            .get_or_create_consumer(
-                &name,
-                pull::Config {
+            .await
+    }
+
+    /// `queue`'s consumer, made when the server has none, for a pull now.
+    async fn consumer(&self, queue: &str) -> BackendResult<PullConsumer> {
+        let stream = self.stream().await?;
+        let fresh_for = self.queue_inactive_threshold / 2;
+        let cell = self.queues.consumers.lock().handle(queue, fresh_for);
+        let consumer = cell
+            .get_or_try_init(|| async {
+                let name = format!("q{:016x}", fnv1a(queue.as_bytes()));
+                let config = pull::Config {
                     durable_name: Some(name.clone()),
                     description: Some(format!("Prism queue {queue:?}")),
                     filter_subject: self.queue_subject(queue),
                     ack_policy: AckPolicy::Explicit,
                     ack_wait: self.ack_wait,
                     max_deliver: -1,
+                    inactive_threshold: self.queue_inactive_threshold,
                     ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| error("creating the queue consumer", e))
-        })
-        .await?;
+                };
+                let consumer = stream
+                    .get_or_create_consumer(&name, config.clone())
+                    .await
+                    .map_err(|e| error("creating the queue consumer", e))?;
+                let made = &consumer.cached_info().config;
+                if made.ack_wait == config.ack_wait && made.inactive_threshold == config.inactive_threshold {
+                    return Ok(consumer);
+                }
+                // Made with other settings (an earlier config or version): take ours.
+                stream
+                    .update_consumer(config)
+                    .await
+                    .map_err(|e| error("updating the queue consumer", e))
+            })
+            .await?;
         Ok(consumer.clone())
     }
 
@@ -181,9 +256,7 @@ async fn collect<E: std::fmt::Display>(
 #[async_trait]
 impl QueueBasic for Nats {
     async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
-        // The consumer must exist before the first message, or a work queue has nobody to
-        // hold it for.
-        self.consumer(&queue).await?;
+        self.stream().await?;
         let subject = self.queue_subject(&queue);
         let ack = bounded("nats", self.timeout, async {
             let pending = self
@@ -207,7 +280,12 @@ impl QueueBasic for Nats {
     ) -> BackendResult<Vec<ReceivedMessage>> {
         check_receive(max, visibility)?;
         let consumer = self.consumer(&queue).await?;
-        let messages = bounded("nats", self.timeout + wait, self.pull(&consumer, max as usize, wait)).await?;
+        let pulled = bounded("nats", self.timeout + wait, self.pull(&consumer, max as usize, wait)).await;
+        if pulled.is_err() {
+            // Perhaps the consumer is gone (deleted by hand); the next receive looks it up.
+            self.queues.consumers.lock().forget(&queue);
+        }
+        let messages = pulled?;
         let mut out = Vec::with_capacity(messages.len());
         for message in messages {
             let info = message.info().map_err(|e| error("reading delivery info", e))?;
@@ -242,5 +320,34 @@ impl QueueBasic for Nats {
         }
         self.settle(receipt, b"-NAK").await?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Handles of queues not pulled from are swept out as new queues come, so the cache
+    /// holds about twice the queues in use however many names were ever used.
+    #[tokio::test(start_paused = true)]
+    async fn the_handle_cache_holds_only_queues_in_use() {
+        let fresh_for = Duration::from_secs(60);
+        let mut consumers = Consumers::default();
+        let busy = consumers.handle("busy", fresh_for);
+        for round in 0..20 {
+            for i in 0..500 {
+                consumers.handle(&format!("once-{round}-{i}"), fresh_for);
+            }
+            assert!(
+                Arc::ptr_eq(&busy, &consumers.handle("busy", fresh_for)),
+                "a queue in use keeps its handle"
+            );
+            tokio::time::advance(fresh_for / 2).await;
+        }
+        // In use at any time: two rounds of names (1000) and "busy"; 10,001 were used.
+        assert!(consumers.by_queue.len() <= 2 * 1001, "{} handles", consumers.by_queue.len());
+        // A handle not used within `fresh_for` is replaced: its consumer is looked up again.
+        tokio::time::advance(fresh_for).await;
+        assert!(!Arc::ptr_eq(&busy, &consumers.handle("busy", fresh_for)));
     }
 }

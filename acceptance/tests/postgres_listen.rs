@@ -1,0 +1,95 @@
+//! The PostgreSQL driver's subscriptions against a real PostgreSQL (a process from
+//! ci/install-servers.sh), counted by the server itself (`pg_stat_activity`): however
+//! many subscriptions a namespace has, they share one LISTEN connection, every
+//! subscriber gets its messages, and publishing uses the pool, not a connection per
+//! subscriber (the defect: every subscription opened its own connection, so about 100
+//! could exhaust `max_connections` for every namespace on the server).
+//!
+//! A missing PostgreSQL fails under PRISM_ACCEPT_STRICT=1 (CI) and is reported as
+//! skipped otherwise.
+
+use std::time::Duration;
+
+use acceptance::provision::{self, process, specs};
+use bytes::Bytes;
+use futures::StreamExt;
+use prism_proxy::backends::postgres::PostgresConfig;
+use prism_proxy::config::BackendConfig;
+
+/// Sessions on the server other than the one asking.
+async fn sessions(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_share_one_listen_connection() {
+    if !provision::binary_or_skip(&specs::POSTGRES) {
+        return;
+    }
+    let instance = process::start(&specs::POSTGRES).await.expect("start postgres");
+    let url = instance.url.clone().expect("url");
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let pool_size = 4;
+    let backend = BackendConfig::Postgres(PostgresConfig {
+        url: url.clone(),
+        prefix: "listen:".into(),
+        timeout: Duration::from_secs(5),
+        pool_size,
+    })
+    .connect()
+    .await
+    .expect("driver");
+    let pubsub = backend.pubsub_basic.expect("postgres serves pubsub_basic");
+    pubsub.publish("warm".into(), Bytes::from("x")).await.expect("publish");
+    let before = sessions(&admin).await;
+
+    let (mut shared, mut own) = (Vec::new(), Vec::new());
+    for i in 0..100 {
+        shared.push(pubsub.subscribe("shared".into()).await.expect("subscribe"));
+        own.push(pubsub.subscribe(format!("own{i}")).await.expect("subscribe"));
+    }
+    for i in 0..100 {
+        pubsub
+            .publish(format!("own{i}"), Bytes::from("o"))
+            .await
+            .expect("publish");
+    }
+    pubsub
+        .publish("shared".into(), Bytes::from("m"))
+        .await
+        .expect("publish");
+    let during = sessions(&admin).await;
+    let listening: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'LISTEN %' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .get(0);
+    assert_eq!(listening, 1, "sessions whose last command was a LISTEN");
+    eprintln!("sessions: {before} before, {during} with 200 subscriptions (pool_size {pool_size})");
+    assert!(
+        during - before <= 1 + pool_size as i64,
+        "{} more server sessions for 200 subscriptions",
+        during - before
+    );
+    for s in &mut shared {
+        let m = tokio::time::timeout(Duration::from_secs(30), s.messages.next()).await;
+        assert!(matches!(&m, Ok(Some(Ok(m))) if m.payload == "m"), "{m:?}");
+    }
+    for s in &mut own {
+        let m = tokio::time::timeout(Duration::from_secs(30), s.messages.next()).await;
+        assert!(matches!(&m, Ok(Some(Ok(m))) if m.payload == "o"), "{m:?}");
+    }
+}
