@@ -30,6 +30,8 @@ use crate::workload::{OpKind, Request, Workload};
 pub struct Progress {
     pub elapsed: Duration,
     pub target_rate: f64,
+    /// Requests sent and not yet answered (open model).
+    pub in_flight: Option<usize>,
 }
 
 pub struct Engine {
@@ -301,6 +303,7 @@ impl Engine {
                 let mut p = self.progress.lock();
                 p.elapsed = since;
                 p.target_rate = rate;
+                p.in_flight = Some(max_in_flight - permits.available_permits());
             }
             let request = workload.next_request();
             match permits.clone().try_acquire_owned() {

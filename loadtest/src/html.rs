@@ -252,10 +252,20 @@ pub fn render(r: &RunReport) -> String {
             v.actual_text()
         );
     }
+    for f in &r.failures {
+        let _ = writeln!(verdicts, r#"<li class="fail">{} &mdash; FAIL</li>"#, esc(f));
+    }
     let warnings: String = r
         .warnings
         .iter()
         .map(|w| format!("<p class=\"warn\">warning: {}</p>\n", esc(w)))
+        .chain(r.operations.iter().filter(|o| o.errors > 0).map(|o| {
+            format!(
+                "<p class=\"warn\">errors of {}: {}</p>\n",
+                esc(&o.operation),
+                esc(&RunReport::error_codes(o))
+            )
+        }))
         .collect();
     format!(
         r#"<!doctype html>
@@ -269,7 +279,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 .pass {{ color: #1a7f37; }} .fail {{ color: #cf222e; font-weight: 600; }} .warn {{ color: #9a6700; }}
 </style></head><body>
 <h1>{name}: {verdict}</h1>
-<p>Target: {target}. Measured {measured:.1} s after warm-up; {scheduled} arrivals scheduled, {dropped} dropped, achieved {achieved:.1}%.
+<p>Target: {target}. Measured {measured:.1} s after warm-up; {scheduled} arrivals scheduled, {dropped} dropped, achieved {achieved}.
 Generator send lag p50 {lag50}, p99 {lag99}. Latency is corrected for coordinated omission (from each request's intended send time).</p>
 {warnings}<ul>{verdicts}</ul>
 <table><tr><th>operation</th><th>count</th><th>rate/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th></tr>
@@ -283,7 +293,9 @@ Generator send lag p50 {lag50}, p99 {lag99}. Latency is corrected for coordinate
         measured = r.measured_s,
         scheduled = r.scheduled,
         dropped = r.dropped,
-        achieved = r.achieved_rate * 100.0,
+        achieved = r
+            .achieved_rate
+            .map_or_else(|| "n/a (closed model)".to_string(), |a| format!("{:.1}%", a * 100.0)),
         lag50 = fmt_us(r.send_lag.p50_us as f64),
         lag99 = fmt_us(r.send_lag.p99_us as f64),
     )

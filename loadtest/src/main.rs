@@ -12,14 +12,17 @@ use loadtest::shard::Shard;
 /// Replays YAML load scenarios against a Prism endpoint and reports latency histograms
 /// corrected for coordinated omission.
 ///
-/// Exit codes: 0 the run passed its thresholds, 2 a threshold failed, 1 an error (bad
-/// scenario, unreachable target).
+/// Exit codes: 0 passed; 1 an error while running (target unreachable, TLS refused, a
+/// file that cannot be written); 2 a check failed (a threshold, a regression in
+/// `compare`, a run that measured nothing or whose every request failed); 3 bad input
+/// (the command line, a scenario or `--set` that does not validate, a run file that
+/// cannot be read).
 #[derive(Parser)]
 #[command(
     version,
     about,
     long_about,
-    after_help = "Examples:\n  loadtest run scenarios/quickstart.yaml\n  loadtest run scenarios/kv-read-heavy.yaml --set target.endpoint=http://127.0.0.1:50051\n  loadtest compare reports/runs/a/run.json reports/runs/b/run.json --tolerance 10%"
+    after_help = "Exit codes: 0 passed, 1 error while running, 2 a check failed, 3 bad input.\n\nExamples:\n  loadtest run scenarios/quickstart.yaml\n  loadtest run scenarios/kv-read-heavy.yaml --set target.endpoint=http://127.0.0.1:50051\n  loadtest compare reports/runs/a/run.json reports/runs/b/run.json --tolerance 10%"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -74,8 +77,10 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         html: Option<PathBuf>,
     },
-    /// Compare two runs per operation (p50, p90, p99, p99.9); exit 2 if NEW is slower
-    /// than BASE by more than the tolerance on any of them.
+    /// Compare two runs per operation: latency (p50, p90, p99, p99.9) and throughput within
+    /// the tolerance, the error rate within 1 percentage point; exit 2 on a regression.
+    ///
+    /// BASE and NEW are run.json files or the run folders `loadtest run` printed.
     Compare {
         base: PathBuf,
         new: PathBuf,
@@ -94,9 +99,34 @@ fn parse_percent(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{s:?} is not a percentage such as 10%"))
 }
 
+/// Exit code of a run that passed.
+const PASSED: u8 = 0;
+/// Exit code of an error while running.
+const ERROR: u8 = 1;
+/// Exit code of a failed check.
+const FAILED: u8 = 2;
+/// Exit code of input refused before anything ran.
+const BAD_INPUT: u8 = 3;
+
+/// What the user gave cannot be used (a run file, shards that do not merge): exit 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct BadInput(anyhow::Error);
+
+/// A run.json, or the run folder `loadtest run` printed.
 fn load_run(path: &Path) -> anyhow::Result<RunReport> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{} is not a run.json written by loadtest", path.display()))
+    let file = if path.is_dir() {
+        path.join("run.json")
+    } else {
+        path.to_path_buf()
+    };
+    let path = file.as_path();
+    let read = || -> anyhow::Result<RunReport> {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a run.json written by loadtest", path.display()))
+    };
+    read().map_err(|e| BadInput(e).into())
 }
 
 fn report(run: &Path, html: Option<PathBuf>) -> anyhow::Result<bool> {
@@ -108,9 +138,25 @@ fn report(run: &Path, html: Option<PathBuf>) -> anyhow::Result<bool> {
     Ok(report.passed)
 }
 
+/// Most the error rate may grow (in percentage points) before `compare` calls it a
+/// regression; a rate is noisy near 0, so a change below this is not one.
+const ERROR_RATE_SLACK: f64 = 0.01;
+
 fn compare(base: &Path, new: &Path, tolerance: f64) -> anyhow::Result<bool> {
     let (base, new) = (load_run(base)?, load_run(new)?);
+    for (what, b, n) in [
+        ("scenario", &base.scenario.name, &new.scenario.name),
+        ("target", &base.target, &new.target),
+    ] {
+        if b != n {
+            println!("note: the runs differ in {what}: {b:?} vs {n:?}");
+        }
+    }
     let mut ok = true;
+    if !new.passed && base.passed {
+        println!("REGRESSION: the new run {}", new.verdict_line());
+        ok = false;
+    }
     println!(
         "{:<20} {:<6} {:>10} {:>10} {:>9}  (tolerance +{:.0}%)",
         "operation",
@@ -144,6 +190,31 @@ fn compare(base: &Path, new: &Path, tolerance: f64) -> anyhow::Result<bool> {
                 if worse { "  REGRESSION" } else { "" }
             );
         }
+        let rate = (n.rate_per_s - b.rate_per_s) / b.rate_per_s.max(1e-9);
+        let slower = rate < -tolerance;
+        ok &= !slower;
+        println!(
+            "{:<20} {:<6} {:>10.1} {:>10.1} {:>+8.1}%{}",
+            n.operation,
+            "rate/s",
+            b.rate_per_s,
+            n.rate_per_s,
+            rate * 100.0,
+            if slower { "  REGRESSION" } else { "" }
+        );
+        let error_rate = |o: &loadtest::report::OpReport| o.errors as f64 / o.count.max(1) as f64;
+        let (be, ne) = (error_rate(b), error_rate(n));
+        let failing = ne - be > ERROR_RATE_SLACK;
+        ok &= !failing;
+        println!(
+            "{:<20} {:<6} {:>9.2}% {:>9.2}% {:>+7.2}pp{}",
+            n.operation,
+            "errors",
+            be * 100.0,
+            ne * 100.0,
+            (ne - be) * 100.0,
+            if failing { "  REGRESSION" } else { "" }
+        );
     }
     println!(
         "{}",
@@ -157,7 +228,14 @@ fn compare(base: &Path, new: &Path, tolerance: f64) -> anyhow::Result<bool> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors; a usage error is bad input.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { BAD_INPUT } else { PASSED });
+        }
+    };
     match cli.command {
         Command::Validate { scenarios } => {
             let mut ok = true;
@@ -170,7 +248,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            ExitCode::from(if ok { PASSED } else { BAD_INPUT })
         }
         Command::Schema => {
             print!("{}", Scenario::json_schema());
@@ -190,7 +268,7 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
-                    return ExitCode::from(1);
+                    return ExitCode::from(ERROR);
                 }
             };
             let options = loadtest::run::RunOptions {
@@ -206,7 +284,7 @@ fn main() -> ExitCode {
 }
 
 fn merge(runs: &[PathBuf], out: &Path) -> anyhow::Result<bool> {
-    let (report, stats, op_names) = loadtest::merge::merge(runs)?;
+    let (report, stats, op_names) = loadtest::merge::merge(runs).map_err(BadInput)?;
     print!("{}", report.table());
     report
         .write(out, &stats, &op_names)
@@ -215,14 +293,17 @@ fn merge(runs: &[PathBuf], out: &Path) -> anyhow::Result<bool> {
     Ok(report.passed)
 }
 
-/// 0 passed, 2 failed a check, 1 error.
+/// 0 passed, 2 failed a check, 3 bad input, 1 any other error.
 fn verdict(result: anyhow::Result<bool>) -> ExitCode {
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(2),
+        Ok(true) => ExitCode::from(PASSED),
+        Ok(false) => ExitCode::from(FAILED),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            let bad_input = e
+                .chain()
+                .any(|c| c.is::<BadInput>() || c.is::<loadtest::scenario::ScenarioError>());
+            ExitCode::from(if bad_input { BAD_INPUT } else { ERROR })
         }
     }
 }

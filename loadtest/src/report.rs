@@ -89,12 +89,22 @@ pub struct RunReport {
     pub total: OpReport,
     pub scheduled: u64,
     pub dropped: u64,
-    /// Completed / scheduled (open model); 1 for the closed model.
-    pub achieved_rate: f64,
+    /// Completed / scheduled (open model); absent for the closed model, and when nothing
+    /// was scheduled.
+    #[serde(default)]
+    pub achieved_rate: Option<f64>,
     /// Actual minus intended send time (open model): the generator's own lag.
     pub send_lag: Percentiles,
     pub time_series: Vec<Second>,
     pub thresholds: Vec<Verdict>,
+    /// Why the run failed besides its thresholds: it measured nothing, or every request
+    /// failed. A run that fails this way never passes, with or without thresholds.
+    #[serde(default)]
+    pub failures: Vec<String>,
+    /// The generator's own lateness is a large part of the measured latency: the
+    /// percentiles hold the generator's delay as well as the target's.
+    #[serde(default)]
+    pub lag_unreliable: bool,
     pub passed: bool,
     pub warnings: Vec<String>,
 }
@@ -202,18 +212,12 @@ impl RunReport {
         }
         let total = op_report("all".into(), &all, &all_service, codes);
         let achieved_rate = match scenario.load {
-            Load::Open { .. } if stats.scheduled > 0 => total.count as f64 / stats.scheduled as f64,
-            _ => 1.0,
+            Load::Open { .. } if stats.scheduled > 0 => Some(total.count as f64 / stats.scheduled as f64),
+            _ => None,
         };
         let send_lag = Percentiles::of(&stats.send_lag);
         let mut warnings = Vec::new();
-        if matches!(scenario.load, Load::Open { .. }) && send_lag.p99_us > 1_000 {
-            warnings.push(format!(
-                "the generator itself sent late (send lag p99 {}): it is near its own limit, so latencies may be inflated; \
-                 lower the rate or scale out with --shard",
-                fmt_us(send_lag.p99_us as f64)
-            ));
-        }
+        let lag_unreliable = lag_warnings(scenario, &send_lag, &total.latency, &mut warnings);
         if stats.dropped > 0 {
             warnings.push(format!(
                 "{} arrivals were dropped at max_in_flight: the target did not keep up with the offered rate",
@@ -246,7 +250,8 @@ impl RunReport {
                         }),
                         "ratio",
                     ),
-                    Metric::AchievedRate => (achieved_rate, "ratio"),
+                    // Validation keeps this for the open model; nothing scheduled achieves nothing.
+                    Metric::AchievedRate => (achieved_rate.unwrap_or(0.0), "ratio"),
                 };
                 // A threshold on an operation that never ran cannot pass.
                 let ran = t.operation.as_ref().is_none_or(|_| op.is_some_and(|o| o.count > 0));
@@ -258,7 +263,8 @@ impl RunReport {
                 }
             })
             .collect();
-        let passed = thresholds.iter().all(|v| v.passed);
+        let failures = failures(scenario, &total);
+        let passed = failures.is_empty() && thresholds.iter().all(|v| v.passed);
         RunReport {
             scenario: scenario.clone(),
             shard,
@@ -287,9 +293,36 @@ impl RunReport {
                 series
             },
             thresholds,
+            failures,
+            lag_unreliable,
             passed,
             warnings,
         }
+    }
+
+    /// The status codes of the failed requests of `op`, most frequent first:
+    /// `UNIMPLEMENTED 300 (100.0%)`.
+    pub fn error_codes(op: &OpReport) -> String {
+        let mut failed: Vec<(&String, &u64)> = op.codes.iter().filter(|(code, _)| *code != "OK").collect();
+        failed.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        failed
+            .iter()
+            .map(|(code, n)| format!("{code} {n} ({:.1}%)", **n as f64 * 100.0 / op.count.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The verdict line: PASSED, or FAILED with every reason.
+    pub fn verdict_line(&self) -> String {
+        if self.passed {
+            return "PASSED".into();
+        }
+        let mut reasons = self.failures.clone();
+        let failed = self.thresholds.iter().filter(|v| !v.passed).count();
+        if failed > 0 {
+            reasons.push(format!("{failed} threshold(s) not met"));
+        }
+        format!("FAILED: {}", reasons.join("; "))
     }
 
     /// Each operation, then the total: the rows of every summary table.
@@ -319,14 +352,20 @@ impl RunReport {
             fmt_us(self.send_lag.p50_us as f64),
             fmt_us(self.send_lag.p99_us as f64)
         );
-        if self.scheduled > 0 {
+        if let Some(achieved) = self.achieved_rate {
             let _ = writeln!(
                 out,
                 "achieved {:.1}% of the scheduled arrivals ({} scheduled, {} dropped)",
-                self.achieved_rate * 100.0,
+                achieved * 100.0,
                 self.scheduled,
                 self.dropped
             );
+        }
+        for o in self.operations.iter().filter(|o| o.errors > 0) {
+            let _ = writeln!(out, "errors of {}: {}", o.operation, RunReport::error_codes(o));
+        }
+        for f in &self.failures {
+            let _ = writeln!(out, "failed: {f}");
         }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
@@ -350,6 +389,55 @@ impl RunReport {
         write_histogram_log(&dir.join("latency.hlog"), stats, op_names, self)?;
         Ok(())
     }
+}
+
+/// Send lag past half the time between arrivals means the generator is at its limit;
+/// send lag above a tenth of the latency p99 means the percentiles are partly the
+/// generator's. Both are relative, so a slow rate is not told to go slower and a busy
+/// machine shows in the report instead of in inflated numbers. Returns the second.
+fn lag_warnings(scenario: &Scenario, lag: &Percentiles, latency: &Percentiles, warnings: &mut Vec<String>) -> bool {
+    let Load::Open { stages, .. } = &scenario.load else {
+        return false;
+    };
+    let peak = stages
+        .iter()
+        .flat_map(|s| [s.rate, s.ramp_to.unwrap_or(s.rate)])
+        .fold(0.0, f64::max);
+    let gap_us = if peak > 0.0 { 1e6 / peak } else { f64::INFINITY };
+    let lag_p99 = lag.p99_us as f64;
+    if lag_p99 > gap_us / 2.0 {
+        warnings.push(format!(
+            "the generator sent late (send lag p99 {}, more than half the {} between arrivals at the peak rate): \
+             it is at its own limit; lower the rate or scale out with --shard",
+            fmt_us(lag_p99),
+            fmt_us(gap_us)
+        ));
+    }
+    let unreliable = lag.count > 0 && lag_p99 > latency.p99_us as f64 / 10.0 && lag_p99 >= 100.0;
+    if unreliable {
+        warnings.push(format!(
+            "the generator's own lateness (send lag p99 {}) is over a tenth of the latency p99 ({}): \
+             the percentiles hold the generator's delay too (a busy machine?); do not read them as the target's alone",
+            fmt_us(lag_p99),
+            fmt_us(latency.p99_us as f64)
+        ));
+    }
+    unreliable
+}
+
+/// Why a run with these totals cannot pass, whatever its thresholds say.
+fn failures(scenario: &Scenario, total: &OpReport) -> Vec<String> {
+    if total.count == 0 {
+        return vec![format!(
+            "no request completed in the measured time ({:?} after {:?} of warm-up)",
+            scenario.duration().saturating_sub(scenario.warmup()),
+            scenario.warmup()
+        )];
+    }
+    if total.errors == total.count {
+        return vec![format!("every request failed: {}", RunReport::error_codes(total))];
+    }
+    Vec::new()
 }
 
 /// Tag suffix of an operation's uncorrected service-time histogram in the log.
@@ -391,5 +479,58 @@ pub fn fmt_us(us: f64) -> String {
         format!("{:.2}ms", us / 1_000.0)
     } else {
         format!("{us:.0}us")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn percentiles(p99_us: u64) -> Percentiles {
+        Percentiles {
+            count: 100,
+            mean_us: p99_us as f64,
+            p50_us: p99_us,
+            p90_us: p99_us,
+            p99_us,
+            p99_9_us: p99_us,
+            max_us: p99_us,
+        }
+    }
+
+    fn open_at(rate: f64) -> Scenario {
+        let yaml = format!(
+            "name: t\nload: {{model: open, stages: [{{duration: 1s, rate: {rate}}}]}}\n\
+             keyspaces: {{k: {{count: 1}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
+        );
+        serde_yaml::from_str(&yaml).expect("scenario")
+    }
+
+    /// The generator is "at its limit" relative to the time between arrivals, not past a
+    /// fixed 1 ms: 2 ms of lag at 20 req/s (50 ms apart) is fine, at 10,000/s it is not.
+    /// The percentiles are flagged when the lag is over a tenth of the latency p99.
+    #[test]
+    fn send_lag_is_judged_against_the_arrival_gap_and_the_latency() {
+        let mut warnings = Vec::new();
+        let unreliable = lag_warnings(
+            &open_at(20.0),
+            &percentiles(2_000),
+            &percentiles(100_000),
+            &mut warnings,
+        );
+        assert!(warnings.is_empty() && !unreliable, "{warnings:?}");
+        lag_warnings(
+            &open_at(10_000.0),
+            &percentiles(2_000),
+            &percentiles(100_000),
+            &mut warnings,
+        );
+        assert!(warnings.iter().any(|w| w.contains("at its own limit")), "{warnings:?}");
+        let mut warnings = Vec::new();
+        let unreliable = lag_warnings(&open_at(20.0), &percentiles(2_000), &percentiles(5_000), &mut warnings);
+        assert!(
+            unreliable && warnings.iter().any(|w| w.contains("over a tenth")),
+            "{warnings:?}"
+        );
     }
 }

@@ -59,6 +59,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         .map_or(0, |d| d.as_millis() as u64);
     let target = resolve(&scenario).await?;
     let clients = connect(&scenario, &target, path).await?;
+    preflight(&scenario, &target, &clients[0]).await?;
     let op_names = scenario.reported_operations();
     let engine = Engine {
         clients,
@@ -78,6 +79,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
             engine.stats.clone(),
             engine.progress.clone(),
             scenario.duration(),
+            scenario.warmup(),
         ))
     });
     // http.* operations run on goose beside the engine, into the same stats.
@@ -159,14 +161,7 @@ fn write_results(report: &RunReport, dir: &Path, stats: &Stats, op_names: &[Stri
         "results: {0}/run.json, {0}/latency.hlog, {0}/report.html",
         dir.display()
     );
-    println!(
-        "{}",
-        if report.passed {
-            "PASSED"
-        } else {
-            "FAILED: a threshold was not met"
-        }
-    );
+    println!("{}", report.verdict_line());
     Ok(())
 }
 
@@ -230,6 +225,46 @@ async fn connect(scenario: &Scenario, target: &Resolved, path: &Path) -> anyhow:
     Ok(clients)
 }
 
+/// Asks the target what the scenario's namespace serves (`Meta/DescribeNamespace`) before
+/// any load, so a wrong namespace or a missing interface is one clear error instead of a
+/// run of failures. A target without the Meta service (a bare gRPC server) is not checked.
+async fn preflight(scenario: &Scenario, target: &Resolved, client: &PrismClient) -> anyhow::Result<()> {
+    let info = match client.describe().await {
+        Ok(info) => info,
+        Err(prism_proxy::BackendError::Unimplemented(_)) => {
+            eprintln!("loadtest: the target does not answer Meta/DescribeNamespace; its interfaces were not checked");
+            return Ok(());
+        }
+        Err(e) => anyhow::bail!(
+            "the target {} refused namespace {:?} before the run: {e}",
+            target.label,
+            target.namespace
+        ),
+    };
+    let missing: Vec<String> = scenario
+        .operations
+        .iter()
+        .filter_map(|o| {
+            let interface = crate::workload::OpKind::parse(&o.op)?.interface()?;
+            (!info.interfaces.contains(&interface)).then(|| format!("{} needs {interface}", o.op))
+        })
+        .collect();
+    anyhow::ensure!(
+        missing.is_empty(),
+        "namespace {:?} on {} ({} backend) does not serve what the scenario calls: {}; it serves: {}",
+        info.namespace,
+        target.label,
+        info.backend,
+        missing.join(", "),
+        info.interfaces
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 fn default_out(name: &str, shard: Option<Shard>, started_unix_ms: u64) -> PathBuf {
     let suffix = shard
         .map(|s| format!("-shard{}of{}", s.index, s.count))
@@ -243,8 +278,34 @@ fn sanitize(name: &str) -> String {
         .collect()
 }
 
+/// The terminal's width (80 when it cannot be told).
+fn columns() -> usize {
+    terminal_size::terminal_size_of(std::io::stderr())
+        .map(|(w, _)| w.0 as usize)
+        .or_else(|| std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()))
+        .unwrap_or(80)
+}
+
+/// `numbers` after a progress bar, in fewer than `columns` characters so a redraw never
+/// wraps: the bar shrinks first, then the numbers are cut.
+pub(crate) fn fit_line(numbers: &str, elapsed: Duration, total: Duration, columns: usize) -> String {
+    let room = columns.saturating_sub(1);
+    let bar = room.saturating_sub(numbers.chars().count() + 2).min(30);
+    let mut line = if bar >= 5 {
+        let done = ((elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)) * bar as f64).min(bar as f64) as usize;
+        format!("[{}{}]{numbers}", "#".repeat(done), "-".repeat(bar - done))
+    } else {
+        numbers.trim_start().to_string()
+    };
+    if line.chars().count() > room {
+        line = line.chars().take(room).collect();
+    }
+    // Pad so a shorter line overwrites all of the last one.
+    format!("{line:<room$}")
+}
+
 /// Once a second: a redrawn line on a terminal, a plain line every 5 s otherwise.
-async fn show_progress(stats: Arc<Mutex<Stats>>, progress: Arc<Mutex<Progress>>, total: Duration) {
+async fn show_progress(stats: Arc<Mutex<Stats>>, progress: Arc<Mutex<Progress>>, total: Duration, warmup: Duration) {
     let terminal = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_completed = 0u64;
@@ -256,30 +317,55 @@ async fn show_progress(stats: Arc<Mutex<Stats>>, progress: Arc<Mutex<Progress>>,
             let p = progress.lock();
             (p.elapsed, p.target_rate)
         };
-        let (completed, errors, p99) = {
+        let (completed, errors, p99, dropped) = {
             let s = stats.lock();
             let (_, count, errors) = s.total();
-            (count, errors, s.current_p99())
+            (count, errors, s.current_p99(), s.dropped)
         };
         let rate = completed.saturating_sub(last_completed);
         last_completed = completed;
-        let width = 30usize;
-        let done = ((elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)) * width as f64).min(width as f64) as usize;
-        let line = format!(
-            "[{}{}] {:>5.1}s/{:.0}s target {:>8.0}/s achieved {:>8}/s errors {:>6} p99 {:>8}",
-            "#".repeat(done),
-            "-".repeat(width - done),
+        let stage = if elapsed < warmup { "warm-up" } else { "measuring" };
+        let in_flight = progress.lock().in_flight;
+        let open_model = in_flight
+            .map(|n| format!(" target {target:.0}/s in-flight {n} dropped {dropped}"))
+            .unwrap_or_default();
+        let numbers = format!(
+            " {:.0}/{:.0}s {stage}{open_model} done {rate}/s errors {errors} p99 {}",
             elapsed.as_secs_f64(),
             total.as_secs_f64(),
-            target,
-            rate,
-            errors,
-            fmt_us(p99 as f64)
+            if completed == 0 {
+                "-".to_string()
+            } else {
+                fmt_us(p99 as f64)
+            }
         );
+        let line = fit_line(&numbers, elapsed, total, columns());
         if terminal {
             eprint!("\r{line}");
         } else if n.is_multiple_of(5) {
             eprintln!("{line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The progress line never wraps: it fits 80 columns (and narrower ones) with the
+    /// numbers kept whole while there is room, the bar giving way first.
+    #[test]
+    fn the_progress_line_fits_the_terminal() {
+        let numbers = " 12/60s measuring target 50000/s in-flight 1234 dropped 0 done 49876/s errors 0 p99 1.23ms";
+        let (elapsed, total) = (Duration::from_secs(12), Duration::from_secs(60));
+        for columns in [40, 80, 100, 200] {
+            let line = fit_line(numbers, elapsed, total, columns);
+            assert!(line.chars().count() < columns, "{columns}: {line:?}");
+        }
+        let wide = fit_line(numbers, elapsed, total, 200);
+        assert!(wide.starts_with("[######") && wide.contains(numbers), "{wide:?}");
+        let narrow = fit_line(numbers, elapsed, total, 80);
+        assert!(!narrow.contains('['), "no room for a bar at 80 columns: {narrow:?}");
+        assert!(narrow.starts_with("12/60s measuring"), "{narrow:?}");
     }
 }

@@ -366,9 +366,38 @@ impl Scenario {
         for (i, o) in self.operations.iter().enumerate() {
             self.operation_problems(i, o, p);
         }
-        for (i, t) in self.thresholds.iter().enumerate() {
-            if let Err(e) = t.parse::<Threshold>() {
-                p.add(format!("thresholds[{i}]"), e.to_string());
+        self.threshold_problems(p);
+    }
+
+    /// What is wrong with `thresholds`: each must parse, name an operation the scenario
+    /// runs, and measure something its load model has.
+    fn threshold_problems(&self, p: &mut Problems) {
+        let operations = self.reported_operations();
+        for (i, text) in self.thresholds.iter().enumerate() {
+            let field = format!("thresholds[{i}]");
+            let t = match text.parse::<Threshold>() {
+                Ok(t) => t,
+                Err(e) => {
+                    p.add(field, e);
+                    continue;
+                }
+            };
+            if let Some(op) = &t.operation
+                && !operations.contains(op)
+            {
+                p.add(
+                    field.clone(),
+                    format!(
+                        "{text:?}: this scenario has no operation {op:?} (it runs: {})",
+                        operations.join(", ")
+                    ),
+                );
+            }
+            if t.metric == crate::threshold::Metric::AchievedRate && matches!(self.load, Load::Closed { .. }) {
+                p.add(
+                    field,
+                    format!("{text:?}: achieved_rate is for `model: open`; a closed run has no schedule to achieve"),
+                );
             }
         }
     }
@@ -593,6 +622,17 @@ impl Load {
             }
         }
         let total = durations.iter().try_fold(Duration::ZERO, |sum, d| sum.checked_add(*d));
+        let warmup = match self {
+            Load::Open { warmup, .. } | Load::Closed { warmup, .. } => *warmup,
+        };
+        if let Some(total) = total.filter(|t| !t.is_zero() && warmup >= *t) {
+            p.add(
+                "load.warmup",
+                format!(
+                    "{warmup:?} of warm-up is as long as the whole run ({total:?}): nothing would be measured; make it shorter than the stages"
+                ),
+            );
+        }
         if total.is_none_or(|t| t > MAX_RUN) {
             p.add(
                 "load.stages",

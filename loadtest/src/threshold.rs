@@ -76,6 +76,12 @@ impl FromStr for Threshold {
             _ => parse_micros(value),
         }
         .ok_or_else(|| format!("{text:?}: cannot read the value {value:?}; {FORM}"))?;
+        if matches!(metric, Metric::ErrorRate | Metric::AchievedRate) && value > 1.0 {
+            return Err(format!(
+                "{text:?}: a rate is from 0 to 100% (or 0 to 1), not {}%",
+                value * 100.0
+            ));
+        }
         Ok(Threshold {
             text: text.to_string(),
             metric,
@@ -163,9 +169,14 @@ mod tests {
             "p99 < 5 ms",
             "p99 < fast",
             "error_rate < x%",
+            "error_rate < 5",
+            "achieved_rate >= 120%",
         ] {
             let err = bad.parse::<Threshold>().unwrap_err();
-            assert!(err.contains("expected"), "{bad}: {err}");
+            assert!(
+                err.contains("expected") || err.contains("from 0 to 100%"),
+                "{bad}: {err}"
+            );
         }
     }
 }

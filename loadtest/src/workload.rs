@@ -74,6 +74,21 @@ impl OpKind {
     pub fn names() -> Vec<&'static str> {
         OPERATIONS.iter().map(|(n, _)| *n).collect()
     }
+
+    /// The Prism interface the operation calls (none for HTTP).
+    pub fn interface(self) -> Option<prism_proxy::Interface> {
+        use OpKind::*;
+        use prism_proxy::Interface as I;
+        Some(match self {
+            Get | Set | Delete | Exists => I::KeyvalueBasic,
+            Scan => I::KeyvalueScan,
+            BatchGet | BatchSet => I::KeyvalueBatch,
+            Publish => I::PubsubBasic,
+            Enqueue | ReceiveAck => I::QueueBasic,
+            Append | Query | Aggregate => I::TimeseriesBasic,
+            HttpGet | HttpPost => return None,
+        })
+    }
 }
 
 #[derive(Clone)]
