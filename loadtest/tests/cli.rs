@@ -310,6 +310,40 @@ fn impossible_scenarios_and_usage_errors_are_bad_input() {
     );
 }
 
+/// Errors under `load:` name their field path and line, in words rather than Rust types,
+/// and every one of them at once (an internally tagged enum reported the first at 1:1).
+#[test]
+fn load_errors_name_their_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let typed = write(
+        dir.path(),
+        "typed.yaml",
+        "name: x\nload:\n  model: open\n  stages:\n    - {duration: 1s, rate: fast}\n\
+         keyspaces: {k: {count: 1}}\noperations:\n  - {op: keyvalue.get, keys: k}\n",
+    );
+    let (code, _, err) = loadtest(&["validate", &typed]);
+    assert_eq!(code, Some(3));
+    assert!(
+        err.contains("typed.yaml:5:28: load.stages[0].rate: invalid type: string \"fast\", expected a number of requests per second"),
+        "{err}"
+    );
+    let mixed = write(
+        dir.path(),
+        "mixed.yaml",
+        "name: x\nload:\n  model: open\n  think_time: 1s\n  stages:\n    - {duration: 1s}\n    - {duration: 1s, rate: 5, concurrency: 3}\n\
+         keyspaces: {k: {count: 1}}\noperations:\n  - {op: keyvalue.get, keys: k}\n",
+    );
+    let (code, _, err) = loadtest(&["validate", &mixed]);
+    assert_eq!(code, Some(3));
+    for expected in [
+        "mixed.yaml:4:3: load.think_time: is for `model: closed`",
+        "mixed.yaml:6:7: load.stages[0].rate: an open stage needs a rate",
+        "mixed.yaml:7:31: load.stages[1].concurrency: is for `model: closed`",
+    ] {
+        assert!(err.contains(expected), "{expected:?} missing from {err}");
+    }
+}
+
 /// Before any load, the target is asked what the scenario's namespace serves: a namespace
 /// it does not have, or an operation on an interface the namespace does not serve, is
 /// one clear error (exit 1), not a run of failures.

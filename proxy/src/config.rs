@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 pub use crate::auth::OidcConfig;
 pub use crate::backends::BackendConfig;
-use crate::validation::{Problem, Problems};
+use crate::validation::Problems;
 use crate::{Interface, Limits};
 
 /// Why a config cannot be used.
@@ -193,11 +193,8 @@ impl Config {
     /// Parses and validates `text`; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let source = path.display().to_string();
-        let config: Config = serde_yaml::from_str(text).map_err(|e| {
-            let mut problems = Problems::new(&source);
-            problems.push(Problem::from_yaml(&e));
-            ConfigError::Invalid(problems)
-        })?;
+        let config: Config = serde_yaml::from_str(text)
+            .map_err(|e| ConfigError::Invalid(Problems::from_yaml_error(&source, &e, text)))?;
         let mut problems = Problems::new(source);
         config.validate(&mut problems);
         problems.locate_in(text).into_result().map_err(ConfigError::Invalid)?;

@@ -57,6 +57,10 @@ impl Problem {
 }
 
 /// Every problem found in one input: `source` names it (a file path, `(environment)`).
+///
+/// A `Deserialize` impl that checks a whole section after reading it reports what it
+/// found as lines of `field: message` in one custom error; [`Problems::from_yaml_error`]
+/// turns those into one problem each, placed at its field.
 /// Displayed one per line as `source:line:column: field: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problems {
@@ -72,6 +76,33 @@ impl Problems {
         Problems {
             source: source.into(),
             list: Vec::new(),
+        }
+    }
+
+    /// The problems of a serde_yaml error on `text`: serde_yaml's own, at its position; or,
+    /// for a custom error raised after a section was read (serde_yaml gives it no
+    /// position), one per `field: message` line, each at its field in `text`.
+    pub fn from_yaml_error(source: impl Into<String>, e: &serde_yaml::Error, text: &str) -> Problems {
+        let mut problems = Problems::new(source);
+        let whole = Problem::from_yaml(e);
+        let at_start = e.location().is_none_or(|l| l.line() <= 1 && l.column() <= 1);
+        let is_path = |f: &str| f.starts_with(|c: char| c.is_ascii_alphabetic()) && !f.contains(' ');
+        let fields: Option<Vec<(&str, &str)>> = whole
+            .message
+            .lines()
+            .map(|line| line.split_once(": ").filter(|(field, _)| is_path(field)))
+            .collect();
+        match fields {
+            Some(fields) if at_start && !fields.is_empty() => {
+                for (field, what) in fields {
+                    problems.add(field, what);
+                }
+                problems.locate_in(text)
+            }
+            _ => {
+                problems.push(whole);
+                problems
+            }
         }
     }
 

@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use prism_proxy::validation::{Problem, Problems};
+use prism_proxy::validation::Problems;
 use serde::{Deserialize, Serialize};
+
+mod load;
 
 use crate::threshold::Threshold;
 use crate::workload::OpKind;
@@ -146,7 +148,11 @@ fn default_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+/// How the load is offered: `model: open` (arrivals at a rate) or `model: closed` (a
+/// number of clients).
+// Read through a flat file form (load.rs) so errors carry their place; written and
+// described (JSON Schema) as this tagged enum.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(tag = "model", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Load {
     /// Arrivals at a rate, whatever the server does: latency counts from each request's
@@ -315,11 +321,8 @@ impl Scenario {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let scenario: Scenario = serde_yaml::from_str(text).map_err(|e| {
-            let mut problems = Problems::new(path.display().to_string());
-            problems.push(Problem::from_yaml(&e));
-            ScenarioError::Invalid(problems)
-        })?;
+        let scenario: Scenario = serde_yaml::from_str(text)
+            .map_err(|e| ScenarioError::Invalid(Problems::from_yaml_error(path.display().to_string(), &e, text)))?;
         scenario.checked(path, Some(text))
     }
 
