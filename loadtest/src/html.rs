@@ -26,9 +26,52 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-struct Series<'a> {
-    name: &'a str,
+struct Series {
+    name: String,
     points: Vec<(f64, f64)>,
+    /// Index into COLORS (series drawn as a pair share one).
+    color: usize,
+    dashed: bool,
+}
+
+impl Series {
+    fn new(name: impl Into<String>, color: usize, points: Vec<(f64, f64)>) -> Series {
+        Series {
+            name: name.into(),
+            points,
+            color,
+            dashed: false,
+        }
+    }
+
+    fn dashed(mut self) -> Series {
+        self.dashed = true;
+        self
+    }
+}
+
+/// What a chart's y values are, for its tick labels.
+#[derive(Clone, Copy, PartialEq)]
+enum Unit {
+    /// Microseconds, shown as us, ms or s.
+    Micros,
+    /// Whole counts: ticks at whole numbers, from 0.
+    Count,
+}
+
+/// A step of 1, 2 or 5 times a power of ten, at least `raw` (and at least 1 for counts).
+fn nice_step(raw: f64, unit: Unit) -> f64 {
+    let raw = if unit == Unit::Count {
+        raw.max(1.0)
+    } else {
+        raw.max(f64::MIN_POSITIVE)
+    };
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|step| *step >= raw)
+        .unwrap_or(10.0 * power)
 }
 
 /// An SVG line chart. `x_ticks` label the x axis (value, label).
@@ -36,6 +79,7 @@ fn line_chart(
     id: &str,
     title: &str,
     y_label: &str,
+    unit: Unit,
     series: &[Series],
     x_ticks: &[(f64, String)],
     log_y: bool,
@@ -46,7 +90,9 @@ fn line_chart(
     let (y_min, y_max) = ys.fold((f64::INFINITY, 0.0f64), |(lo, hi), y| {
         (if y > 0.0 { lo.min(y) } else { lo }, hi.max(y))
     });
-    let y_max = y_max.max(1.0);
+    // Linear axes: four whole steps from 0, so counts get whole-number ticks.
+    let step = nice_step(y_max.max(1.0) * 1.05 / 4.0, unit);
+    let y_max = if log_y { y_max.max(1.0) } else { step * 4.0 };
     // Log scale: from the decade below the smallest value, not from 1.
     let decade_lo = if y_min.is_finite() {
         y_min.log10().floor().max(0.0)
@@ -66,7 +112,7 @@ fn line_chart(
         let f = if log_y {
             (y.max(1.0).log10() - decade_lo) / (decade_hi - decade_lo)
         } else {
-            y / (y_max * 1.1)
+            y / y_max
         };
         TOP + (H - TOP - BOTTOM) * (1.0 - f.clamp(0.0, 1.0))
     };
@@ -83,18 +129,18 @@ fn line_chart(
         mid = (H - BOTTOM + TOP) / 2.0,
         yl = esc(y_label),
     );
-    // y grid: 4 lines (linear) or decades (log).
+    // y grid: 0 and four steps (linear) or decades (log).
     let grid: Vec<f64> = if log_y {
         (decade_lo as i32..=decade_hi as i32).map(|e| 10f64.powi(e)).collect()
     } else {
-        (1..=4).map(|i| y_max * 1.1 * i as f64 / 4.0).collect()
+        (0..=4).map(|i| step * i as f64).collect()
     };
     for v in grid {
         let y = ty(v);
-        let label = if y_label.ends_with("(us)") {
-            fmt_us(v)
-        } else {
-            format!("{v:.0}")
+        let label = match unit {
+            Unit::Micros => fmt_us(v),
+            Unit::Count if step < 1.0 => format!("{v:.1}"),
+            Unit::Count => format!("{v:.0}"),
         };
         let _ = writeln!(
             svg,
@@ -114,7 +160,8 @@ fn line_chart(
         );
     }
     for (i, s) in series.iter().enumerate() {
-        let color = COLORS[i % COLORS.len()];
+        let color = COLORS[s.color % COLORS.len()];
+        let dash = if s.dashed { r#" stroke-dasharray="6 4""# } else { "" };
         let path: Vec<String> = s
             .points
             .iter()
@@ -122,19 +169,21 @@ fn line_chart(
             .collect();
         let _ = writeln!(
             svg,
-            r#"<polyline class="series" data-series="{}" fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-            esc(s.name),
+            r#"<polyline class="series" data-series="{}" fill="none" stroke="{color}" stroke-width="2"{dash} points="{}"/>"#,
+            esc(&s.name),
             path.join(" ")
         );
         let (column, row) = ((i % LEGEND_COLUMNS) as f64, (i / LEGEND_COLUMNS) as f64);
         let _ = writeln!(
             svg,
-            r#"<rect x="{:.1}" y="{:.1}" width="12" height="4" fill="{color}"/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
+            r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="3"{dash}/><text x="{:.1}" y="{:.1}" class="legend">{}</text>"#,
             LEFT + 10.0 + 170.0 * column,
-            H - 12.0 + 14.0 * row,
+            H - 10.0 + 14.0 * row,
+            LEFT + 22.0 + 170.0 * column,
+            H - 10.0 + 14.0 * row,
             LEFT + 26.0 + 170.0 * column,
             H - 7.0 + 14.0 * row,
-            esc(s.name)
+            esc(&s.name)
         );
     }
     svg.push_str("</svg>\n");
@@ -155,9 +204,8 @@ pub fn render(r: &RunReport) -> String {
         .operations
         .iter()
         .enumerate()
-        .map(|(i, o)| Series {
-            name: &o.operation,
-            points: ts
+        .map(|(i, o)| {
+            let points = ts
                 .iter()
                 .filter_map(|s| {
                     s.op_p99_us
@@ -165,30 +213,48 @@ pub fn render(r: &RunReport) -> String {
                         .filter(|v| **v > 0)
                         .map(|v| (s.second as f64, *v as f64))
                 })
-                .collect(),
+                .collect();
+            Series::new(o.operation.clone(), i, points)
         })
         .collect();
-    over_time.push(Series {
-        name: "all: p50",
-        points: ts.iter().map(|s| (s.second as f64, s.p50_us as f64)).collect(),
-    });
+    over_time.push(
+        Series::new(
+            "all: p50",
+            r.operations.len(),
+            ts.iter().map(|s| (s.second as f64, s.p50_us as f64)).collect(),
+        )
+        .dashed(),
+    );
     let latency = line_chart(
         "latency-over-time",
         "Latency over time: p99 per operation, p50 of all (corrected)",
-        "latency (us)",
+        "latency",
+        Unit::Micros,
         &over_time,
         &ticks,
         true,
     );
     // x = -log10(1 - q): 90% -> 1, 99% -> 2, 99.9% -> 3; 100% is drawn at 5.
     let nines = |p: f64| if p >= 100.0 { 5.0 } else { -(1.0 - p / 100.0).log10() };
+    // Drawn from the histograms (every point the run recorded), corrected solid and
+    // uncorrected (service time) dashed in the same colour.
+    let curve = |points: &[(f64, u64)]| points.iter().map(|(p, v)| (nines(*p), *v as f64)).collect();
     let dist_series: Vec<Series> = r
         .operations
         .iter()
-        .map(|o| Series {
-            name: &o.operation,
-            points: o.distribution.iter().map(|(p, v)| (nines(*p), *v as f64)).collect(),
+        .enumerate()
+        .flat_map(|(i, o)| {
+            [
+                Series::new(o.operation.clone(), i, curve(&o.distribution)),
+                Series::new(
+                    format!("{} (uncorrected)", o.operation),
+                    i,
+                    curve(&o.service_distribution),
+                )
+                .dashed(),
+            ]
         })
+        .filter(|s| !s.points.is_empty())
         .collect();
     let dist_ticks: Vec<(f64, String)> = [50.0, 90.0, 99.0, 99.9, 99.99, 100.0]
         .iter()
@@ -196,8 +262,9 @@ pub fn render(r: &RunReport) -> String {
         .collect();
     let distribution = line_chart(
         "percentiles",
-        "Percentile distribution (log scale)",
-        "latency (us)",
+        "Percentile distribution (log scale): corrected, and uncorrected dashed",
+        "latency",
+        Unit::Micros,
         &dist_series,
         &dist_ticks,
         true,
@@ -206,15 +273,20 @@ pub fn render(r: &RunReport) -> String {
         "throughput",
         "Throughput: achieved vs target (requests per second)",
         "requests/s",
+        Unit::Count,
+        // The target is drawn last and dashed, so it shows where achieved lies on it.
         &[
-            Series {
-                name: "target",
-                points: ts.iter().map(|s| (s.second as f64, s.target as f64)).collect(),
-            },
-            Series {
-                name: "achieved",
-                points: ts.iter().map(|s| (s.second as f64, s.completed as f64)).collect(),
-            },
+            Series::new(
+                "achieved",
+                2,
+                ts.iter().map(|s| (s.second as f64, s.completed as f64)).collect(),
+            ),
+            Series::new(
+                "target",
+                7,
+                ts.iter().map(|s| (s.second as f64, s.target as f64)).collect(),
+            )
+            .dashed(),
         ],
         &ticks,
         false,
@@ -223,15 +295,19 @@ pub fn render(r: &RunReport) -> String {
         "errors",
         "Errors and drops per second",
         "count",
+        Unit::Count,
         &[
-            Series {
-                name: "errors",
-                points: ts.iter().map(|s| (s.second as f64, s.errors as f64)).collect(),
-            },
-            Series {
-                name: "dropped",
-                points: ts.iter().map(|s| (s.second as f64, s.dropped as f64)).collect(),
-            },
+            Series::new(
+                "errors",
+                1,
+                ts.iter().map(|s| (s.second as f64, s.errors as f64)).collect(),
+            ),
+            Series::new(
+                "dropped",
+                3,
+                ts.iter().map(|s| (s.second as f64, s.dropped as f64)).collect(),
+            )
+            .dashed(),
         ],
         &ticks,
         false,
@@ -252,6 +328,38 @@ pub fn render(r: &RunReport) -> String {
             v.actual_text()
         );
     }
+    let mut stages = String::new();
+    for st in r.stages() {
+        let _ = writeln!(
+            stages,
+            "<tr><td>{}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            st.stage,
+            esc(&st.offered),
+            st.measured_s,
+            st.scheduled,
+            st.completed,
+            st.rate_per_s,
+            st.errors,
+            st.dropped,
+            fmt_us(st.worst_p99_us as f64)
+        );
+    }
+    let started = std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.started_unix_ms);
+    let about = format!(
+        "Run {} UTC with loadtest {} on {} cores ({}/{}){}.",
+        humantime::format_rfc3339_seconds(started)
+            .to_string()
+            .trim_end_matches('Z')
+            .replace('T', " "),
+        esc(&r.machine.loadtest_version),
+        r.machine.cores,
+        esc(&r.machine.os),
+        esc(&r.machine.arch),
+        r.scenario_file
+            .as_deref()
+            .map(|f| format!(", scenario file {}", esc(f)))
+            .unwrap_or_default()
+    );
     for f in &r.failures {
         let _ = writeln!(verdicts, r#"<li class="fail">{} &mdash; FAIL</li>"#, esc(f));
     }
@@ -279,11 +387,15 @@ td:first-child, th:first-child {{ text-align: left; }}
 .pass {{ color: #1a7f37; }} .fail {{ color: #cf222e; font-weight: 600; }} .warn {{ color: #9a6700; }}
 </style></head><body>
 <h1>{name}: {verdict}</h1>
+<p>{about}</p>
 <p>Target: {target}. Measured {measured:.1} s after warm-up; {scheduled} arrivals scheduled, {dropped} dropped, achieved {achieved}.
 Generator send lag p50 {lag50}, p99 {lag99}. Latency is corrected for coordinated omission (from each request's intended send time).</p>
 {warnings}<ul>{verdicts}</ul>
 <table><tr><th>operation</th><th>count</th><th>rate/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th></tr>
 {rows}</table>
+<h2>Stages</h2>
+<table><tr><th>stage</th><th>offered</th><th>measured</th><th>scheduled</th><th>completed</th><th>rate/s</th><th>errors</th><th>dropped</th><th>worst 1-s p99</th></tr>
+{stages}</table>
 {latency}{distribution}{throughput}{errors}
 </body></html>
 "#,

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
-use crate::report::{RunReport, SEND_LAG_TAG, SERVICE_SUFFIX};
+use crate::report::{FAILED_SUFFIX, RunReport, SEND_LAG_TAG, SERVICE_SUFFIX};
 use crate::stats::{Second, Stats};
 
 /// Every histogram of an HdrHistogram log, by tag (untagged ones under "").
@@ -79,6 +79,10 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
         for (i, name) in op_names.iter().enumerate() {
             add(&mut stats.ops[i].corrected, name)?;
             add(&mut stats.ops[i].service, &format!("{name}{SERVICE_SUFFIX}"))?;
+            // Logs written before failed responses were kept apart have no such interval.
+            if let Some(h) = log.get(&format!("{name}{FAILED_SUFFIX}")) {
+                stats.ops[i].failed.add(h).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            }
             for (code, n) in &r.operations[i].codes {
                 *stats.ops[i].codes.entry(code.clone()).or_default() += n;
             }
@@ -113,6 +117,7 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
     let target = format!("{} (merged from {} runs)", first.target, reports.len());
     let mut merged = RunReport::build(&first.scenario, None, target, &op_names, &stats, started);
     merged.merged_runs = reports.len() as u32;
+    merged.scenario_file = first.scenario_file.clone();
     Ok((merged, stats, op_names))
 }
 

@@ -13,7 +13,7 @@ use crate::shard::Shard;
 use crate::stats::{Second, Stats};
 use crate::threshold::{Metric, Threshold};
 
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub count: u64,
     pub mean_us: f64,
@@ -45,15 +45,50 @@ pub struct OpReport {
     pub errors: u64,
     pub rate_per_s: f64,
     pub codes: std::collections::BTreeMap<String, u64>,
-    /// Corrected for coordinated omission (what users saw).
+    /// Of the successful responses, corrected for coordinated omission (what users saw).
     pub latency: Percentiles,
-    /// Uncorrected service time.
+    /// Of the successful responses, uncorrected service time.
     pub service_time: Percentiles,
-    /// (percentile, corrected latency in us) at 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100.
+    /// Of the failed responses, corrected: apart, so errors do not move the percentiles.
+    #[serde(default)]
+    pub failed_latency: Percentiles,
+    /// (percentile, corrected latency in us) from the histogram: from 0 to 99.999% in
+    /// tenths of a "nine", then the max.
     pub distribution: Vec<(f64, u64)>,
+    /// The same for the uncorrected service time.
+    #[serde(default)]
+    pub service_distribution: Vec<(f64, u64)>,
 }
 
-const DISTRIBUTION_POINTS: &[f64] = &[50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.99, 100.0];
+/// The percentile curve of `h`: at 1 - 10^-(k/10) for k = 0..=50 (0% to 99.999%, ten
+/// points per nine), then 100% (the max); empty for an empty histogram.
+fn distribution(h: &Histogram<u64>) -> Vec<(f64, u64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    (0..=50)
+        .map(|k| 100.0 * (1.0 - 10f64.powf(-f64::from(k) / 10.0)))
+        .map(|p| (p, h.value_at_quantile(p / 100.0)))
+        .chain(std::iter::once((100.0, h.max())))
+        .collect()
+}
+
+/// One stage of the load as it ran.
+#[derive(Debug, Clone)]
+pub struct StageSummary {
+    pub stage: usize,
+    /// What the stage offered: `500 req/s`, `100 -> 500 req/s`, `8 clients`.
+    pub offered: String,
+    /// Its measured seconds (without warm-up).
+    pub measured_s: f64,
+    pub scheduled: u64,
+    pub completed: u64,
+    pub rate_per_s: f64,
+    pub errors: u64,
+    pub dropped: u64,
+    /// The highest p99 of any one second of the stage.
+    pub worst_p99_us: u64,
+}
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verdict {
@@ -74,6 +109,9 @@ pub struct Machine {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunReport {
     pub scenario: Scenario,
+    /// The scenario file the run was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<String>,
     /// Which shard of the scenario this run was (`--shard`); absent for a whole run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
@@ -163,6 +201,7 @@ impl RunReport {
         let op_report = |name: String,
                          latency: &Histogram<u64>,
                          service: &Histogram<u64>,
+                         failed: &Histogram<u64>,
                          codes: std::collections::BTreeMap<String, u64>| {
             let count: u64 = codes.values().sum();
             let errors = crate::stats::error_count(&codes);
@@ -174,27 +213,18 @@ impl RunReport {
                 codes,
                 latency: Percentiles::of(latency),
                 service_time: Percentiles::of(service),
-                distribution: DISTRIBUTION_POINTS
-                    .iter()
-                    .map(|p| {
-                        (
-                            *p,
-                            if *p >= 100.0 {
-                                latency.max()
-                            } else {
-                                latency.value_at_quantile(p / 100.0)
-                            },
-                        )
-                    })
-                    .collect(),
+                failed_latency: Percentiles::of(failed),
+                distribution: distribution(latency),
+                service_distribution: distribution(service),
             }
         };
         let operations: Vec<OpReport> = op_names
             .iter()
             .zip(&stats.ops)
-            .map(|(name, o)| op_report(name.clone(), &o.corrected, &o.service, o.codes.clone()))
+            .map(|(name, o)| op_report(name.clone(), &o.corrected, &o.service, &o.failed, o.codes.clone()))
             .collect();
-        let (mut all, mut all_service, mut codes) = (
+        let (mut all, mut all_service, mut all_failed, mut codes) = (
+            crate::stats::histogram(),
             crate::stats::histogram(),
             crate::stats::histogram(),
             std::collections::BTreeMap::new(),
@@ -206,11 +236,12 @@ impl RunReport {
             }
             let _ = all.add(&o.corrected);
             let _ = all_service.add(&o.service);
+            let _ = all_failed.add(&o.failed);
             for (c, n) in &o.codes {
                 *codes.entry(c.clone()).or_insert(0) += n;
             }
         }
-        let total = op_report("all".into(), &all, &all_service, codes);
+        let total = op_report("all".into(), &all, &all_service, &all_failed, codes);
         let achieved_rate = match scenario.load {
             Load::Open { .. } if stats.scheduled > 0 => Some(total.count as f64 / stats.scheduled as f64),
             _ => None,
@@ -267,6 +298,7 @@ impl RunReport {
         let passed = failures.is_empty() && thresholds.iter().all(|v| v.passed);
         RunReport {
             scenario: scenario.clone(),
+            scenario_file: None,
             shard,
             merged_runs: 1,
             target,
@@ -325,6 +357,40 @@ impl RunReport {
         format!("FAILED: {}", reasons.join("; "))
     }
 
+    /// One row per stage of the load, from the per-second series (warm-up left out).
+    pub fn stages(&self) -> Vec<StageSummary> {
+        let warmup = self.scenario.warmup().as_secs_f64();
+        let mut start = 0.0;
+        let mut out = Vec::new();
+        for (i, (duration, offered)) in self.scenario.load.stages().into_iter().enumerate() {
+            let end = start + duration.as_secs_f64();
+            let (from, to) = (start - warmup, end - warmup);
+            start = end;
+            if to <= 0.0 {
+                continue;
+            }
+            let seconds: Vec<&Second> = self
+                .time_series
+                .iter()
+                .filter(|s| (s.second as f64) >= from.floor() && (s.second as f64) < to)
+                .collect();
+            let measured = to - from.max(0.0);
+            let completed: u64 = seconds.iter().map(|s| s.completed).sum();
+            out.push(StageSummary {
+                stage: i,
+                offered,
+                measured_s: measured,
+                scheduled: seconds.iter().map(|s| s.target).sum(),
+                completed,
+                rate_per_s: completed as f64 / measured.max(1e-9),
+                errors: seconds.iter().map(|s| s.errors).sum(),
+                dropped: seconds.iter().map(|s| s.dropped).sum(),
+                worst_p99_us: seconds.iter().map(|s| s.p99_us).max().unwrap_or(0),
+            });
+        }
+        out
+    }
+
     /// Each operation, then the total: the rows of every summary table.
     pub fn rows(&self) -> impl Iterator<Item = &OpReport> {
         self.operations.iter().chain(std::iter::once(&self.total))
@@ -362,7 +428,14 @@ impl RunReport {
             );
         }
         for o in self.operations.iter().filter(|o| o.errors > 0) {
-            let _ = writeln!(out, "errors of {}: {}", o.operation, RunReport::error_codes(o));
+            let _ = writeln!(
+                out,
+                "errors of {}: {}; their latency p50 {} p99 {} (kept out of the percentiles above)",
+                o.operation,
+                RunReport::error_codes(o),
+                fmt_us(o.failed_latency.p50_us as f64),
+                fmt_us(o.failed_latency.p99_us as f64)
+            );
         }
         for f in &self.failures {
             let _ = writeln!(out, "failed: {f}");
@@ -391,7 +464,8 @@ impl RunReport {
     }
 }
 
-/// Send lag past half the time between arrivals means the generator is at its limit;
+/// Send lag past the time between arrivals means sends bunch up: the generator is at its
+/// limit;
 /// send lag above a tenth of the latency p99 means the percentiles are partly the
 /// generator's. Both are relative, so a slow rate is not told to go slower and a busy
 /// machine shows in the report instead of in inflated numbers. Returns the second.
@@ -405,9 +479,9 @@ fn lag_warnings(scenario: &Scenario, lag: &Percentiles, latency: &Percentiles, w
         .fold(0.0, f64::max);
     let gap_us = if peak > 0.0 { 1e6 / peak } else { f64::INFINITY };
     let lag_p99 = lag.p99_us as f64;
-    if lag_p99 > gap_us / 2.0 {
+    if lag_p99 > gap_us {
         warnings.push(format!(
-            "the generator sent late (send lag p99 {}, more than half the {} between arrivals at the peak rate): \
+            "the generator sent late (send lag p99 {}, more than the {} between arrivals at the peak rate): \
              it is at its own limit; lower the rate or scale out with --shard",
             fmt_us(lag_p99),
             fmt_us(gap_us)
@@ -442,6 +516,8 @@ fn failures(scenario: &Scenario, total: &OpReport) -> Vec<String> {
 
 /// Tag suffix of an operation's uncorrected service-time histogram in the log.
 pub const SERVICE_SUFFIX: &str = "#service";
+/// Tag suffix of an operation's failed-response histogram in the log.
+pub const FAILED_SUFFIX: &str = "#failed";
 /// Tag of the generator's send-lag histogram in the log.
 pub const SEND_LAG_TAG: &str = "#send_lag";
 
@@ -454,7 +530,7 @@ fn write_histogram_log(path: &Path, stats: &Stats, op_names: &[String], report: 
     let mut serializer = V2DeflateSerializer::new();
     let start = std::time::UNIX_EPOCH + Duration::from_millis(report.started_unix_ms);
     let mut writer = IntervalLogWriterBuilder::new()
-        .add_comment("prism loadtest: latency in microseconds; tag <op> corrected, <op>#service uncorrected, #send_lag generator lag")
+        .add_comment("prism loadtest: latency in microseconds; tag <op> corrected, <op>#service uncorrected (both of OK responses), <op>#failed failed responses corrected, #send_lag generator lag")
         .with_start_time(start)
         .with_max_value_divisor(1.0)
         .begin_log_with(&mut file, &mut serializer)?;
@@ -466,6 +542,12 @@ fn write_histogram_log(path: &Path, stats: &Stats, op_names: &[String], report: 
             Duration::ZERO,
             span,
             Tag::new(&format!("{name}{SERVICE_SUFFIX}")),
+        )?;
+        writer.write_histogram(
+            &o.failed,
+            Duration::ZERO,
+            span,
+            Tag::new(&format!("{name}{FAILED_SUFFIX}")),
         )?;
     }
     writer.write_histogram(&stats.send_lag, Duration::ZERO, span, Tag::new(SEND_LAG_TAG))?;

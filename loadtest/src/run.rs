@@ -104,7 +104,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         eprintln!();
     }
     let stats = engine.stats.lock();
-    let report = RunReport::build(
+    let mut report = RunReport::build(
         &scenario,
         options.shard,
         target.label,
@@ -112,6 +112,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         &stats,
         started_unix_ms,
     );
+    report.scenario_file = Some(path.display().to_string());
     let dir = options
         .out
         .clone()

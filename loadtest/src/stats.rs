@@ -1,6 +1,7 @@
 //! What a run measures: per-operation HdrHistograms in microseconds (3 significant
-//! digits) corrected for coordinated omission and uncorrected, status counts, drops, the
-//! generator's own send lag, and a per-second time series.
+//! digits) of the successful responses, corrected for coordinated omission and
+//! uncorrected, and of the failed ones apart; status counts, drops, the generator's own
+//! send lag, and a per-second time series.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,6 +26,9 @@ pub struct OpStats {
     pub corrected: Histogram<u64>,
     /// From the actual send time: the server's service time.
     pub service: Histogram<u64>,
+    /// Corrected latency of the failed responses, kept apart: a fast error must not make
+    /// the percentiles of the answers look better, nor a slow one worse.
+    pub failed: Histogram<u64>,
     /// Responses by status: `OK`, `NOT_FOUND`, `UNAVAILABLE`, ...
     pub codes: BTreeMap<String, u64>,
 }
@@ -34,6 +38,7 @@ impl OpStats {
         OpStats {
             corrected: histogram(),
             service: histogram(),
+            failed: histogram(),
             codes: BTreeMap::new(),
         }
     }
@@ -135,12 +140,16 @@ impl Stats {
         code: &str,
         expected: Option<Duration>,
     ) {
+        let failed = code != "OK";
         let o = &mut self.ops[op];
+        let latencies = if failed { &mut o.failed } else { &mut o.corrected };
         let _ = match expected {
-            Some(interval) => o.corrected.record_correct(micros(corrected), micros(interval)),
-            None => o.corrected.record(micros(corrected)),
+            Some(interval) => latencies.record_correct(micros(corrected), micros(interval)),
+            None => latencies.record(micros(corrected)),
         };
-        let _ = o.service.record(micros(service));
+        if !failed {
+            let _ = o.service.record(micros(service));
+        }
         // No allocation per response: the code's entry almost always exists already.
         match o.codes.get_mut(code) {
             Some(n) => *n += 1,
@@ -149,9 +158,10 @@ impl Stats {
             }
         }
         let _ = self.send_lag.record(micros(lag));
-        let _ = self.current.record(micros(corrected));
-        let _ = self.current_ops[op].record(micros(corrected));
-        let failed = code != "OK";
+        if !failed {
+            let _ = self.current.record(micros(corrected));
+            let _ = self.current_ops[op].record(micros(corrected));
+        }
         let second = self.second(at);
         second.completed += 1;
         second.errors += u64::from(failed);

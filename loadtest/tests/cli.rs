@@ -254,6 +254,46 @@ async fn a_run_whose_requests_all_fail_is_failed_and_explained() {
     );
 }
 
+/// Failed requests are kept out of the percentiles: half the Gets fail at once and half
+/// take 20 ms; the latency reported is the 20 ms of the answers (mixed in, the fast
+/// failures would make the p50 look like 1 ms), and the failures' own latency is apart.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_requests_are_kept_out_of_the_percentiles() {
+    let _serial = timing();
+    let n = std::sync::atomic::AtomicU64::new(0);
+    let addr = serve(move |_| {
+        if n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+            Err(Status::unavailable("every other one"))
+        } else {
+            Ok(DELAY)
+        }
+    })
+    .await;
+    let (_, out, run) = run_scenario(format!(
+        "name: half\ntarget: {{endpoint: 'http://{addr}'}}\n\
+         load: {{model: open, stages: [{{duration: 2s, rate: 100}}]}}\n\
+         keyspaces: {{k: {{count: 10}}}}\noperations:\n  - {{op: keyvalue.get, keys: k}}\n"
+    ))
+    .await;
+    let op = &run["operations"][0];
+    let (count, errors) = (op["count"].as_u64().unwrap(), op["errors"].as_u64().unwrap());
+    assert!(
+        errors > count / 3 && errors < count * 2 / 3,
+        "{count} requests, {errors} errors"
+    );
+    let ok_p50 = op["latency"]["p50_us"].as_u64().unwrap();
+    assert!(
+        ok_p50 >= 20_000,
+        "p50 of the answers {ok_p50} us: the fast failures were mixed in\n{out}"
+    );
+    assert_eq!(op["latency"]["count"].as_u64(), Some(count - errors));
+    assert_eq!(op["failed_latency"]["count"].as_u64(), Some(errors));
+    let failed_p50 = op["failed_latency"]["p50_us"].as_u64().unwrap();
+    assert!(failed_p50 < 20_000, "failures answered at once, p50 {failed_p50} us");
+    assert!(out.contains("errors of keyvalue.get: UNAVAILABLE"), "{out}");
+}
+
 /// A scenario that could measure nothing, thresholds on operations it does not run or
 /// with impossible rates, and achieved_rate on a closed run are refused by `validate` and
 /// `run` alike, with exit code 3 (bad input); a typo on the command line is 3 too, and
@@ -454,6 +494,34 @@ fn html_report_has_the_four_charts_and_report_rewrites_it() {
         "one distribution line per operation"
     );
     assert!(!html.contains("<script"), "self-contained, no scripts");
+    // What a reader needs to sign the run off: when, which tool, which file, each stage.
+    for expected in [
+        "UTC with loadtest ",
+        "scenario file ",
+        "s.yaml",
+        "<h2>Stages</h2>",
+        "<td>300 req/s</td>",
+    ] {
+        assert!(html.contains(expected), "{expected:?} missing from the report");
+    }
+    // The percentile curve is drawn from the histogram, corrected and uncorrected: far
+    // more points than the nine of the summary.
+    let curve = html
+        .split("data-series=\"keyvalue.get (uncorrected)\"")
+        .nth(1)
+        .and_then(|rest| rest.split("points=\"").nth(1))
+        .and_then(|rest| rest.split('"').next())
+        .expect("an uncorrected percentile curve");
+    assert!(curve.split(' ').count() > 40, "{} points", curve.split(' ').count());
+    // Count axes tick at whole numbers from 0 (no "0, 1, 1, 1"), latency axes in time units.
+    let errors_chart = html.split("<svg id=\"errors\"").nth(1).unwrap();
+    let errors_chart = errors_chart.split("</svg>").next().unwrap();
+    let ticks: Vec<&str> = errors_chart
+        .split("class=\"tick\" text-anchor=\"end\">")
+        .skip(1)
+        .filter_map(|t| t.split('<').next())
+        .collect();
+    assert_eq!(ticks, ["0", "1", "2", "3", "4"], "errors axis");
     let other = dir.path().join("again.html");
     let (code, out, err) = loadtest(&["report", run.to_str().unwrap(), "--html", other.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}\n{err}");

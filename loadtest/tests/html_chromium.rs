@@ -47,8 +47,9 @@ fn report_renders_in_headless_chromium() {
     let dom = String::from_utf8_lossy(&dom.stdout);
     // The DOM as Chromium parsed it: four SVG charts, each with drawn series.
     assert_eq!(dom.matches("<svg id=").count(), 4, "{dom}");
-    // One operation: p99 + overall p50 over time, its distribution, target + achieved,
-    // errors + drops.
-    assert_eq!(dom.matches("<polyline").count(), 7, "series drawn");
+    // One operation: p99 + overall p50 over time, its distribution corrected and
+    // uncorrected, target + achieved, errors + drops.
+    assert_eq!(dom.matches("<polyline").count(), 8, "series drawn");
+    assert!(dom.contains("<h2>Stages</h2>"), "the stage table");
     assert!(dom.contains("browser: PASSED"));
 }

@@ -597,6 +597,27 @@ pub const MAX_IN_FLIGHT: usize = 1_000_000;
 pub const MAX_VALUES_IN_FLIGHT: u64 = 2 << 30;
 
 impl Load {
+    /// Each stage: its duration and what it offers, in words (`100 -> 500 req/s`, `8
+    /// clients`).
+    pub fn stages(&self) -> Vec<(Duration, String)> {
+        match self {
+            Load::Open { stages, .. } => stages
+                .iter()
+                .map(|s| {
+                    let offered = match s.ramp_to {
+                        Some(to) if to != s.rate => format!("{} -> {to} req/s", s.rate),
+                        _ => format!("{} req/s", s.rate),
+                    };
+                    (s.duration, offered)
+                })
+                .collect(),
+            Load::Closed { stages, .. } => stages
+                .iter()
+                .map(|s| (s.duration, format!("{} clients", s.concurrency)))
+                .collect(),
+        }
+    }
+
     fn durations(&self) -> Vec<Duration> {
         match self {
             Load::Open { stages, .. } => stages.iter().map(|s| s.duration).collect(),
