@@ -269,6 +269,13 @@ pub fn render(r: &RunReport) -> String {
         &dist_ticks,
         true,
     );
+    let per_second = |name: &str, color: usize, value: fn(&crate::stats::Second) -> u64| {
+        Series::new(
+            name,
+            color,
+            ts.iter().map(|s| (s.second as f64, value(s) as f64)).collect(),
+        )
+    };
     let throughput = line_chart(
         "throughput",
         "Throughput: achieved vs target (requests per second)",
@@ -276,17 +283,8 @@ pub fn render(r: &RunReport) -> String {
         Unit::Count,
         // The target is drawn last and dashed, so it shows where achieved lies on it.
         &[
-            Series::new(
-                "achieved",
-                2,
-                ts.iter().map(|s| (s.second as f64, s.completed as f64)).collect(),
-            ),
-            Series::new(
-                "target",
-                7,
-                ts.iter().map(|s| (s.second as f64, s.target as f64)).collect(),
-            )
-            .dashed(),
+            per_second("achieved", 2, |s| s.completed),
+            per_second("target", 7, |s| s.target).dashed(),
         ],
         &ticks,
         false,
@@ -297,17 +295,8 @@ pub fn render(r: &RunReport) -> String {
         "count",
         Unit::Count,
         &[
-            Series::new(
-                "errors",
-                1,
-                ts.iter().map(|s| (s.second as f64, s.errors as f64)).collect(),
-            ),
-            Series::new(
-                "dropped",
-                3,
-                ts.iter().map(|s| (s.second as f64, s.dropped as f64)).collect(),
-            )
-            .dashed(),
+            per_second("errors", 1, |s| s.errors),
+            per_second("dropped", 3, |s| s.dropped).dashed(),
         ],
         &ticks,
         false,

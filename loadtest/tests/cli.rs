@@ -263,7 +263,7 @@ async fn failed_requests_are_kept_out_of_the_percentiles() {
     let _serial = timing();
     let n = std::sync::atomic::AtomicU64::new(0);
     let addr = serve(move |_| {
-        if n.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+        if n.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(2) {
             Err(Status::unavailable("every other one"))
         } else {
             Ok(DELAY)
