@@ -264,7 +264,7 @@ fn main() -> ExitCode {
             shard,
             sets,
         } => {
-            let runtime = match tokio::runtime::Runtime::new() {
+            let runtime = match runtime() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the runtime: {e}");
@@ -291,6 +291,18 @@ fn merge(runs: &[PathBuf], out: &Path) -> anyhow::Result<bool> {
         .with_context(|| format!("writing {}", out.display()))?;
     println!("merged {} runs into {}", report.merged_runs, out.display());
     Ok(report.passed)
+}
+
+/// The generator's runtime: one thread when the process may use one core (a pinned
+/// generator, a 1-CPU container), where a multi-threaded runtime's cross-thread wake-ups
+/// only cost; a worker per core otherwise.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores == 1 && std::env::var_os("LOADTEST_MULTI_THREAD").is_none() {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Runtime::new()
+    }
 }
 
 /// 0 passed, 2 failed a check, 3 bad input, 1 any other error.

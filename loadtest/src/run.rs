@@ -67,8 +67,15 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         stats: Arc::new(Mutex::new(Stats::new(op_names.len()))),
         progress: Arc::new(Mutex::new(Progress::default())),
     };
+    let threads = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "one thread".to_string(),
+        _ => format!(
+            "{} worker threads",
+            tokio::runtime::Handle::current().metrics().num_workers()
+        ),
+    };
     eprintln!(
-        "loadtest: {} against {}: {:?} ({:?} warm-up)",
+        "loadtest: {} against {}: {:?} ({:?} warm-up), on {threads}",
         scenario.name,
         target.label,
         scenario.duration(),

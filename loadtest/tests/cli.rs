@@ -466,6 +466,48 @@ fn compare_counts_errors_and_accepts_run_folders() {
     assert_eq!(code, Some(0), "a run against itself: {out}");
 }
 
+/// Pinned to one core, the generator runs on one thread (the embedded proxy with it) and
+/// still completes a run; with two cores it uses a worker per core.
+#[test]
+fn a_generator_pinned_to_one_core_runs_on_one_thread() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "pinned.yaml",
+        "name: pinned\nload: {model: open, stages: [{duration: 1s, rate: 200}]}\n\
+         keyspaces: {k: {count: 10}}\noperations:\n  - {op: keyvalue.get, keys: k}\n",
+    );
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            "0",
+            env!("CARGO_BIN_EXE_loadtest"),
+            "run",
+            &scenario,
+            "--quiet",
+            "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .output()
+        .expect("taskset (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("on one thread"), "{err}");
+    let (code, _, err) = loadtest(&[
+        "run",
+        &scenario,
+        "--quiet",
+        "--out",
+        dir.path().join("again").to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
+        assert!(err.contains(&format!("on {cores} worker threads")), "{err}");
+    }
+}
+
 /// Runs a short embedded scenario into `dir` and returns the run.json path.
 fn short_run(dir: &Path) -> std::path::PathBuf {
     let scenario = write(
