@@ -289,15 +289,30 @@ pub fn render(r: &RunReport) -> String {
         &ticks,
         false,
     );
+    // One line per status code that failed, so a burst of one kind shows when it came.
+    let codes: std::collections::BTreeSet<&String> = ts.iter().flat_map(|s| s.error_codes.keys()).collect();
+    let mut error_series: Vec<Series> = if codes.is_empty() {
+        vec![per_second("errors", 1, |s| s.errors)]
+    } else {
+        codes
+            .iter()
+            .enumerate()
+            .map(|(i, code)| {
+                let points = ts
+                    .iter()
+                    .map(|s| (s.second as f64, s.error_codes.get(*code).copied().unwrap_or(0) as f64))
+                    .collect();
+                Series::new(format!("errors: {code}"), [1, 4, 5, 6, 8, 9][i % 6], points)
+            })
+            .collect()
+    };
+    error_series.push(per_second("dropped", 3, |s| s.dropped).dashed());
     let errors = line_chart(
         "errors",
-        "Errors and drops per second",
+        "Errors by status code, and drops, per second",
         "count",
         Unit::Count,
-        &[
-            per_second("errors", 1, |s| s.errors),
-            per_second("dropped", 3, |s| s.dropped).dashed(),
-        ],
+        &error_series,
         &ticks,
         false,
     );

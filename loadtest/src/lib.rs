@@ -9,6 +9,7 @@
 //! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log;
 //! - [`run`]: `loadtest run` from scenario file to verdict.
 
+pub mod compare;
 pub mod engine;
 pub mod html;
 pub mod http;

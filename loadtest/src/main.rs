@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use loadtest::report::{RunReport, fmt_us};
+use loadtest::report::RunReport;
 use loadtest::scenario::Scenario;
 use loadtest::shard::Shard;
 
@@ -80,7 +80,9 @@ enum Command {
     /// Compare two runs per operation: latency (p50, p90, p99, p99.9) and throughput within
     /// the tolerance, the error rate within 1 percentage point; exit 2 on a regression.
     ///
-    /// BASE and NEW are run.json files or the run folders `loadtest run` printed.
+    /// BASE and NEW are run.json files, the run folders `loadtest run` printed, or folders
+    /// of repeated runs: then medians are compared, and a change counts only when the two
+    /// series' ranges do not overlap.
     Compare {
         base: PathBuf,
         new: PathBuf,
@@ -138,93 +140,35 @@ fn report(run: &Path, html: Option<PathBuf>) -> anyhow::Result<bool> {
     Ok(report.passed)
 }
 
-/// Most the error rate may grow (in percentage points) before `compare` calls it a
-/// regression; a rate is noisy near 0, so a change below this is not one.
-const ERROR_RATE_SLACK: f64 = 0.01;
+/// The runs at `path`: a run.json, a run folder, or a folder of run folders (repeated
+/// runs, compared as a series).
+fn load_runs(path: &Path) -> anyhow::Result<Vec<RunReport>> {
+    if !path.is_dir() || path.join("run.json").is_file() {
+        return Ok(vec![load_run(path)?]);
+    }
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(BadInput)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("run.json").is_file())
+        .collect();
+    folders.sort();
+    if folders.is_empty() {
+        return Err(BadInput(anyhow::anyhow!(
+            "{}: no run.json there, nor in any folder inside",
+            path.display()
+        ))
+        .into());
+    }
+    folders.iter().map(|f| load_run(f)).collect()
+}
 
 fn compare(base: &Path, new: &Path, tolerance: f64) -> anyhow::Result<bool> {
-    let (base, new) = (load_run(base)?, load_run(new)?);
-    for (what, b, n) in [
-        ("scenario", &base.scenario.name, &new.scenario.name),
-        ("target", &base.target, &new.target),
-    ] {
-        if b != n {
-            println!("note: the runs differ in {what}: {b:?} vs {n:?}");
-        }
+    let comparison = loadtest::compare::compare(&load_runs(base)?, &load_runs(new)?, tolerance);
+    for line in &comparison.lines {
+        println!("{line}");
     }
-    let mut ok = true;
-    if !new.passed && base.passed {
-        println!("REGRESSION: the new run {}", new.verdict_line());
-        ok = false;
-    }
-    println!(
-        "{:<20} {:<6} {:>10} {:>10} {:>9}  (tolerance +{:.0}%)",
-        "operation",
-        "",
-        "base",
-        "new",
-        "change",
-        tolerance * 100.0
-    );
-    for n in new.rows() {
-        let Some(b) = base.rows().find(|b| b.operation == n.operation) else {
-            println!("{:<20} only in the new run", n.operation);
-            continue;
-        };
-        for (label, bv, nv) in [
-            ("p50", b.latency.p50_us, n.latency.p50_us),
-            ("p90", b.latency.p90_us, n.latency.p90_us),
-            ("p99", b.latency.p99_us, n.latency.p99_us),
-            ("p99.9", b.latency.p99_9_us, n.latency.p99_9_us),
-        ] {
-            let change = (nv as f64 - bv as f64) / (bv as f64).max(1.0);
-            let worse = change > tolerance;
-            ok &= !worse;
-            println!(
-                "{:<20} {:<6} {:>10} {:>10} {:>+8.1}%{}",
-                n.operation,
-                label,
-                fmt_us(bv as f64),
-                fmt_us(nv as f64),
-                change * 100.0,
-                if worse { "  REGRESSION" } else { "" }
-            );
-        }
-        let rate = (n.rate_per_s - b.rate_per_s) / b.rate_per_s.max(1e-9);
-        let slower = rate < -tolerance;
-        ok &= !slower;
-        println!(
-            "{:<20} {:<6} {:>10.1} {:>10.1} {:>+8.1}%{}",
-            n.operation,
-            "rate/s",
-            b.rate_per_s,
-            n.rate_per_s,
-            rate * 100.0,
-            if slower { "  REGRESSION" } else { "" }
-        );
-        let error_rate = |o: &loadtest::report::OpReport| o.errors as f64 / o.count.max(1) as f64;
-        let (be, ne) = (error_rate(b), error_rate(n));
-        let failing = ne - be > ERROR_RATE_SLACK;
-        ok &= !failing;
-        println!(
-            "{:<20} {:<6} {:>9.2}% {:>9.2}% {:>+7.2}pp{}",
-            n.operation,
-            "errors",
-            be * 100.0,
-            ne * 100.0,
-            (ne - be) * 100.0,
-            if failing { "  REGRESSION" } else { "" }
-        );
-    }
-    println!(
-        "{}",
-        if ok {
-            "no regression beyond the tolerance"
-        } else {
-            "FAILED: regression beyond the tolerance"
-        }
-    );
-    Ok(ok)
+    Ok(comparison.passed)
 }
 
 fn main() -> ExitCode {

@@ -102,6 +102,9 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
             m.target += s.target;
             m.completed += s.completed;
             m.errors += s.errors;
+            for (code, n) in &s.error_codes {
+                *m.error_codes.entry(code.clone()).or_default() += n;
+            }
             m.dropped += s.dropped;
             // Per-second percentiles cannot be merged from summaries: keep the worst shard's.
             m.p50_us = m.p50_us.max(s.p50_us);

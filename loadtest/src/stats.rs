@@ -73,6 +73,9 @@ pub struct Second {
     /// of the report's operations.
     #[serde(default)]
     pub op_p99_us: Vec<u64>,
+    /// The failed responses of this second by status code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_codes: BTreeMap<String, u64>,
 }
 
 pub struct Stats {
@@ -164,7 +167,15 @@ impl Stats {
         }
         let second = self.second(at);
         second.completed += 1;
-        second.errors += u64::from(failed);
+        if failed {
+            second.errors += 1;
+            match second.error_codes.get_mut(code) {
+                Some(n) => *n += 1,
+                None => {
+                    second.error_codes.insert(code.to_string(), 1);
+                }
+            }
+        }
     }
 
     /// Closes second `s`: stores its percentiles and starts a new one.

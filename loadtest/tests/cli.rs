@@ -252,6 +252,18 @@ async fn a_run_whose_requests_all_fail_is_failed_and_explained() {
         "{}",
         run["failures"]
     );
+    // Errors by code over time: each second's failures by status, summing to the total.
+    let per_second: u64 = run["time_series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["error_codes"]["UNIMPLEMENTED"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        Some(per_second),
+        run["total"]["errors"].as_u64(),
+        "errors by code over time"
+    );
 }
 
 /// Failed requests are kept out of the percentiles: half the Gets fail at once and half
@@ -457,7 +469,7 @@ fn compare_counts_errors_and_accepts_run_folders() {
     let base_folder = base.parent().unwrap().to_str().unwrap().to_string();
     let (code, out, err) = loadtest(&["compare", &base_folder, folder.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{out}\n{err}");
-    assert!(out.contains("REGRESSION: the new run FAILED"), "{out}");
+    assert!(out.contains("REGRESSION: a new run FAILED"), "{out}");
     assert!(
         out.lines().any(|l| l.contains("errors") && l.contains("REGRESSION")),
         "{out}"
@@ -506,6 +518,47 @@ fn a_generator_pinned_to_one_core_runs_on_one_thread() {
     if cores > 1 {
         assert!(err.contains(&format!("on {cores} worker threads")), "{err}");
     }
+}
+
+/// Repeated runs are compared as series: a p99 whose median moved beyond the tolerance
+/// but whose range overlaps the base's is noise, not a regression; one whose every run is
+/// slower than every base run is.
+#[test]
+fn compare_of_repeated_runs_tells_noise_from_a_regression() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    let base = short_run(dir.path());
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(&base).unwrap()).unwrap();
+    let series = |name: &str, p99s: &[u64]| -> String {
+        let folder = dir.path().join(name);
+        for (i, p99) in p99s.iter().enumerate() {
+            let mut r = run.clone();
+            for op in r["operations"].as_array_mut().unwrap() {
+                op["latency"]["p99_us"] = (*p99).into();
+            }
+            r["total"]["latency"]["p99_us"] = (*p99).into();
+            let one = folder.join(format!("run{i}"));
+            std::fs::create_dir_all(&one).unwrap();
+            std::fs::write(one.join("run.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+        }
+        folder.to_str().unwrap().to_string()
+    };
+    // Fixed run.json values are needed here: real runs' p99 is what is noisy.
+    let base_series = series("base", &[1_000, 3_000, 2_000]);
+    let noisy = series("noisy", &[2_500, 3_500, 1_500]);
+    let slower = series("slower", &[4_000, 4_500, 5_000]);
+    let (code, out, err) = loadtest(&["compare", &base_series, &noisy]);
+    assert_eq!(code, Some(0), "overlapping ranges are noise:\n{out}\n{err}");
+    assert!(out.contains("within the noise"), "{out}");
+    assert!(out.contains("3 base run(s), 3 new run(s)"), "{out}");
+    let (code, out, _) = loadtest(&["compare", &base_series, &slower]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.lines().any(|l| l.contains("p99") && l.contains("REGRESSION")),
+        "{out}"
+    );
+    let (code, _, err) = loadtest(&["compare", &base_series, dir.path().join("nothing").to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{err}");
 }
 
 /// Runs a short embedded scenario into `dir` and returns the run.json path.
