@@ -92,6 +92,11 @@ enum Command {
     },
 }
 
+// The generator allocates per request in hyper, h2 and tonic (malloc and free were 11%
+// of its profile); mimalloc's thread-local free lists make that cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn parse_percent(s: &str) -> Result<f64, String> {
     let n = s.strip_suffix('%').unwrap_or(s);
     n.parse::<f64>()
