@@ -46,21 +46,61 @@ impl Spread {
 /// One number of an operation's report.
 type Measure = fn(&OpReport) -> f64;
 
-/// What is compared, per operation, and which way is worse.
-const METRICS: [(&str, Measure, Worse); 6] = [
-    ("p50", |o| o.latency.p50_us as f64, Worse::Higher),
-    ("p90", |o| o.latency.p90_us as f64, Worse::Higher),
-    ("p99", |o| o.latency.p99_us as f64, Worse::Higher),
-    ("p99.9", |o| o.latency.p99_9_us as f64, Worse::Higher),
-    ("rate/s", |o| o.rate_per_s, Worse::Lower),
-    ("errors", |o| o.errors as f64 / o.count.max(1) as f64, Worse::Higher),
+/// What is compared, per operation.
+const METRICS: [(&str, Measure, Kind); 6] = [
+    ("p50", |o| o.latency.p50_us as f64, Kind::Latency),
+    ("p90", |o| o.latency.p90_us as f64, Kind::Latency),
+    ("p99", |o| o.latency.p99_us as f64, Kind::Latency),
+    ("p99.9", |o| o.latency.p99_9_us as f64, Kind::Latency),
+    ("rate/s", |o| o.rate_per_s, Kind::Rate),
+    ("errors", |o| o.errors as f64 / o.count.max(1) as f64, Kind::ErrorRate),
 ];
 
-/// Which way is worse.
+/// What a metric is: how a change is judged and shown.
 #[derive(Clone, Copy)]
-enum Worse {
-    Higher,
-    Lower,
+enum Kind {
+    /// Microseconds; higher is worse, by more than the tolerance.
+    Latency,
+    /// Requests per second; lower is worse, by more than the tolerance.
+    Rate,
+    /// A fraction; higher is worse, by more than [`ERROR_RATE_SLACK`].
+    ErrorRate,
+}
+
+impl Kind {
+    /// Whether the new median is worse than the base's beyond what is allowed.
+    fn beyond(self, b: Spread, n: Spread, tolerance: f64) -> bool {
+        match self {
+            Kind::Latency => n.median > b.median.max(1e-9) * (1.0 + tolerance),
+            Kind::Rate => n.median < b.median * (1.0 - tolerance),
+            Kind::ErrorRate => n.median - b.median > ERROR_RATE_SLACK,
+        }
+    }
+
+    /// Whether every new run is worse than every base run.
+    fn apart(self, b: Spread, n: Spread) -> bool {
+        match self {
+            Kind::Rate => n.max < b.min,
+            Kind::Latency | Kind::ErrorRate => n.min > b.max,
+        }
+    }
+
+    fn show(self, v: f64) -> String {
+        match self {
+            Kind::Latency => fmt_us(v),
+            Kind::Rate => format!("{v:.1}"),
+            Kind::ErrorRate => format!("{:.2}%", v * 100.0),
+        }
+    }
+
+    fn change(self, b: Spread, n: Spread) -> String {
+        match self {
+            Kind::ErrorRate => format!("{:+.2}pp", (n.median - b.median) * 100.0),
+            Kind::Latency | Kind::Rate => {
+                format!("{:+.1}%", (n.median - b.median) / b.median.abs().max(1e-9) * 100.0)
+            }
+        }
+    }
 }
 
 /// Compares `new` against `base` (each one run or several of the same scenario).
@@ -110,43 +150,22 @@ pub fn compare(base: &[RunReport], new: &[RunReport], tolerance: f64) -> Compari
                 .collect();
             (!values.is_empty()).then(|| Spread::of(values))
         };
-        for (label, f, worse) in METRICS {
+        for (label, f, kind) in METRICS {
             let (Some(b), Some(n)) = (pick(base, f), pick(new, f)) else {
                 lines.push(format!("{op:<20} only in the new run"));
                 break;
             };
-            let errors = label == "errors";
-            let beyond = if errors {
-                n.median - b.median > ERROR_RATE_SLACK
-            } else {
-                match worse {
-                    Worse::Higher => n.median > b.median.max(1e-9) * (1.0 + tolerance),
-                    Worse::Lower => n.median < b.median * (1.0 - tolerance),
-                }
-            };
-            let apart = match worse {
-                Worse::Higher => n.min > b.max,
-                Worse::Lower => n.max < b.min,
-            };
-            let regression = beyond && apart;
+            let beyond = kind.beyond(b, n, tolerance);
+            let regression = beyond && kind.apart(b, n);
             passed &= !regression;
             let show = |s: Spread| -> String {
-                let one = |v: f64| match label {
-                    "rate/s" => format!("{v:.1}"),
-                    "errors" => format!("{:.2}%", v * 100.0),
-                    _ => fmt_us(v),
-                };
                 if s.min == s.max {
-                    one(s.median)
+                    kind.show(s.median)
                 } else {
-                    format!("{} [{}-{}]", one(s.median), one(s.min), one(s.max))
+                    format!("{} [{}-{}]", kind.show(s.median), kind.show(s.min), kind.show(s.max))
                 }
             };
-            let change = if errors {
-                format!("{:+.2}pp", (n.median - b.median) * 100.0)
-            } else {
-                format!("{:+.1}%", (n.median - b.median) / b.median.abs().max(1e-9) * 100.0)
-            };
+            let change = kind.change(b, n);
             lines.push(format!(
                 "{op:<20} {label:<6} {:>18} {:>18} {change:>9}{}",
                 show(b),

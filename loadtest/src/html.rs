@@ -375,7 +375,7 @@ pub fn render(r: &RunReport) -> String {
             format!(
                 "<p class=\"warn\">errors of {}: {}</p>\n",
                 esc(&o.operation),
-                esc(&RunReport::error_codes(o))
+                esc(&o.error_codes())
             )
         }))
         .collect();

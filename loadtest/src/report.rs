@@ -148,6 +148,18 @@ pub struct RunReport {
 }
 
 impl OpReport {
+    /// The status codes of the failed requests of this operation, most frequent first:
+    /// `UNIMPLEMENTED 300 (100.0%)`.
+    pub fn error_codes(&self) -> String {
+        let mut failed: Vec<(&String, &u64)> = self.codes.iter().filter(|(code, _)| *code != "OK").collect();
+        failed.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        failed
+            .iter()
+            .map(|(code, n)| format!("{code} {n} ({:.1}%)", **n as f64 * 100.0 / self.count.max(1) as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The summary columns: operation, count, rate/s, p50, p90, p99, p99.9, max, errors.
     pub fn cells(&self) -> [String; 9] {
         let l = &self.latency;
@@ -332,18 +344,6 @@ impl RunReport {
         }
     }
 
-    /// The status codes of the failed requests of `op`, most frequent first:
-    /// `UNIMPLEMENTED 300 (100.0%)`.
-    pub fn error_codes(op: &OpReport) -> String {
-        let mut failed: Vec<(&String, &u64)> = op.codes.iter().filter(|(code, _)| *code != "OK").collect();
-        failed.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        failed
-            .iter()
-            .map(|(code, n)| format!("{code} {n} ({:.1}%)", **n as f64 * 100.0 / op.count.max(1) as f64))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     /// The verdict line: PASSED, or FAILED with every reason.
     pub fn verdict_line(&self) -> String {
         if self.passed {
@@ -432,7 +432,7 @@ impl RunReport {
                 out,
                 "errors of {}: {}; their latency p50 {} p99 {} (kept out of the percentiles above)",
                 o.operation,
-                RunReport::error_codes(o),
+                o.error_codes(),
                 fmt_us(o.failed_latency.p50_us as f64),
                 fmt_us(o.failed_latency.p99_us as f64)
             );
@@ -509,7 +509,7 @@ fn failures(scenario: &Scenario, total: &OpReport) -> Vec<String> {
         )];
     }
     if total.errors == total.count {
-        return vec![format!("every request failed: {}", RunReport::error_codes(total))];
+        return vec![format!("every request failed: {}", total.error_codes())];
     }
     Vec::new()
 }

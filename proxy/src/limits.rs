@@ -131,15 +131,20 @@ impl Limits {
         }
     }
 
-    /// A response of `bytes` (encoded): over `max_response_bytes`, INVALID_ARGUMENT naming
-    /// `field`, the request field that asks for less. A response is held from
-    /// `max_buffered_bytes` until sent, so that bounds it too, when it is the smaller.
-    pub(crate) fn check_response(&self, field: &str, bytes: usize) -> BackendResult<()> {
-        let (name, limit) = if self.max_buffered_bytes < self.max_response_bytes {
+    /// The largest response, and the limit that sets it: `max_response_bytes`, or
+    /// `max_buffered_bytes` when smaller (a response is held from it until sent).
+    pub(crate) fn response_limit(&self) -> (&'static str, u32) {
+        if self.max_buffered_bytes < self.max_response_bytes {
             ("max_buffered_bytes", self.max_buffered_bytes)
         } else {
             ("max_response_bytes", self.max_response_bytes)
-        };
+        }
+    }
+
+    /// A response of `bytes` (encoded): over [`Limits::response_limit`], INVALID_ARGUMENT
+    /// naming `field`, the request field that asks for less.
+    pub(crate) fn check_response(&self, field: &str, bytes: usize) -> BackendResult<()> {
+        let (name, limit) = self.response_limit();
         if bytes > limit as usize {
             return Err(over(field, "the response's size in bytes", name, limit, bytes));
         }

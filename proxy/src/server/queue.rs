@@ -73,10 +73,7 @@ impl queue_basic_server::QueueBasic for QueueService {
                     let received = queue
                         .receive(req.queue.clone(), req.max_messages, visibility, wait)
                         .await?;
-                    let (messages, rest) = fitting(
-                        received,
-                        limits.max_response_bytes.min(limits.max_buffered_bytes) as usize,
-                    );
+                    let (messages, rest) = fitting(received, limits.response_limit().1 as usize);
                     // What does not fit in one response goes back to the queue at once.
                     for message in rest {
                         queue.nack(req.queue.clone(), message.receipt).await?;

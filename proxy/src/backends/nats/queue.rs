@@ -68,11 +68,13 @@ impl Consumers {
             Some(cached) if now.saturating_duration_since(cached.used) < fresh_for => cached,
             _ => {
                 self.sweep(now, fresh_for);
-                self.by_queue.entry(queue.to_string()).insert_entry(Cached {
-                    consumer: Default::default(),
-                    used: now,
-                });
-                self.by_queue.get_mut(queue).expect("just inserted")
+                self.by_queue
+                    .entry(queue.to_string())
+                    .insert_entry(Cached {
+                        consumer: Default::default(),
+                        used: now,
+                    })
+                    .into_mut()
             }
         };
         cached.used = now;
