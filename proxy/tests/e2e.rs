@@ -10,6 +10,7 @@ use common::{CONFIG, Proxy, http_get, run_binary};
 use futures::StreamExt;
 use prism_proto::keyvalue::v1::{GetRequest, key_value_basic_client::KeyValueBasicClient};
 use prism_proxy::BackendError;
+use prism_proxy::client::{MethodPath, PrismClient};
 use prism_proxy::interfaces::*;
 use prism_proxy::status::is_retryable;
 use tonic::Code;
@@ -21,10 +22,27 @@ fn b(s: &str) -> Bytes {
 
 const VIS: Duration = Duration::from_secs(30);
 
+/// A client of namespace `default`, over the direct h2 connection or tonic's channel.
+async fn client_of(proxy: &Proxy, direct: bool) -> PrismClient {
+    if direct {
+        PrismClient::connect_direct(&proxy.endpoint(), "default")
+            .await
+            .expect("direct")
+    } else {
+        proxy.client("default").await
+    }
+}
+
+/// Over both transports: tonic's channel and the direct h2 connection the load
+/// generator uses (unary calls framed by the client itself, subscriptions over tonic's
+/// generated client on that connection).
+#[rstest::rstest]
+#[case::channel(false)]
+#[case::direct(true)]
 #[tokio::test]
-async fn every_interface_over_grpc() {
+async fn every_interface_over_grpc(#[case] direct: bool) {
     let proxy = Proxy::start(CONFIG);
-    let c = proxy.client("default").await;
+    let c = client_of(&proxy, direct).await;
 
     // keyvalue_basic
     assert_eq!(c.get(b("missing")).await.unwrap(), None);
@@ -673,6 +691,27 @@ async fn direct_connection_serves_calls_and_names_a_refused_one() {
         Err(BackendError::NotFound(_))
     ));
 
+    // The task driving a direct connection ends with the last clone of its client: the
+    // proxy sees the connection close.
+    let open = || async { http_get(proxy.admin, "/metrics").await.1 };
+    assert!(open().await.contains("prism_connections_open 2"), "{}", open().await);
+    let clone = unknown.clone();
+    drop(unknown);
+    assert!(
+        matches!(clone.describe().await, Err(BackendError::NotFound(_))),
+        "a clone keeps the connection (and the namespace stays unknown)"
+    );
+    drop(clone);
+    let mut closed = false;
+    for _ in 0..100 {
+        if open().await.contains("prism_connections_open 1") {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the dropped client's connection stays open: {}", open().await);
+
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -687,4 +726,48 @@ async fn direct_connection_serves_calls_and_names_a_refused_one() {
     );
     let tls = prism_proxy::client::PrismClient::connect_direct("https://127.0.0.1:1", "default").await;
     assert!(matches!(tls, Err(BackendError::InvalidArgument { .. })));
+}
+
+/// `call_encoded` reaches a method by its path with a message the caller encoded, over
+/// both transports; an unknown method is the server's UNIMPLEMENTED, and a reply over the
+/// client's 4 MiB limit is refused as gRPC's clients refuse it (RESOURCE_EXHAUSTED), not
+/// buffered.
+#[rstest::rstest]
+#[case::channel(false)]
+#[case::direct(true)]
+#[tokio::test]
+async fn encoded_calls_reach_methods_by_path_and_bound_the_reply(#[case] direct: bool) {
+    use prost::Message as _;
+    let proxy = Proxy::start(CONFIG);
+    let c = client_of(&proxy, direct).await;
+    c.set(b("enc"), b("value")).await.unwrap();
+    let get = MethodPath::parse("/prism.keyvalue.v1.KeyValueBasic/Get").unwrap();
+    let request = GetRequest { key: b("enc") }.encode_to_vec();
+    let reply = c.call_encoded(&get, &request).await.expect("encoded get");
+    let reply = prism_proto::keyvalue::v1::GetResponse::decode(reply).unwrap();
+    assert!(reply.found);
+    assert_eq!(reply.value, b("value"));
+
+    let nope = MethodPath::parse("/prism.keyvalue.v1.KeyValueBasic/Nope").unwrap();
+    let status = c.call_encoded(&nope, &request).await;
+    assert!(matches!(status, Err(BackendError::Unimplemented(_))), "{status:?}");
+
+    // Five values of 1,000,000 bytes: a 5 MB BatchGet reply, under the server's own
+    // 16 MiB response bound and over the client's 4 MiB.
+    let big = Bytes::from(vec![7u8; 1_000_000]);
+    let keys: Vec<Bytes> = (0..5).map(|i| b(&format!("big{i}"))).collect();
+    for key in &keys {
+        c.set(key.clone(), big.clone()).await.unwrap();
+    }
+    let refused = c.batch_get(keys.clone()).await;
+    assert!(
+        matches!(&refused, Err(BackendError::Overloaded(m)) if m.contains("larger than 4194304 bytes")),
+        "{refused:?}"
+    );
+    assert_eq!(c.batch_get(keys[..4].to_vec()).await.unwrap().len(), 4, "4 MB fits");
+    assert_eq!(
+        c.get(b("enc")).await.unwrap(),
+        Some(b("value")),
+        "the connection still serves"
+    );
 }

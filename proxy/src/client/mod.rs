@@ -8,23 +8,23 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use prism_proto::keyvalue::v1::{
-    self as kv, key_value_basic_client::KeyValueBasicClient, key_value_batch_client::KeyValueBatchClient,
-    key_value_scan_client::KeyValueScanClient, key_value_ttl_client::KeyValueTtlClient,
-};
-use prism_proto::meta::v1::{self as meta, meta_client::MetaClient};
+use prism_proto::keyvalue::v1 as kv;
+use prism_proto::meta::v1 as meta;
 use prism_proto::pubsub::v1::{
     self as ps, pub_sub_basic_client::PubSubBasicClient, subscribe_response::Event as SubEvent,
 };
-use prism_proto::queue::v1::{self as q, queue_basic_client::QueueBasicClient};
-use prism_proto::timeseries::v1::{self as ts, time_series_basic_client::TimeSeriesBasicClient};
+use prism_proto::queue::v1 as q;
+use prism_proto::timeseries::v1 as ts;
 use tonic::Request;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
 use transport::Transport;
 
+mod encoded;
 mod transport;
+
+pub use encoded::MethodPath;
 
 use crate::backends::{Backend, HealthCheck};
 use crate::interfaces::{
@@ -32,7 +32,7 @@ use crate::interfaces::{
     QueueBasic, ReceivedMessage, ScanPage, Subscription, TimeSeriesBasic, TtlState,
 };
 use crate::status::from_status;
-use crate::{BackendError, BackendResult, Interface, NAMESPACE_HEADER, wire};
+use crate::{BackendError, BackendResult, Interface, NAMESPACE_HEADER, Operation, wire};
 
 /// A connection to a Prism endpoint, bound to one namespace. Cheap to clone.
 #[derive(Clone)]
@@ -43,11 +43,11 @@ pub struct PrismClient {
     origin: Option<http::Uri>,
     namespace: AsciiMetadataValue,
     timeout: Option<Duration>,
-    /// `timeout` encoded once as a `grpc-timeout` value: formatting it per call cost the
-    /// load generator about 5% of its request rate.
-    timeout_header: Option<AsciiMetadataValue>,
     /// Extra metadata sent with every call (authorization, tenant headers, ...).
     extra: Vec<(tonic::metadata::AsciiMetadataKey, AsciiMetadataValue)>,
+    /// The headers of every unary call, built once: building them per call cost the
+    /// load generator about 5% of its request rate.
+    unary_headers: http::HeaderMap,
 }
 
 /// What a namespace serves, as the server describes it.
@@ -105,8 +105,8 @@ impl PrismClient {
         PrismClient::from_channel(channel, namespace)
     }
 
-    /// One HTTP/2 connection to `endpoint` (`http://host:port`) driven directly, without
-    /// tonic's request buffer (see [`Transport`]); no TLS, no reconnection.
+    /// One HTTP/2 connection to `endpoint` (`http://host:port`) driven directly with
+    /// `h2`, each call in the caller's task (see [`Transport`]); no TLS, no reconnection.
     pub async fn connect_direct(endpoint: &str, namespace: &str) -> BackendResult<PrismClient> {
         let uri: http::Uri = endpoint
             .parse()
@@ -139,16 +139,22 @@ impl PrismClient {
             origin: None,
             namespace,
             timeout: None,
-            timeout_header: None,
             extra: Vec::new(),
-        })
+            unary_headers: http::HeaderMap::new(),
+        }
+        .with_unary_headers())
+    }
+
+    /// Rebuilds the unary calls' headers after the metadata or the deadline changed.
+    fn with_unary_headers(mut self) -> PrismClient {
+        self.unary_headers = encoded::headers(self.metadata(), self.timeout);
+        self
     }
 
     /// Sets a deadline sent with every call (`grpc-timeout`).
     pub fn with_timeout(mut self, timeout: Duration) -> PrismClient {
         self.timeout = Some(timeout);
-        self.timeout_header = grpc_timeout(timeout);
-        self
+        self.with_unary_headers()
     }
 
     /// Adds metadata sent with every call; `key` must be a valid ASCII metadata key.
@@ -160,7 +166,7 @@ impl PrismClient {
             BackendError::invalid("metadata", format!("the value of {key:?} is not valid ASCII metadata"))
         })?;
         self.extra.push((k, v));
-        Ok(self)
+        Ok(self.with_unary_headers())
     }
 
     /// The transport, for raw generated clients in tests.
@@ -168,80 +174,27 @@ impl PrismClient {
         &self.transport
     }
 
-    /// A generated client over this client's transport and origin.
-    fn client<C>(&self, new: fn(Transport) -> C, with_origin: fn(Transport, http::Uri) -> C) -> C {
-        match &self.origin {
-            Some(origin) => with_origin(self.transport.clone(), origin.clone()),
-            None => new(self.transport.clone()),
-        }
-    }
-
-    fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        request.metadata_mut().insert(NAMESPACE_HEADER, self.namespace.clone());
-        if let Some(value) = &self.timeout_header {
-            request.metadata_mut().insert("grpc-timeout", value.clone());
-        }
+    /// The namespace and the extra metadata, sent with every call.
+    fn metadata(&self) -> tonic::metadata::MetadataMap {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        metadata.insert(NAMESPACE_HEADER, self.namespace.clone());
         for (key, value) in &self.extra {
-            request.metadata_mut().insert(key.clone(), value.clone());
+            metadata.insert(key.clone(), value.clone());
         }
-        request
+        metadata
     }
 
     /// What the namespace serves (`Meta/DescribeNamespace`).
     pub async fn describe(&self) -> BackendResult<NamespaceInfo> {
-        let response = self
-            .client(MetaClient::new, MetaClient::with_origin)
-            .describe_namespace(self.request(meta::DescribeNamespaceRequest {}))
-            .await
-            .map_err(|s| from_status(&s))?
-            .into_inner();
+        let response: meta::DescribeNamespaceResponse = self
+            .unary(Operation::MetaDescribe, meta::DescribeNamespaceRequest {}, None)
+            .await?;
         Ok(NamespaceInfo {
             namespace: response.namespace,
             backend: response.backend,
             interfaces: response.interfaces.iter().filter_map(|i| Interface::parse(i)).collect(),
         })
     }
-
-    fn kv_basic(&self) -> KeyValueBasicClient<Transport> {
-        self.client(KeyValueBasicClient::new, KeyValueBasicClient::with_origin)
-    }
-    fn kv_ttl(&self) -> KeyValueTtlClient<Transport> {
-        self.client(KeyValueTtlClient::new, KeyValueTtlClient::with_origin)
-    }
-    fn kv_scan(&self) -> KeyValueScanClient<Transport> {
-        self.client(KeyValueScanClient::new, KeyValueScanClient::with_origin)
-    }
-    fn kv_batch(&self) -> KeyValueBatchClient<Transport> {
-        self.client(KeyValueBatchClient::new, KeyValueBatchClient::with_origin)
-    }
-    fn pubsub(&self) -> PubSubBasicClient<Transport> {
-        self.client(PubSubBasicClient::new, PubSubBasicClient::with_origin)
-    }
-    fn queue(&self) -> QueueBasicClient<Transport> {
-        self.client(QueueBasicClient::new, QueueBasicClient::with_origin)
-    }
-    fn series(&self) -> TimeSeriesBasicClient<Transport> {
-        self.client(TimeSeriesBasicClient::new, TimeSeriesBasicClient::with_origin)
-    }
-}
-
-/// A `grpc-timeout` value (at most 8 digits and a unit), in the finest unit that fits.
-fn grpc_timeout(timeout: Duration) -> Option<AsciiMetadataValue> {
-    let micros = timeout.as_micros();
-    let text = if micros < 100_000_000 {
-        format!("{micros}u")
-    } else if timeout.as_millis() < 100_000_000 {
-        format!("{}m", timeout.as_millis())
-    } else {
-        format!("{}S", timeout.as_secs().min(99_999_999))
-    };
-    text.parse().ok()
-}
-
-/// Unwraps a unary response into its message or the server's error.
-fn answer<T>(result: Result<tonic::Response<T>, tonic::Status>) -> BackendResult<T> {
-    result.map(tonic::Response::into_inner).map_err(|s| from_status(&s))
 }
 
 fn millis(d: Duration) -> u64 {
@@ -251,20 +204,24 @@ fn millis(d: Duration) -> u64 {
 #[async_trait]
 impl KeyValueBasic for PrismClient {
     async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
-        answer(self.kv_basic().set(self.request(kv::SetRequest { key, value })).await).map(|_| ())
+        self.unary::<kv::SetResponse>(Operation::KvSet, kv::SetRequest { key, value }, None)
+            .await
+            .map(drop)
     }
 
     async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
-        let r = answer(self.kv_basic().get(self.request(kv::GetRequest { key })).await)?;
+        let r: kv::GetResponse = self.unary(Operation::KvGet, kv::GetRequest { key }, None).await?;
         Ok(r.found.then_some(r.value))
     }
 
     async fn delete(&self, key: Bytes) -> BackendResult<bool> {
-        answer(self.kv_basic().delete(self.request(kv::DeleteRequest { key })).await).map(|r| r.existed)
+        let r: kv::DeleteResponse = self.unary(Operation::KvDelete, kv::DeleteRequest { key }, None).await?;
+        Ok(r.existed)
     }
 
     async fn exists(&self, key: Bytes) -> BackendResult<bool> {
-        answer(self.kv_basic().exists(self.request(kv::ExistsRequest { key })).await).map(|r| r.exists)
+        let r: kv::ExistsResponse = self.unary(Operation::KvExists, kv::ExistsRequest { key }, None).await?;
+        Ok(r.exists)
     }
 }
 
@@ -276,7 +233,9 @@ impl KeyValueTtl for PrismClient {
             value,
             ttl_ms: millis(ttl),
         };
-        answer(self.kv_ttl().set_with_ttl(self.request(request)).await).map(|_| ())
+        self.unary::<kv::SetResponse>(Operation::KvSetWithTtl, request, None)
+            .await
+            .map(drop)
     }
 
     async fn expire(&self, key: Bytes, ttl: Duration) -> BackendResult<bool> {
@@ -284,15 +243,19 @@ impl KeyValueTtl for PrismClient {
             key,
             ttl_ms: millis(ttl),
         };
-        answer(self.kv_ttl().expire(self.request(request)).await).map(|r| r.applied)
+        let r: kv::ExpireResponse = self.unary(Operation::KvExpire, request, None).await?;
+        Ok(r.applied)
     }
 
     async fn ttl(&self, key: Bytes) -> BackendResult<TtlState> {
-        wire::ttl_from_proto(answer(self.kv_ttl().ttl(self.request(kv::TtlRequest { key })).await)?)
+        wire::ttl_from_proto(self.unary(Operation::KvTtl, kv::TtlRequest { key }, None).await?)
     }
 
     async fn persist(&self, key: Bytes) -> BackendResult<bool> {
-        answer(self.kv_ttl().persist(self.request(kv::PersistRequest { key })).await).map(|r| r.applied)
+        let r: kv::PersistResponse = self
+            .unary(Operation::KvPersist, kv::PersistRequest { key }, None)
+            .await?;
+        Ok(r.applied)
     }
 }
 
@@ -304,7 +267,7 @@ impl KeyValueScan for PrismClient {
             limit,
             cursor: cursor.unwrap_or_default(),
         };
-        let r = answer(self.kv_scan().scan(self.request(request)).await)?;
+        let r: kv::ScanResponse = self.unary(Operation::KvScan, request, None).await?;
         Ok(ScanPage {
             keys: r.keys,
             next_cursor: (!r.next_cursor.is_empty()).then_some(r.next_cursor),
@@ -312,7 +275,10 @@ impl KeyValueScan for PrismClient {
     }
 
     async fn count(&self, prefix: Bytes) -> BackendResult<u64> {
-        answer(self.kv_scan().count(self.request(kv::CountRequest { prefix })).await).map(|r| r.count)
+        let r: kv::CountResponse = self
+            .unary(Operation::KvCount, kv::CountRequest { prefix }, None)
+            .await?;
+        Ok(r.count)
     }
 }
 
@@ -323,52 +289,49 @@ impl KeyValueBatch for PrismClient {
             .into_iter()
             .map(|(key, value)| kv::KeyValue { key, value })
             .collect();
-        answer(
-            self.kv_batch()
-                .batch_set(self.request(kv::BatchSetRequest { entries }))
-                .await,
-        )
-        .map(|r| r.stored)
+        let r: kv::BatchSetResponse = self
+            .unary(Operation::KvBatchSet, kv::BatchSetRequest { entries }, None)
+            .await?;
+        Ok(r.stored)
     }
 
     async fn batch_get(&self, keys: Vec<Bytes>) -> BackendResult<Vec<Option<Bytes>>> {
-        let r = answer(
-            self.kv_batch()
-                .batch_get(self.request(kv::BatchGetRequest { keys }))
-                .await,
-        )?;
+        let r: kv::BatchGetResponse = self
+            .unary(Operation::KvBatchGet, kv::BatchGetRequest { keys }, None)
+            .await?;
         Ok(r.results.into_iter().map(|g| g.found.then_some(g.value)).collect())
     }
 
     async fn batch_delete(&self, keys: Vec<Bytes>) -> BackendResult<Vec<bool>> {
-        answer(
-            self.kv_batch()
-                .batch_delete(self.request(kv::BatchDeleteRequest { keys }))
-                .await,
-        )
-        .map(|r| r.existed)
+        let r: kv::BatchDeleteResponse = self
+            .unary(Operation::KvBatchDelete, kv::BatchDeleteRequest { keys }, None)
+            .await?;
+        Ok(r.existed)
     }
 }
 
 #[async_trait]
 impl PubSubBasic for PrismClient {
     async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
-        answer(
-            self.pubsub()
-                .publish(self.request(ps::PublishRequest { topic, payload }))
-                .await,
-        )
-        .map(|r| r.delivered_to)
+        let r: ps::PublishResponse = self
+            .unary(Operation::PubsubPublish, ps::PublishRequest { topic, payload }, None)
+            .await?;
+        Ok(r.delivered_to)
     }
 
     async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
         // No deadline on the stream itself: it lives until dropped.
         let mut request = Request::new(ps::SubscribeRequest { topic });
-        request.metadata_mut().insert(NAMESPACE_HEADER, self.namespace.clone());
-        for (key, value) in &self.extra {
-            request.metadata_mut().insert(key.clone(), value.clone());
-        }
-        let mut stream = answer(self.pubsub().subscribe(request).await)?;
+        *request.metadata_mut() = self.metadata();
+        let mut client = match &self.origin {
+            Some(origin) => PubSubBasicClient::with_origin(self.transport.clone(), origin.clone()),
+            None => PubSubBasicClient::new(self.transport.clone()),
+        };
+        let mut stream = client
+            .subscribe(request)
+            .await
+            .map_err(|s| from_status(&s))?
+            .into_inner();
         // The server's first message confirms the subscription is live.
         let id = match stream.message().await.map_err(|s| from_status(&s))? {
             Some(ps::SubscribeResponse {
@@ -400,19 +363,18 @@ impl PubSubBasic for PrismClient {
         let request = ps::UnsubscribeRequest {
             subscription_id: subscription_id.to_string(),
         };
-        answer(self.pubsub().unsubscribe(self.request(request)).await).map(|r| r.existed)
+        let r: ps::UnsubscribeResponse = self.unary(Operation::PubsubUnsubscribe, request, None).await?;
+        Ok(r.existed)
     }
 }
 
 #[async_trait]
 impl QueueBasic for PrismClient {
     async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
-        answer(
-            self.queue()
-                .enqueue(self.request(q::EnqueueRequest { queue, payload }))
-                .await,
-        )
-        .map(|r| r.message_id)
+        let r: q::EnqueueResponse = self
+            .unary(Operation::QueueEnqueue, q::EnqueueRequest { queue, payload }, None)
+            .await?;
+        Ok(r.message_id)
     }
 
     async fn receive(
@@ -428,21 +390,24 @@ impl QueueBasic for PrismClient {
             visibility_timeout_ms: millis(visibility),
             wait_ms: millis(wait),
         };
-        let mut request = self.request(request);
-        if let Some(timeout) = self.timeout {
-            // A long poll must not be cut off by the per-call deadline.
-            request.set_timeout(timeout + wait);
-        }
-        let r = answer(self.queue().receive(request).await)?;
+        // A long poll must not be cut off by the per-call deadline.
+        let timeout = self.timeout.map(|t| t + wait);
+        let r: q::ReceiveResponse = self.unary(Operation::QueueReceive, request, timeout).await?;
         Ok(r.messages.into_iter().map(wire::received_from_proto).collect())
     }
 
     async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
-        answer(self.queue().ack(self.request(q::AckRequest { queue, receipt })).await).map(|r| r.acknowledged)
+        let r: q::AckResponse = self
+            .unary(Operation::QueueAck, q::AckRequest { queue, receipt }, None)
+            .await?;
+        Ok(r.acknowledged)
     }
 
     async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
-        answer(self.queue().nack(self.request(q::NackRequest { queue, receipt })).await).map(|r| r.requeued)
+        let r: q::NackResponse = self
+            .unary(Operation::QueueNack, q::NackRequest { queue, receipt }, None)
+            .await?;
+        Ok(r.requeued)
     }
 }
 
@@ -450,26 +415,22 @@ impl QueueBasic for PrismClient {
 impl TimeSeriesBasic for PrismClient {
     async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64> {
         let events = events.into_iter().map(wire::event_to_proto).collect();
-        answer(
-            self.series()
-                .append(self.request(ts::AppendRequest { stream, events }))
-                .await,
-        )
-        .map(|r| r.appended)
+        let r: ts::AppendResponse = self
+            .unary(Operation::TsAppend, ts::AppendRequest { stream, events }, None)
+            .await?;
+        Ok(r.appended)
     }
 
     async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>> {
-        let r = answer(
-            self.series()
-                .query(self.request(wire::query_to_proto(stream, query)))
-                .await,
-        )?;
+        let r: ts::QueryResponse = self
+            .unary(Operation::TsQuery, wire::query_to_proto(stream, query), None)
+            .await?;
         Ok(r.events.into_iter().map(wire::event_from_proto).collect())
     }
 
     async fn aggregate(&self, stream: String, aggregation: Aggregation) -> BackendResult<Vec<AggregateRow>> {
         let request = wire::aggregation_to_proto(stream, aggregation);
-        let r = answer(self.series().aggregate(self.request(request)).await)?;
+        let r: ts::AggregateResponse = self.unary(Operation::TsAggregate, request, None).await?;
         Ok(r.rows.into_iter().map(wire::row_from_proto).collect())
     }
 }

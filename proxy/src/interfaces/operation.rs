@@ -107,6 +107,41 @@ impl Operation {
         })
     }
 
+    /// The HTTP/2 path of the operation's gRPC method: `/<package>.<Service>/<Method>`.
+    pub fn grpc_path(self) -> String {
+        use Operation::*;
+        use prism_proto::{
+            keyvalue::v1 as kv, meta::v1 as meta, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts,
+        };
+        let (service, method) = match self {
+            KvSet => (kv::key_value_basic_server::SERVICE_NAME, "Set"),
+            KvGet => (kv::key_value_basic_server::SERVICE_NAME, "Get"),
+            KvDelete => (kv::key_value_basic_server::SERVICE_NAME, "Delete"),
+            KvExists => (kv::key_value_basic_server::SERVICE_NAME, "Exists"),
+            KvSetWithTtl => (kv::key_value_ttl_server::SERVICE_NAME, "SetWithTtl"),
+            KvExpire => (kv::key_value_ttl_server::SERVICE_NAME, "Expire"),
+            KvTtl => (kv::key_value_ttl_server::SERVICE_NAME, "Ttl"),
+            KvPersist => (kv::key_value_ttl_server::SERVICE_NAME, "Persist"),
+            KvScan => (kv::key_value_scan_server::SERVICE_NAME, "Scan"),
+            KvCount => (kv::key_value_scan_server::SERVICE_NAME, "Count"),
+            KvBatchSet => (kv::key_value_batch_server::SERVICE_NAME, "BatchSet"),
+            KvBatchGet => (kv::key_value_batch_server::SERVICE_NAME, "BatchGet"),
+            KvBatchDelete => (kv::key_value_batch_server::SERVICE_NAME, "BatchDelete"),
+            PubsubPublish => (ps::pub_sub_basic_server::SERVICE_NAME, "Publish"),
+            PubsubSubscribe => (ps::pub_sub_basic_server::SERVICE_NAME, "Subscribe"),
+            PubsubUnsubscribe => (ps::pub_sub_basic_server::SERVICE_NAME, "Unsubscribe"),
+            QueueEnqueue => (q::queue_basic_server::SERVICE_NAME, "Enqueue"),
+            QueueReceive => (q::queue_basic_server::SERVICE_NAME, "Receive"),
+            QueueAck => (q::queue_basic_server::SERVICE_NAME, "Ack"),
+            QueueNack => (q::queue_basic_server::SERVICE_NAME, "Nack"),
+            TsAppend => (ts::time_series_basic_server::SERVICE_NAME, "Append"),
+            TsQuery => (ts::time_series_basic_server::SERVICE_NAME, "Query"),
+            TsAggregate => (ts::time_series_basic_server::SERVICE_NAME, "Aggregate"),
+            MetaDescribe => (meta::meta_server::SERVICE_NAME, "DescribeNamespace"),
+        };
+        format!("/{service}/{method}")
+    }
+
     /// The operation named `name` (as [`Operation::as_str`] spells it).
     pub fn parse(name: &str) -> Option<Operation> {
         Operation::ALL.into_iter().find(|op| op.as_str() == name)
@@ -116,6 +151,17 @@ impl Operation {
 #[cfg(test)]
 mod tests {
     use super::{Interface, Operation};
+
+    /// Each operation has its own path, and the path names a method the generated code
+    /// serves (the method names are checked end to end by every e2e test).
+    #[test]
+    fn every_operation_has_its_own_path() {
+        let paths: std::collections::HashSet<String> = Operation::ALL.into_iter().map(Operation::grpc_path).collect();
+        assert_eq!(paths.len(), Operation::ALL.len());
+        for op in Operation::ALL {
+            assert!(op.grpc_path().starts_with("/prism."), "{op:?}");
+        }
+    }
 
     #[test]
     fn all_is_in_index_order() {

@@ -43,7 +43,7 @@ pub(crate) struct AdmissionLayer {
 
 impl AdmissionLayer {
     pub(crate) fn new(router: Arc<Router>) -> AdmissionLayer {
-        let operations = Operation::ALL.into_iter().map(|op| (grpc_path(op), op)).collect();
+        let operations = Operation::ALL.into_iter().map(|op| (op.grpc_path(), op)).collect();
         AdmissionLayer {
             router,
             operations: Arc::new(operations),
@@ -360,54 +360,5 @@ impl http_body::Body for Capped {
 
     fn is_end_stream(&self) -> bool {
         self.done && self.body.is_end_stream()
-    }
-}
-
-/// The HTTP/2 path of `op`'s gRPC method: `/<package>.<Service>/<Method>`.
-fn grpc_path(op: Operation) -> String {
-    use Operation::*;
-    use prism_proto::{keyvalue::v1 as kv, meta::v1 as meta, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts};
-    let (service, method) = match op {
-        KvSet => (kv::key_value_basic_server::SERVICE_NAME, "Set"),
-        KvGet => (kv::key_value_basic_server::SERVICE_NAME, "Get"),
-        KvDelete => (kv::key_value_basic_server::SERVICE_NAME, "Delete"),
-        KvExists => (kv::key_value_basic_server::SERVICE_NAME, "Exists"),
-        KvSetWithTtl => (kv::key_value_ttl_server::SERVICE_NAME, "SetWithTtl"),
-        KvExpire => (kv::key_value_ttl_server::SERVICE_NAME, "Expire"),
-        KvTtl => (kv::key_value_ttl_server::SERVICE_NAME, "Ttl"),
-        KvPersist => (kv::key_value_ttl_server::SERVICE_NAME, "Persist"),
-        KvScan => (kv::key_value_scan_server::SERVICE_NAME, "Scan"),
-        KvCount => (kv::key_value_scan_server::SERVICE_NAME, "Count"),
-        KvBatchSet => (kv::key_value_batch_server::SERVICE_NAME, "BatchSet"),
-        KvBatchGet => (kv::key_value_batch_server::SERVICE_NAME, "BatchGet"),
-        KvBatchDelete => (kv::key_value_batch_server::SERVICE_NAME, "BatchDelete"),
-        PubsubPublish => (ps::pub_sub_basic_server::SERVICE_NAME, "Publish"),
-        PubsubSubscribe => (ps::pub_sub_basic_server::SERVICE_NAME, "Subscribe"),
-        PubsubUnsubscribe => (ps::pub_sub_basic_server::SERVICE_NAME, "Unsubscribe"),
-        QueueEnqueue => (q::queue_basic_server::SERVICE_NAME, "Enqueue"),
-        QueueReceive => (q::queue_basic_server::SERVICE_NAME, "Receive"),
-        QueueAck => (q::queue_basic_server::SERVICE_NAME, "Ack"),
-        QueueNack => (q::queue_basic_server::SERVICE_NAME, "Nack"),
-        TsAppend => (ts::time_series_basic_server::SERVICE_NAME, "Append"),
-        TsQuery => (ts::time_series_basic_server::SERVICE_NAME, "Query"),
-        TsAggregate => (ts::time_series_basic_server::SERVICE_NAME, "Aggregate"),
-        MetaDescribe => (meta::meta_server::SERVICE_NAME, "DescribeNamespace"),
-    };
-    format!("/{service}/{method}")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each operation has its own path, and the path names a method the generated code
-    /// serves (the method names are checked end to end by every e2e test).
-    #[test]
-    fn every_operation_has_its_own_path() {
-        let paths: std::collections::HashSet<String> = Operation::ALL.into_iter().map(grpc_path).collect();
-        assert_eq!(paths.len(), Operation::ALL.len());
-        for op in Operation::ALL {
-            assert!(grpc_path(op).starts_with("/prism."), "{op:?}");
-        }
     }
 }

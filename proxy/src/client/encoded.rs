@@ -1,0 +1,225 @@
+//! Unary calls with messages encoded by prost and framed here: every unary call of
+//! [`PrismClient`] takes this path, and [`PrismClient::call_encoded`] opens it to callers
+//! that encode their own messages (methods known only at run time). Against tonic's
+//! generated client it saves, per call, the codec's encode buffer and decode stream and
+//! their futures: a tenth of the load generator's CPU (`reports/baseline/loadtest.md`).
+//! The framing, headers and status handling are gRPC's (`PROTOCOL-HTTP2.md`): one
+//! length-prefixed uncompressed message each way, the status in the trailers, or in the
+//! headers of a trailers-only answer.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use http::header::{CONTENT_TYPE, TE};
+use http::{HeaderMap, HeaderValue, Method, Uri};
+
+use super::PrismClient;
+use super::transport::UnaryError;
+use crate::status::from_status;
+use crate::{BackendError, BackendResult, Operation};
+
+const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// The largest reply accepted: tonic's default decoding limit, as before this path.
+const MAX_REPLY_BYTES: usize = 4 * 1024 * 1024;
+
+/// A gRPC method path, `/package.Service/Method`, checked once.
+#[derive(Debug, Clone)]
+pub struct MethodPath(http::uri::PathAndQuery);
+
+impl MethodPath {
+    /// `path` must look like `/package.Service/Method`.
+    pub fn parse(path: &str) -> BackendResult<MethodPath> {
+        let shaped = path
+            .strip_prefix('/')
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(service, method)| !service.is_empty() && !method.is_empty() && !method.contains('/'));
+        if !shaped {
+            return Err(BackendError::invalid(
+                "method",
+                format!("{path:?} is not a gRPC method path (/package.Service/Method)"),
+            ));
+        }
+        path.parse()
+            .map(MethodPath)
+            .map_err(|e| BackendError::invalid("method", format!("{path:?}: {e}")))
+    }
+
+    /// The path of a Prism operation's method.
+    pub fn of(op: Operation) -> &'static MethodPath {
+        static PATHS: LazyLock<Vec<MethodPath>> = LazyLock::new(|| {
+            Operation::ALL
+                .into_iter()
+                .map(|op| MethodPath(op.grpc_path().parse().expect("operation paths are valid URI paths")))
+                .collect()
+        });
+        &PATHS[op as usize]
+    }
+
+    /// The path, as given.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PrismClient {
+    /// Calls the unary method `path` with `message`, the protobuf encoding of its request,
+    /// and returns the protobuf encoding of the reply. Metadata, deadline and namespace are
+    /// this client's, as for the typed calls; a non-OK status is the server's error.
+    pub async fn call_encoded(&self, path: &MethodPath, message: &[u8]) -> BackendResult<Bytes> {
+        self.call_framed(path, message, None).await
+    }
+
+    /// A typed unary call of `op` over [`PrismClient::call_encoded`]'s path; `timeout`
+    /// replaces the client's deadline for this call.
+    pub(super) async fn unary<Reply: prost::Message + Default>(
+        &self,
+        op: Operation,
+        request: impl prost::Message,
+        timeout: Option<Duration>,
+    ) -> BackendResult<Reply> {
+        let path = MethodPath::of(op);
+        let reply = self.call_framed(path, &request.encode_to_vec(), timeout).await?;
+        Reply::decode(reply)
+            .map_err(|e| BackendError::Unavailable(format!("{}: the reply does not decode: {e}", path.as_str())))
+    }
+
+    async fn call_framed(&self, path: &MethodPath, message: &[u8], timeout: Option<Duration>) -> BackendResult<Bytes> {
+        let (request, body) = self.framed_request(path, message, timeout)?;
+        let reply = self
+            .transport
+            .unary(request, body, MAX_REPLY_BYTES + 5)
+            .await
+            .map_err(|e| match e {
+                // As gRPC's own clients refuse a message over their limit.
+                UnaryError::TooLarge(_) => BackendError::Overloaded(format!(
+                    "{}: the reply is larger than {MAX_REPLY_BYTES} bytes",
+                    path.as_str()
+                )),
+                // Transport failures read as tonic's typed client reports them.
+                UnaryError::Transport(e) => from_status(&tonic::Status::from_error(e)),
+            })?;
+        if reply.status != http::StatusCode::OK {
+            return Err(BackendError::Unavailable(format!(
+                "{}: HTTP status {} instead of a gRPC answer",
+                path.as_str(),
+                reply.status
+            )));
+        }
+        // A trailers-only answer carries the status in the headers (errors, mostly).
+        let status = tonic::Status::from_header_map(&reply.headers)
+            .or_else(|| reply.trailers.as_ref().and_then(tonic::Status::from_header_map));
+        match status {
+            Some(status) if status.code() == tonic::Code::Ok => unframe(reply.data).ok_or_else(|| {
+                BackendError::Unavailable(format!(
+                    "{}: the reply is not one uncompressed gRPC message",
+                    path.as_str()
+                ))
+            }),
+            Some(status) => Err(from_status(&status)),
+            None => Err(BackendError::Unavailable(format!(
+                "{}: the reply has no grpc-status",
+                path.as_str()
+            ))),
+        }
+    }
+
+    fn framed_request(
+        &self,
+        path: &MethodPath,
+        message: &[u8],
+        timeout: Option<Duration>,
+    ) -> BackendResult<(http::Request<()>, Bytes)> {
+        let length = u32::try_from(message.len())
+            .map_err(|_| BackendError::invalid("message", "larger than a gRPC frame can carry (4 GiB)"))?;
+        let mut framed = BytesMut::with_capacity(5 + message.len());
+        framed.put_u8(0);
+        framed.put_u32(length);
+        framed.put_slice(message);
+        // The direct transport needs scheme and authority; tonic's channel adds its own.
+        let uri = match &self.origin {
+            Some(origin) => {
+                let mut parts = origin.clone().into_parts();
+                parts.path_and_query = Some(path.0.clone());
+                Uri::from_parts(parts).map_err(|e| BackendError::invalid("method", e.to_string()))?
+            }
+            None => Uri::from(path.0.clone()),
+        };
+        let mut request = http::Request::new(());
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.unary_headers.clone();
+        if let Some(value) = timeout.and_then(grpc_timeout) {
+            request.headers_mut().insert(GRPC_TIMEOUT, value);
+        }
+        Ok((request, framed.freeze()))
+    }
+}
+
+/// The message of a body holding exactly one uncompressed gRPC frame.
+fn unframe(mut data: Bytes) -> Option<Bytes> {
+    if data.len() < 5 || data[0] != 0 {
+        return None;
+    }
+    let length = usize::try_from(u32::from_be_bytes(data[1..5].try_into().ok()?)).ok()?;
+    data.advance(5);
+    (data.len() == length).then_some(data)
+}
+
+/// The headers of every unary call of a client: its metadata, then gRPC's.
+pub(super) fn headers(metadata: tonic::metadata::MetadataMap, timeout: Option<Duration>) -> HeaderMap {
+    let mut headers = metadata.into_headers();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    headers.insert(TE, HeaderValue::from_static("trailers"));
+    if let Some(value) = timeout.and_then(grpc_timeout) {
+        headers.insert(GRPC_TIMEOUT, value);
+    }
+    headers
+}
+
+/// A `grpc-timeout` value (at most 8 digits and a unit), in the finest unit that fits.
+fn grpc_timeout(timeout: Duration) -> Option<HeaderValue> {
+    let micros = timeout.as_micros();
+    let text = if micros < 100_000_000 {
+        format!("{micros}u")
+    } else if timeout.as_millis() < 100_000_000 {
+        format!("{}m", timeout.as_millis())
+    } else {
+        format!("{}S", timeout.as_secs().min(99_999_999))
+    };
+    HeaderValue::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_paths_are_checked() {
+        assert!(MethodPath::parse("/prism.keyvalue.v1.KeyValueBasic/Get").is_ok());
+        for bad in ["", "/", "Get", "/Service", "/Service/", "//Get", "/a/b/c", "/a/b c"] {
+            assert!(MethodPath::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            MethodPath::of(Operation::KvGet).as_str(),
+            "/prism.keyvalue.v1.KeyValueBasic/Get"
+        );
+    }
+
+    #[test]
+    fn one_frame_unframes_and_anything_else_does_not() {
+        let frame = |flag: u8, length: u32, body: &[u8]| {
+            let mut b = vec![flag];
+            b.extend_from_slice(&length.to_be_bytes());
+            b.extend_from_slice(body);
+            Bytes::from(b)
+        };
+        assert_eq!(unframe(frame(0, 3, b"abc")), Some(Bytes::from_static(b"abc")));
+        assert_eq!(unframe(frame(0, 0, b"")), Some(Bytes::new()));
+        assert_eq!(unframe(frame(1, 3, b"abc")), None, "compressed");
+        assert_eq!(unframe(frame(0, 4, b"abc")), None, "short");
+        assert_eq!(unframe(frame(0, 2, b"abc")), None, "two messages or trailing bytes");
+        assert_eq!(unframe(Bytes::from_static(b"\0\0")), None, "no prefix");
+    }
+}
