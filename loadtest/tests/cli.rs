@@ -1217,3 +1217,164 @@ fn http_operations_are_validated() {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
     }
 }
+
+/// The Kubernetes Job of `deploy/k8s/job.yaml`: its own numbers of pods and shards agree,
+/// and its own command, run as N local processes the way the Job starts them (its
+/// environment, `JOB_COMPLETION_INDEX`), gives N shards that merge into one report whose
+/// counts are the shards' sum. The pod's exit code is the worker's: a failed threshold
+/// fails every pod with 2, and the merge re-checks it. Only the paths and the hold time
+/// are changed from the manifest, and `kubectl` is not involved (no cluster here).
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_job_runs_its_shards_and_they_merge() {
+    let _serial = timing();
+    let manifest: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/job.yaml")).unwrap(),
+    )
+    .unwrap();
+    let spec = &manifest["spec"];
+    assert_eq!(spec["completionMode"].as_str(), Some("Indexed"));
+    let container = &spec["template"]["spec"]["containers"][0];
+    let env: std::collections::BTreeMap<String, String> = container["env"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let shards: u64 = env["SHARDS"].parse().unwrap();
+    assert_eq!(spec["completions"].as_u64(), Some(shards), "completions = SHARDS");
+    assert_eq!(spec["parallelism"].as_u64(), Some(shards), "parallelism = SHARDS");
+    assert_eq!(container["command"][0].as_str(), Some("/bin/sh"));
+    let script = container["args"][0].as_str().unwrap().to_string();
+
+    let addr = serve(|_| Ok(Duration::ZERO)).await;
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_loadtest"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    for (threshold, code) in [("error_rate < 1%", 0), ("p99 < 1us", 2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let scenario = write(
+            dir.path(),
+            "scenario.yaml",
+            &format!(
+                "name: job\ntarget: {{endpoint: 'http://{addr}'}}\n\
+                 load: {{model: open, stages: [{{duration: 2s, rate: 400}}]}}\n\
+                 keyspaces: {{k: {{prefix: 'k:', count: 1000}}}}\noperations: [{{op: keyvalue.get, keys: k}}]\n\
+                 thresholds: ['{threshold}']\n"
+            ),
+        );
+        let results = dir.path().join("results");
+        let pods: Vec<std::process::Child> = (0..shards)
+            .map(|index| {
+                Command::new("/bin/sh")
+                    .arg("-c")
+                    .arg(&script)
+                    .envs(&env)
+                    .env("SCENARIO", &scenario)
+                    .env("RESULTS", &results)
+                    .env("HOLD_SECONDS", "0")
+                    .env("JOB_COMPLETION_INDEX", index.to_string())
+                    .env("PATH", &path)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outputs = tokio::task::spawn_blocking(move || {
+            pods.into_iter()
+                .map(|p| p.wait_with_output().unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
+        for (index, out) in outputs.iter().enumerate() {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "pod {index} with {threshold}: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.contains(&format!("exit {code}")), "{stdout}");
+        }
+        let runs: Vec<String> = (0..shards)
+            .map(|i| {
+                results
+                    .join(format!("shard-{i}/run.json"))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let counts: Vec<u64> = runs
+            .iter()
+            .map(|r| {
+                let run: serde_json::Value = serde_json::from_slice(&std::fs::read(r).unwrap()).unwrap();
+                run["total"]["count"].as_u64().unwrap()
+            })
+            .collect();
+        for c in &counts {
+            let share = 800 / shards;
+            assert!(
+                c.abs_diff(share) <= share / 5,
+                "each shard sends its quarter of 400/s for 2 s: {counts:?}"
+            );
+        }
+        let merged = dir.path().join("merged");
+        let mut args = vec!["merge"];
+        args.extend(runs.iter().map(String::as_str));
+        args.extend(["--out", merged.to_str().unwrap()]);
+        let (merge_code, out, err) = loadtest(&args);
+        assert_eq!(merge_code, Some(code), "merge with {threshold}: {out}\n{err}");
+        let run: serde_json::Value = serde_json::from_slice(&std::fs::read(merged.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["total"]["count"].as_u64(), Some(counts.iter().sum::<u64>()));
+        assert_eq!(run["merged_runs"].as_u64(), Some(shards));
+    }
+}
+
+/// Every manifest under `deploy/k8s/` against the Kubernetes 1.32 schemas, strictly
+/// (unknown fields refused), with the real `kubernetes-validate` (PyPI; ci/test.sh
+/// installs it and sets `KUBERNETES_VALIDATE`). A copy with a misspelt field must fail,
+/// so a validator that accepts everything cannot pass this.
+#[test]
+fn deploy_manifests_validate_against_the_kubernetes_schemas() {
+    let tool = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
+    let validate = |file: &Path| {
+        Command::new(&tool)
+            .args(["--strict", "-k", "1.32.0"])
+            .arg(file)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{tool}: {e}; `pip install kubernetes-validate` or run ci/test.sh, which installs it")
+            })
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_some_and(|e| e == "yaml") {
+            let out = validate(&file);
+            assert!(
+                out.status.success(),
+                "{}: {}{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no manifest in {}", dir.display());
+    let tmp = tempfile::tempdir().unwrap();
+    let job = std::fs::read_to_string(dir.join("job.yaml")).unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    std::fs::write(&bad, job.replace("parallelism:", "paralelism:")).unwrap();
+    assert!(!validate(&bad).status.success(), "a misspelt field passed validation");
+}

@@ -122,12 +122,16 @@ impl Transport {
             Transport::Direct(direct) => {
                 let mut sender = direct.sender.clone().ready().await?;
                 let (response, mut stream) = sender.send_request(request, false)?;
-                stream.send_data(body, true)?;
+                // The server may answer (and close the stream) before the body goes out,
+                // a trailers-only error for one: then the answer, not this, is the result
+                // (hyper's client does the same).
+                let _ = stream.send_data(body, true);
                 let (parts, mut body) = response.await?.into_parts();
                 let mut data = BytesMut::new();
                 while let Some(chunk) = body.data().await {
                     let chunk = chunk?;
-                    body.flow_control().release_capacity(chunk.len())?;
+                    // Fails only once the stream is closed, when there is nothing to give back.
+                    let _ = body.flow_control().release_capacity(chunk.len());
                     if data.len() + chunk.len() > limit {
                         return Err(UnaryError::TooLarge(limit));
                     }
