@@ -7,10 +7,12 @@
 //! - [`http`]: `http.*` operations on goose, beside the engine;
 //! - [`stats`]: histograms and the per-second series;
 //! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log;
+//! - [`export`]: CSV and JUnit XML for other tools;
 //! - [`run`]: `loadtest run` from scenario file to verdict.
 
 pub mod compare;
 pub mod engine;
+pub mod export;
 pub mod html;
 pub mod http;
 pub mod merge;

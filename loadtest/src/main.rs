@@ -31,7 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a scenario and write run.json, latency.hlog and report.html to the output folder.
+    /// Run a scenario and write run.json, latency.hlog, report.html, summary.csv,
+    /// series.csv and thresholds.xml (JUnit) to the output folder.
     ///
     /// With no `target` in the scenario, the proxy with memstore is started in-process
     /// (it then shares the machine's cores with the generator).

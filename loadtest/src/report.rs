@@ -460,6 +460,7 @@ impl RunReport {
         std::fs::write(dir.join("run.json"), serde_json::to_vec_pretty(self)?)?;
         std::fs::write(dir.join("report.html"), crate::html::render(self))?;
         write_histogram_log(&dir.join("latency.hlog"), stats, op_names, self)?;
+        crate::export::write(self, dir)?;
         Ok(())
     }
 }

@@ -166,7 +166,7 @@ fn write_results(report: &RunReport, dir: &Path, stats: &Stats, op_names: &[Stri
         .write(dir, stats, op_names)
         .with_context(|| format!("writing results to {}", dir.display()))?;
     println!(
-        "results: {0}/run.json, {0}/latency.hlog, {0}/report.html",
+        "results: {0}/run.json, {0}/latency.hlog, {0}/report.html (CSV: summary.csv, series.csv; JUnit: thresholds.xml)",
         dir.display()
     );
     println!("{}", report.verdict_line());

@@ -119,6 +119,90 @@ fn failed_threshold_exits_two() {
     assert!(out.contains("FAIL"), "{out}");
 }
 
+/// `summary.csv`, `series.csv` and `thresholds.xml` say what `run.json` says: the same
+/// counts and percentiles per operation, a row per second, a JUnit case per threshold
+/// with the failed one marked and carrying its actual value.
+#[test]
+fn csv_and_junit_exports_agree_with_run_json() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: exports\nload: {model: open, stages: [{duration: 2s, rate: 300}]}\n\
+         keyspaces: {k: {prefix: 'k:', count: 100}}\n\
+         operations:\n  - {op: keyvalue.set, keys: k, value_size: 16}\n  - {op: keyvalue.get, keys: k}\n\
+         thresholds: ['error_rate < 1%', 'p50 < 1us']\n",
+    );
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = loadtest(&["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, Some(2), "{out}\n{err}");
+    assert!(out.contains("summary.csv"), "the files are named: {out}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+
+    let mut summary = csv::Reader::from_path(out_dir.join("summary.csv")).unwrap();
+    let header = summary.headers().unwrap().clone();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
+    };
+    let rows: Vec<csv::StringRecord> = summary.records().map(Result::unwrap).collect();
+    let expected: Vec<&serde_json::Value> = run["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(std::iter::once(&run["total"]))
+        .collect();
+    assert_eq!(rows.len(), expected.len(), "{rows:?}");
+    for (row, op) in rows.iter().zip(&expected) {
+        assert_eq!(&row[column("operation")], op["operation"].as_str().unwrap());
+        assert_eq!(
+            row[column("count")].parse::<u64>().unwrap(),
+            op["count"].as_u64().unwrap()
+        );
+        assert_eq!(
+            row[column("p99_us")].parse::<u64>().unwrap(),
+            op["latency"]["p99_us"].as_u64().unwrap()
+        );
+        let ok = op["codes"]["OK"].as_u64().unwrap();
+        assert!(row[column("codes")].contains(&format!("OK={ok}")), "{row:?}");
+    }
+
+    let mut series = csv::Reader::from_path(out_dir.join("series.csv")).unwrap();
+    let header = series.headers().unwrap().clone();
+    assert!(header.iter().any(|h| h == "p99_us:keyvalue.get"), "{header:?}");
+    let completed = header.iter().position(|h| h == "completed").unwrap();
+    let rows: Vec<csv::StringRecord> = series.records().map(Result::unwrap).collect();
+    let seconds = run["time_series"].as_array().unwrap();
+    assert_eq!(rows.len(), seconds.len());
+    let sum = |it: &mut dyn Iterator<Item = u64>| it.sum::<u64>();
+    assert_eq!(
+        sum(&mut rows.iter().map(|r| r[completed].parse::<u64>().unwrap())),
+        sum(&mut seconds.iter().map(|s| s["completed"].as_u64().unwrap()))
+    );
+
+    let xml = std::fs::read_to_string(out_dir.join("thresholds.xml")).unwrap();
+    assert!(xml.contains(r#"tests="3""#) && xml.contains(r#"failures="1""#), "{xml}");
+    let case = |name: &str| {
+        let start = xml
+            .find(&format!(r#"<testcase name="{name}""#))
+            .unwrap_or_else(|| panic!("no case {name}: {xml}"));
+        // Up to the next case or the end of the suite.
+        let rest = &xml[start + 1..];
+        let end = rest
+            .find("<testcase")
+            .or_else(|| rest.find("</testsuite>"))
+            .map_or(xml.len(), |e| start + 1 + e);
+        xml[start..end].to_string()
+    };
+    assert!(!case("error_rate &lt; 1%").contains("<failure"), "{xml}");
+    assert!(!case("run").contains("<failure"), "{xml}");
+    let failed = case("p50 &lt; 1us");
+    assert!(failed.contains("<failure") && failed.contains("actual"), "{failed}");
+}
+
 /// Decides, from a request's metadata, how long Get waits (or which error it returns).
 type Script = Box<dyn Fn(&tonic::metadata::MetadataMap) -> Result<Duration, Status> + Send + Sync>;
 
