@@ -113,6 +113,8 @@ enum Chooser {
 #[derive(Clone)]
 struct KeyChooser {
     prefix: String,
+    /// Rows of `keyspaces.<k>.file`, drawn by index instead of generating `<prefix><n>`.
+    feed: Option<crate::scenario::feed::Feed>,
     /// First key of this shard's slice.
     offset: u64,
     count: u64,
@@ -158,6 +160,7 @@ impl Workload {
                     let (offset, count) = shard.keys(ks.count);
                     Some(KeyChooser {
                         prefix: ks.prefix.clone(),
+                        feed: ks.feed.clone(),
                         offset,
                         count,
                         chooser: match ks.distribution {
@@ -223,16 +226,23 @@ impl Workload {
         let spec = &mut self.ops[op];
         let (kind, batch, size) = (spec.kind, spec.batch, spec.size.clone());
         let rng = &mut self.rng;
+        // A key, and the value its feed row gives (if any).
         let mut draw = || match &mut spec.keys {
             Some(chooser) => {
                 let n = chooser.offset + chooser.next(rng);
-                Bytes::from(format!("{}{n}", chooser.prefix))
+                match &chooser.feed {
+                    Some(feed) => {
+                        let row = &feed.0[n as usize % feed.0.len()];
+                        (row.key.clone(), row.value.clone())
+                    }
+                    None => (Bytes::from(format!("{}{n}", chooser.prefix)), None),
+                }
             }
-            None => Bytes::new(),
+            None => (Bytes::new(), None),
         };
-        let key = draw();
+        let (key, fed) = draw();
         let more_keys = match kind {
-            OpKind::BatchGet | OpKind::BatchSet => (1..batch).map(|_| draw()).collect(),
+            OpKind::BatchGet | OpKind::BatchSet => (1..batch).map(|_| draw().0).collect(),
             _ => Vec::new(),
         };
         let size = match size {
@@ -243,7 +253,7 @@ impl Workload {
         Request {
             op,
             key,
-            value: self.pool.slice(0..size.min(self.pool.len())),
+            value: fed.unwrap_or_else(|| self.pool.slice(0..size.min(self.pool.len()))),
             more_keys,
         }
     }
@@ -319,6 +329,33 @@ mod tests {
                 .filter(|r| r.op == 1)
                 .all(|r| (10..=20).contains(&r.value.len()))
         );
+    }
+
+    /// Keys of a feed file come as written, in file order when sequential, each shard
+    /// from its own slice; a row's value is what sets send.
+    #[test]
+    fn feed_rows_are_drawn_by_index_with_their_values() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("users.csv"),
+            "key,value\nalice,A\nbob,B\ncarol,\ndave,D\n",
+        )
+        .unwrap();
+        let yaml = "name: t\nload: {model: closed, stages: [{duration: 1s, concurrency: 1}]}\n\
+                    keyspaces: {u: {file: users.csv, distribution: {type: sequential}}}\n\
+                    operations: [{op: keyvalue.set, keys: u}]\n";
+        let s = Scenario::parse(yaml, &dir.path().join("s.yaml")).unwrap();
+        assert_eq!(s.keyspaces["u"].count, 4, "count from the file");
+        let mut w = Workload::new(&s, 0, Shard::WHOLE).unwrap();
+        let drawn: Vec<(Bytes, Bytes)> = (0..5).map(|_| w.next_request()).map(|r| (r.key, r.value)).collect();
+        let keys: Vec<&[u8]> = drawn.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(keys, [&b"alice"[..], b"bob", b"carol", b"dave", b"alice"]);
+        assert_eq!(drawn[0].1, Bytes::from_static(b"A"));
+        assert_eq!(drawn[2].1, Bytes::new(), "an empty value column is an empty value");
+        let shard = Shard { index: 1, count: 2 };
+        let mut w = Workload::new(&s, 0, shard).unwrap();
+        let second_half: Vec<Bytes> = (0..2).map(|_| w.next_request().key).collect();
+        assert_eq!(second_half, [Bytes::from_static(b"carol"), Bytes::from_static(b"dave")]);
     }
 
     #[test]

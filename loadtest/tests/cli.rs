@@ -203,6 +203,52 @@ fn csv_and_junit_exports_agree_with_run_json() {
     assert!(failed.contains("<failure") && failed.contains("actual"), "{failed}");
 }
 
+/// Keys and values from a feed file: a run sends them (count taken from the file), and a
+/// bad feed is refused before anything runs, with the scenario's line of `file:` and the
+/// feed's own line of the bad row.
+#[test]
+fn keyspaces_read_keys_and_values_from_files() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "users.jsonl",
+        "{\"key\": \"user:1\", \"value\": \"one\"}\n{\"key\": \"user:2\"}\n",
+    );
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: fed\nload: {model: open, stages: [{duration: 1s, rate: 200}]}\n\
+         keyspaces: {u: {file: users.jsonl}}\n\
+         operations: [{op: keyvalue.set, keys: u}, {op: keyvalue.get, keys: u}]\n\
+         thresholds: ['error_rate < 1%']\n",
+    );
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = loadtest(&["run", &scenario, "--out", out_dir.to_str().unwrap(), "--quiet"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["scenario"]["keyspaces"]["u"]["count"].as_u64(), Some(2));
+    assert!(run["total"]["count"].as_u64().unwrap() > 100);
+
+    write(dir.path(), "bad.csv", "key,value\nk1,v\n,v2\n");
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        "name: fed\nload: {model: open, stages: [{duration: 1s, rate: 10}]}\n\
+         keyspaces:\n  u:\n    file: bad.csv\n  v:\n    file: users.jsonl\n    count: 3\n\
+         operations: [{op: keyvalue.get, keys: u}, {op: keyvalue.get, keys: v}]\n",
+    );
+    let (code, out, err) = loadtest(&["validate", &bad]);
+    assert_eq!(code, Some(3), "{out}\n{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("bad.yaml:5:") && all.contains("keyspaces.u.file"), "{all}");
+    assert!(all.contains("bad.csv:3: the key is empty"), "{all}");
+    assert!(
+        all.contains("keyspaces.v.count") && all.contains("3 is more than the 2 rows of users.jsonl"),
+        "{all}"
+    );
+}
+
 /// Decides, from a request's metadata, how long Get waits (or which error it returns).
 type Script = Box<dyn Fn(&tonic::metadata::MetadataMap) -> Result<Duration, Status> + Send + Sync>;
 

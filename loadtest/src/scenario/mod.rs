@@ -10,6 +10,7 @@ use std::time::Duration;
 use prism_proxy::validation::Problems;
 use serde::{Deserialize, Serialize};
 
+pub mod feed;
 mod load;
 
 use crate::threshold::Threshold;
@@ -208,11 +209,23 @@ pub struct ClosedStage {
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keyspace {
+    /// Generated keys are `<prefix><n>`.
     #[serde(default)]
     pub prefix: String,
+    /// How many keys; with `file`, at most its rows (default: all of them).
+    #[serde(default)]
     pub count: u64,
     #[serde(default)]
     pub distribution: Distribution,
+    /// Keys (and values) from a file instead of generated ones: `.csv` with a header
+    /// naming `key` (and optionally `value`), or `.jsonl` lines of `{"key", "value"}`.
+    /// Relative to the scenario file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// The file's rows, read when the scenario is loaded.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub feed: Option<feed::Feed>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -328,14 +341,39 @@ impl Scenario {
 
     /// The scenario if it has no meaning errors; all of them otherwise, located in
     /// `text` (the file as written) when there is one.
-    fn checked(self, path: &Path, text: Option<&str>) -> Result<Scenario, ScenarioError> {
+    fn checked(mut self, path: &Path, text: Option<&str>) -> Result<Scenario, ScenarioError> {
         let mut problems = Problems::new(path.display().to_string());
+        self.read_feeds(path, &mut problems);
         self.problems(&mut problems);
         if let Some(text) = text {
             problems = problems.locate_in(text);
         }
         problems.into_result().map_err(ScenarioError::Invalid)?;
         Ok(self)
+    }
+
+    /// Reads every keyspace's `file` (relative to the scenario at `path`); a keyspace
+    /// without `count` takes the file's number of rows.
+    fn read_feeds(&mut self, path: &Path, p: &mut Problems) {
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (name, k) in &mut self.keyspaces {
+            let Some(file) = &k.file else { continue };
+            match feed::read(&base.join(file)) {
+                Ok(feed) => {
+                    let rows = feed.0.len() as u64;
+                    if k.count == 0 {
+                        k.count = rows;
+                    } else if k.count > rows {
+                        p.add(
+                            format!("keyspaces.{name}.count"),
+                            format!("{} is more than the {rows} rows of {}", k.count, file.display()),
+                        );
+                    }
+                    k.feed = Some(feed);
+                }
+                Err(e) => p.add(format!("keyspaces.{name}.file"), e),
+            }
+        }
     }
 
     /// Every meaning error at once (types were checked by the parser), into `p`.
@@ -348,8 +386,14 @@ impl Scenario {
             r.problems(p);
         }
         for (name, k) in &self.keyspaces {
-            if k.count == 0 {
+            if k.count == 0 && k.file.is_none() {
                 p.add(format!("keyspaces.{name}.count"), "must be at least 1");
+            }
+            if k.file.is_some() && !k.prefix.is_empty() {
+                p.add(
+                    format!("keyspaces.{name}.prefix"),
+                    "a file's keys are used as written: drop `prefix` or `file`",
+                );
             }
             if let Distribution::Zipfian { theta } = k.distribution
                 && !(theta > 0.0 && theta <= 10.0)
