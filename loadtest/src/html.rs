@@ -333,7 +333,7 @@ pub fn render(r: &RunReport) -> String {
         );
     }
     let mut stages = String::new();
-    for st in r.stages() {
+    for st in &r.stages {
         let _ = writeln!(
             stages,
             "<tr><td>{}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",

@@ -131,8 +131,9 @@ fn load_run(path: &Path) -> anyhow::Result<RunReport> {
     let path = file.as_path();
     let read = || -> anyhow::Result<RunReport> {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not a run.json written by loadtest", path.display()))
+        let run: RunReport = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a run.json written by loadtest", path.display()))?;
+        Ok(run.with_stages())
     };
     read().map_err(|e| BadInput(e).into())
 }

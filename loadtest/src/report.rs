@@ -74,7 +74,7 @@ fn distribution(h: &Histogram<u64>) -> Vec<(f64, u64)> {
 }
 
 /// One stage of the load as it ran.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct StageSummary {
     pub stage: usize,
     /// What the stage offered: `500 req/s`, `100 -> 500 req/s`, `8 clients`.
@@ -134,6 +134,9 @@ pub struct RunReport {
     /// Actual minus intended send time (open model): the generator's own lag.
     pub send_lag: Percentiles,
     pub time_series: Vec<Second>,
+    /// Each stage as it ran (rates, errors, worst second's p99), from the time series.
+    #[serde(default)]
+    pub stages: Vec<StageSummary>,
     pub thresholds: Vec<Verdict>,
     /// Why the run failed besides its thresholds: it measured nothing, or every request
     /// failed. A run that fails this way never passes, with or without thresholds.
@@ -308,7 +311,7 @@ impl RunReport {
             .collect();
         let failures = failures(scenario, &total);
         let passed = failures.is_empty() && thresholds.iter().all(|v| v.passed);
-        RunReport {
+        let mut report = RunReport {
             scenario: scenario.clone(),
             scenario_file: None,
             shard,
@@ -336,12 +339,15 @@ impl RunReport {
                 }
                 series
             },
+            stages: Vec::new(),
             thresholds,
             failures,
             lag_unreliable,
             passed,
             warnings,
-        }
+        };
+        report.stages = report.stage_summaries();
+        report
     }
 
     /// The verdict line: PASSED, or FAILED with every reason.
@@ -358,7 +364,16 @@ impl RunReport {
     }
 
     /// One row per stage of the load, from the per-second series (warm-up left out).
-    pub fn stages(&self) -> Vec<StageSummary> {
+    /// With `stages` filled in from the time series if it is empty (a run.json written
+    /// before loadtest kept them).
+    pub fn with_stages(mut self) -> RunReport {
+        if self.stages.is_empty() {
+            self.stages = self.stage_summaries();
+        }
+        self
+    }
+
+    fn stage_summaries(&self) -> Vec<StageSummary> {
         let warmup = self.scenario.warmup().as_secs_f64();
         let mut start = 0.0;
         let mut out = Vec::new();
@@ -410,6 +425,26 @@ impl RunReport {
                 out,
                 "{op:<20} {count:>9} {rate:>10} {p50:>9} {p90:>9} {p99:>9} {p999:>9} {max:>9} {errors:>7}"
             );
+        }
+        if self.stages.len() > 1 {
+            let _ = writeln!(
+                out,
+                "\n{:<6} {:<24} {:>9} {:>10} {:>8} {:>8} {:>11}",
+                "stage", "offered", "completed", "rate/s", "errors", "dropped", "worst p99"
+            );
+            for st in &self.stages {
+                let _ = writeln!(
+                    out,
+                    "{:<6} {:<24} {:>9} {:>10.1} {:>8} {:>8} {:>11}",
+                    st.stage,
+                    st.offered,
+                    st.completed,
+                    st.rate_per_s,
+                    st.errors,
+                    st.dropped,
+                    fmt_us(st.worst_p99_us as f64)
+                );
+            }
         }
         let _ = writeln!(
             out,

@@ -203,6 +203,45 @@ fn csv_and_junit_exports_agree_with_run_json() {
     assert!(failed.contains("<failure") && failed.contains("actual"), "{failed}");
 }
 
+/// A run of several stages shows each stage on the terminal and in run.json, with its
+/// own rate; `report` of a run.json written without them computes them again.
+#[test]
+fn each_stage_is_reported_apart() {
+    let _serial = timing();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "s.yaml",
+        "name: staged\nload: {model: open, stages: [{duration: 1s, rate: 100}, {duration: 1s, rate: 300}]}\n\
+         keyspaces: {k: {count: 10}}\noperations: [{op: keyvalue.get, keys: k}]\n",
+    );
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = loadtest(&["run", &scenario, "--out", out_dir.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("worst p99") && out.contains("100 req/s") && out.contains("300 req/s"),
+        "{out}"
+    );
+    let path = out_dir.join("run.json");
+    let mut run: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let completed: Vec<u64> = run["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["completed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(completed.len(), 2, "{}", run["stages"]);
+    assert!(
+        completed[0].abs_diff(100) <= 10 && completed[1].abs_diff(300) <= 30,
+        "{completed:?}"
+    );
+    run.as_object_mut().unwrap().remove("stages");
+    std::fs::write(&path, serde_json::to_vec(&run).unwrap()).unwrap();
+    let (code, out, _) = loadtest(&["report", path.to_str().unwrap()]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("300 req/s"), "stages computed again: {out}");
+}
+
 /// Keys and values from a feed file: a run sends them (count taken from the file), and a
 /// bad feed is refused before anything runs, with the scenario's line of `file:` and the
 /// feed's own line of the bad row.
