@@ -5,6 +5,7 @@
 //! interval.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -39,6 +40,9 @@ pub struct Engine {
     pub shard: Shard,
     pub stats: Arc<Mutex<Stats>>,
     pub progress: Arc<Mutex<Progress>>,
+    /// Set to stop the run early (an `abort_on_fail` threshold failed): no request is sent
+    /// after it, the ones in flight are awaited.
+    pub abort: Arc<AtomicBool>,
 }
 
 /// What the engine needs to send one kind of request.
@@ -280,6 +284,9 @@ impl Engine {
         let mut n = 0usize;
         let mut closed_second = 0u64;
         while let Some(rate) = rate_at(stages, t) {
+            if self.abort.load(Ordering::Relaxed) {
+                break;
+            }
             if rate <= 0.0 {
                 // Nothing to send at this instant: look again a millisecond later.
                 t += 0.001;
@@ -360,7 +367,7 @@ impl Engine {
             let mut workload = Workload::new(scenario, w as u64 + 1, self.shard)?;
             let ops = workload.plans();
             let client = self.clients[w % self.clients.len()].clone();
-            let (stats, stages) = (self.stats.clone(), stages.clone());
+            let (stats, stages, abort) = (self.stats.clone(), stages.clone(), self.abort.clone());
             workers.spawn(async move {
                 // Mean service time so far: the interval this client expects between
                 // requests (plus think time), for the coordinated-omission correction.
@@ -370,6 +377,9 @@ impl Engine {
                     let Some(concurrency) = concurrency_at(&stages, t) else {
                         break;
                     };
+                    if abort.load(Ordering::Relaxed) {
+                        break;
+                    }
                     if w >= concurrency {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;

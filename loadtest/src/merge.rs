@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 
-use crate::report::{FAILED_SUFFIX, RunReport, SEND_LAG_TAG, SERVICE_SUFFIX};
+use crate::report::{FAILED_SUFFIX, RunReport, SEND_LAG_TAG, SERVICE_SUFFIX, STOPPED_EARLY};
 use crate::stats::{Second, Stats};
 
 /// Every histogram of an HdrHistogram log, by tag (untagged ones under "").
@@ -118,9 +118,15 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
     }
     let started = reports.iter().map(|(_, r)| r.started_unix_ms).min().unwrap_or(0);
     let target = format!("{} (merged from {} runs)", first.target, reports.len());
-    let mut merged = RunReport::build(&first.scenario, None, target, &op_names, &stats, started);
+    let mut merged = RunReport::build(&first.scenario, None, target, &op_names, &stats, started, None);
     merged.merged_runs = reports.len() as u32;
     merged.scenario_file = first.scenario_file.clone();
+    // A shard stopped by `abort_on_fail` fails the merged run too.
+    for (path, r) in &reports {
+        for why in r.failures.iter().filter(|f| f.starts_with(STOPPED_EARLY)) {
+            merged.stopped_early(format!("{}: {why}", path.display()));
+        }
+    }
     Ok((merged, stats, op_names))
 }
 

@@ -13,6 +13,9 @@ use crate::shard::Shard;
 use crate::stats::{Second, Stats};
 use crate::threshold::{Metric, Threshold};
 
+/// How the failure of a run stopped by an `abort_on_fail` threshold begins.
+pub const STOPPED_EARLY: &str = "stopped early";
+
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Percentiles {
     pub count: u64,
@@ -207,10 +210,11 @@ impl RunReport {
         op_names: &[String],
         stats: &Stats,
         started_unix_ms: u64,
+        stopped: Option<std::time::Duration>,
     ) -> RunReport {
-        let measured = scenario
-            .duration()
-            .saturating_sub(scenario.warmup())
+        // Measured time: the scenario's, or until the run was stopped.
+        let measured = stopped
+            .unwrap_or_else(|| scenario.duration().saturating_sub(scenario.warmup()))
             .as_secs_f64()
             .max(1e-9);
         let op_report = |name: String,
@@ -364,6 +368,13 @@ impl RunReport {
     }
 
     /// One row per stage of the load, from the per-second series (warm-up left out).
+    /// Marks the run as stopped early for `why` (which starts with [`STOPPED_EARLY`]): it
+    /// fails, whatever its thresholds say.
+    pub fn stopped_early(&mut self, why: String) {
+        self.failures.push(why);
+        self.passed = false;
+    }
+
     /// With `stages` filled in from the time series if it is empty (a run.json written
     /// before loadtest kept them).
     pub fn with_stages(mut self) -> RunReport {

@@ -6,6 +6,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,10 +16,11 @@ use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 use prism_proxy::server::RunningProxy;
 
 use crate::engine::{Engine, Progress};
-use crate::report::{RunReport, fmt_us};
+use crate::report::{RunReport, STOPPED_EARLY, fmt_us};
 use crate::scenario::{Scenario, Target};
 use crate::shard::Shard;
 use crate::stats::Stats;
+use crate::threshold::Threshold;
 
 /// What `loadtest run` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +68,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         shard,
         stats: Arc::new(Mutex::new(Stats::new(op_names.len()))),
         progress: Arc::new(Mutex::new(Progress::default())),
+        abort: Arc::new(AtomicBool::new(false)),
     };
     let threads = match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::CurrentThread => "one thread".to_string(),
@@ -100,7 +103,16 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         )?),
         None => None,
     };
+    let watcher = abort_watcher(&scenario, &engine, &op_names);
     engine.run(grpc_part.as_ref().unwrap_or(&scenario)).await?;
+    let stopped = match watcher {
+        Some(w) if engine.abort.load(Ordering::Relaxed) => w.await.ok().flatten(),
+        Some(w) => {
+            w.abort();
+            None
+        }
+        None => None,
+    };
     if let Some(http) = http {
         http.await.context("the goose task")??;
     }
@@ -118,7 +130,11 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         &op_names,
         &stats,
         started_unix_ms,
+        stopped.as_ref().map(|(at, _)| *at),
     );
+    if let Some((_, why)) = stopped {
+        report.stopped_early(why);
+    }
     report.scenario_file = Some(path.display().to_string());
     let dir = options
         .out
@@ -126,6 +142,70 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         .unwrap_or_else(|| default_out(&scenario.name, options.shard, started_unix_ms));
     write_results(&report, &dir, &stats, &op_names)?;
     Ok(report.passed)
+}
+
+/// With `abort_on_fail` thresholds: a task that checks them every second of the measured
+/// time (each once its `after` has passed, and once its operation has answered) and stops
+/// the engine when one fails, returning when and why. The `http.*` part on goose is not
+/// stopped.
+fn abort_watcher(
+    scenario: &Scenario,
+    engine: &Engine,
+    op_names: &[String],
+) -> Option<tokio::task::JoinHandle<Option<(Duration, String)>>> {
+    let rules: Vec<Threshold> = scenario
+        .thresholds
+        .iter()
+        .filter_map(|t| t.parse::<Threshold>().ok())
+        .filter(|t| t.abort_after.is_some())
+        .collect();
+    if rules.is_empty() {
+        return None;
+    }
+    let (scenario, op_names) = (scenario.clone(), op_names.to_vec());
+    let (stats, abort) = (engine.stats.clone(), engine.abort.clone());
+    let start = tokio::time::Instant::now() + scenario.warmup();
+    let end = scenario.duration().saturating_sub(scenario.warmup());
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let measured = start.elapsed();
+            if measured >= end {
+                return None;
+            }
+            let report = RunReport::build(
+                &scenario,
+                None,
+                String::new(),
+                &op_names,
+                &stats.lock(),
+                0,
+                Some(measured),
+            );
+            for rule in rules
+                .iter()
+                .filter(|r| r.abort_after.is_some_and(|after| measured >= after))
+            {
+                let answered = match &rule.operation {
+                    Some(op) => report.operations.iter().any(|o| &o.operation == op && o.count > 0),
+                    None => report.total.count > 0,
+                };
+                let verdict = report.thresholds.iter().find(|v| v.threshold == rule.text);
+                if let Some(v) = verdict.filter(|v| answered && !v.passed) {
+                    abort.store(true, Ordering::Relaxed);
+                    let why = format!(
+                        "{STOPPED_EARLY} at {:.0} s of {:.0} s: `{}` failed (actual {})",
+                        measured.as_secs_f64(),
+                        end.as_secs_f64(),
+                        rule.text,
+                        v.actual_text()
+                    );
+                    return Some((measured, why));
+                }
+            }
+        }
+    }))
 }
 
 /// The goose task running the `http.*` part of the scenario against the target's HTTP

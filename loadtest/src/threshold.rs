@@ -1,5 +1,6 @@
 //! Pass/fail rules such as `p99 < 5ms`, `p99.9 < 20ms for keyvalue.get`,
-//! `error_rate < 0.1%`, `achieved_rate >= 95%`.
+//! `error_rate < 0.1%`, `achieved_rate >= 95%`; with `abort_on_fail [after 10s]` a rule
+//! is also checked every second of the run, which stops when it fails.
 
 use std::fmt;
 use std::str::FromStr;
@@ -36,20 +37,35 @@ pub struct Threshold {
     pub value: f64,
     /// Only this operation; all operations together when absent.
     pub operation: Option<String>,
+    /// `abort_on_fail`: checked every second once this much of the measured time has
+    /// passed; the run stops when it fails.
+    pub abort_after: Option<std::time::Duration>,
 }
 
-const FORM: &str = "expected `<metric> <op> <value> [for <operation>]`, e.g. `p99 < 5ms`, \
-`p99.9 < 20ms for keyvalue.get`, `error_rate < 0.1%`, `achieved_rate >= 95%`; metrics: pNN, max, mean, \
-error_rate, achieved_rate; ops: < <= > >=";
+const FORM: &str = "expected `<metric> <op> <value> [for <operation>] [abort_on_fail [after <duration>]]`, \
+e.g. `p99 < 5ms`, `p99.9 < 20ms for keyvalue.get`, `error_rate < 0.1%`, `achieved_rate >= 95%`, \
+`error_rate < 5% abort_on_fail after 10s`; metrics: pNN, max, mean, error_rate, achieved_rate; ops: < <= > >=";
 
 impl FromStr for Threshold {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Threshold, String> {
         let words: Vec<&str> = text.split_whitespace().collect();
-        let (rule, operation) = match words.as_slice() {
-            [m, c, v] => ([*m, *c, *v], None),
-            [m, c, v, "for", op] => ([*m, *c, *v], Some(op.to_string())),
+        let (rule, rest) = match words.as_slice() {
+            [m, c, v, rest @ ..] => ([*m, *c, *v], rest),
+            _ => return Err(format!("{text:?}: {FORM}")),
+        };
+        let (operation, rest) = match rest {
+            ["for", op, rest @ ..] => (Some(op.to_string()), rest),
+            rest => (None, rest),
+        };
+        let abort_after = match rest {
+            [] => None,
+            ["abort_on_fail"] => Some(std::time::Duration::ZERO),
+            ["abort_on_fail", "after", delay] => Some(
+                humantime::parse_duration(delay)
+                    .map_err(|e| format!("{text:?}: cannot read the delay {delay:?} ({e}); {FORM}"))?,
+            ),
             _ => return Err(format!("{text:?}: {FORM}")),
         };
         let [metric, comparison, value] = rule;
@@ -88,6 +104,7 @@ impl FromStr for Threshold {
             comparison,
             value,
             operation,
+            abort_after,
         })
     }
 }
@@ -157,6 +174,14 @@ mod tests {
         let t: Threshold = "achieved_rate >= 95%".parse().unwrap();
         assert!(t.holds(0.95) && !t.holds(0.94));
         assert_eq!("max <= 250us".parse::<Threshold>().unwrap().value, 250.0);
+        assert_eq!(t.abort_after, None);
+        let t: Threshold = "error_rate < 5% for keyvalue.get abort_on_fail after 10s"
+            .parse()
+            .unwrap();
+        assert_eq!(t.operation.as_deref(), Some("keyvalue.get"));
+        assert_eq!(t.abort_after, Some(std::time::Duration::from_secs(10)));
+        let t: Threshold = "p99 < 5ms abort_on_fail".parse().unwrap();
+        assert_eq!(t.abort_after, Some(std::time::Duration::ZERO));
     }
 
     #[test]
@@ -171,6 +196,10 @@ mod tests {
             "error_rate < x%",
             "error_rate < 5",
             "achieved_rate >= 120%",
+            "p99 < 5ms abort",
+            "p99 < 5ms abort_on_fail after",
+            "p99 < 5ms abort_on_fail after soon",
+            "p99 < 5ms after 10s",
         ] {
             let err = bad.parse::<Threshold>().unwrap_err();
             assert!(

@@ -435,6 +435,58 @@ async fn a_run_whose_requests_all_fail_is_failed_and_explained() {
     );
 }
 
+/// `abort_on_fail`: a 20 s run whose every request fails stops soon after its `after`,
+/// exits 2 and says which threshold stopped it and when; rates are over the time it ran.
+/// An abort rule that holds lets the run go its whole length.
+#[allow(clippy::await_holding_lock)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_fail_stops_the_run_and_says_why() {
+    let _serial = timing();
+    let failing = serve(|_| Err(Status::unavailable("down"))).await;
+    let scenario = |addr, rule: &str, duration: &str| {
+        format!(
+            "name: abort\ntarget: {{endpoint: 'http://{addr}'}}\n\
+             load: {{model: open, stages: [{{duration: {duration}, rate: 200}}]}}\n\
+             keyspaces: {{k: {{count: 10}}}}\noperations: [{{op: keyvalue.get, keys: k}}]\n\
+             thresholds: ['{rule}']\n"
+        )
+    };
+    let started = std::time::Instant::now();
+    let (code, out, run) = run_scenario(scenario(failing, "error_rate < 50% abort_on_fail after 2s", "20s")).await;
+    let took = started.elapsed();
+    assert_eq!(code, Some(2), "{out}");
+    let failures = run["failures"].to_string();
+    assert!(
+        failures.contains("stopped early at")
+            && failures.contains("of 20 s: `error_rate < 50% abort_on_fail after 2s` failed (actual 100.000%)"),
+        "{failures}"
+    );
+    assert!(out.contains("stopped early"), "{out}");
+    let measured = run["measured_s"].as_f64().unwrap();
+    assert!((2.0..20.0).contains(&measured), "measured {measured} s");
+    assert!(
+        took < Duration::from_secs(15),
+        "a 20 s run stopped at {measured} s took {took:?}"
+    );
+    let rate = run["total"]["rate_per_s"].as_f64().unwrap();
+    assert!((rate - 200.0).abs() < 40.0, "the rate is over the time it ran: {rate}");
+
+    let fine = serve(|_| Ok(Duration::ZERO)).await;
+    let (code, out, run) = run_scenario(scenario(fine, "error_rate < 50% abort_on_fail", "2s")).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(run["measured_s"].as_f64(), Some(2.0));
+
+    let dir = tempfile::tempdir().unwrap();
+    let late = write(
+        dir.path(),
+        "late.yaml",
+        &scenario(fine, "p99 < 5ms abort_on_fail after 30s", "10s"),
+    );
+    let (code, _, err) = loadtest(&["validate", &late]);
+    assert_eq!(code, Some(3));
+    assert!(err.contains("it would never be checked"), "{err}");
+}
+
 /// Failed requests are kept out of the percentiles: half the Gets fail at once and half
 /// take 20 ms; the latency reported is the 20 ms of the answers (mixed in, the fast
 /// failures would make the p50 look like 1 ms), and the failures' own latency is apart.

@@ -440,6 +440,17 @@ impl Scenario {
                     ),
                 );
             }
+            let measured = self.duration().saturating_sub(self.warmup());
+            if let Some(after) = t.abort_after.filter(|after| *after >= measured) {
+                p.add(
+                    field.clone(),
+                    format!(
+                        "{text:?}: `after {}` is not within the {} measured: it would never be checked",
+                        humantime::format_duration(after),
+                        humantime::format_duration(measured)
+                    ),
+                );
+            }
             if t.metric == crate::threshold::Metric::AchievedRate && matches!(self.load, Load::Closed { .. }) {
                 p.add(
                     field,
