@@ -471,6 +471,25 @@ async fn abort_on_fail_stops_the_run_and_says_why() {
     let rate = run["total"]["rate_per_s"].as_f64().unwrap();
     assert!((rate - 200.0).abs() < 40.0, "the rate is over the time it ran: {rate}");
 
+    // The closed model's clients stop too.
+    let closed = scenario(failing, "error_rate < 50% abort_on_fail after 1s", "20s").replace(
+        "{model: open, stages: [{duration: 20s, rate: 200}]}",
+        "{model: closed, stages: [{duration: 20s, concurrency: 4}]}",
+    );
+    let started = std::time::Instant::now();
+    let (code, out, run) = run_scenario(closed).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        run["failures"].to_string().contains("stopped early at"),
+        "{}",
+        run["failures"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "closed: {:?}",
+        started.elapsed()
+    );
+
     let fine = serve(|_| Ok(Duration::ZERO)).await;
     let (code, out, run) = run_scenario(scenario(fine, "error_rate < 50% abort_on_fail", "2s")).await;
     assert_eq!(code, Some(0), "{out}");
