@@ -68,7 +68,8 @@ impl PrismClient {
     /// and returns the protobuf encoding of the reply. Metadata, deadline and namespace are
     /// this client's, as for the typed calls; a non-OK status is the server's error.
     pub async fn call_encoded(&self, path: &MethodPath, message: &[u8]) -> BackendResult<Bytes> {
-        self.call_framed(path, message, None).await
+        let body = frame(message.len(), |buf| buf.put_slice(message))?;
+        self.call_framed(path, body, None).await
     }
 
     /// A typed unary call of `op` over [`PrismClient::call_encoded`]'s path; `timeout`
@@ -80,13 +81,16 @@ impl PrismClient {
         timeout: Option<Duration>,
     ) -> BackendResult<Reply> {
         let path = MethodPath::of(op);
-        let reply = self.call_framed(path, &request.encode_to_vec(), timeout).await?;
+        // Encoded straight into the framed body: no intermediate buffer.
+        let body = frame(request.encoded_len(), |buf| request.encode_raw(buf))?;
+        let reply = self.call_framed(path, body, timeout).await?;
         Reply::decode(reply)
             .map_err(|e| BackendError::Unavailable(format!("{}: the reply does not decode: {e}", path.as_str())))
     }
 
-    async fn call_framed(&self, path: &MethodPath, message: &[u8], timeout: Option<Duration>) -> BackendResult<Bytes> {
-        let (request, body) = self.framed_request(path, message, timeout)?;
+    /// Sends `body`, one framed message, and returns the reply's message.
+    async fn call_framed(&self, path: &MethodPath, body: Bytes, timeout: Option<Duration>) -> BackendResult<Bytes> {
+        let request = self.framed_request(path, timeout)?;
         let reply = self
             .transport
             .unary(request, body, MAX_REPLY_BYTES + 5)
@@ -125,18 +129,8 @@ impl PrismClient {
         }
     }
 
-    fn framed_request(
-        &self,
-        path: &MethodPath,
-        message: &[u8],
-        timeout: Option<Duration>,
-    ) -> BackendResult<(http::Request<()>, Bytes)> {
-        let length = u32::try_from(message.len())
-            .map_err(|_| BackendError::invalid("message", "larger than a gRPC frame can carry (4 GiB)"))?;
-        let mut framed = BytesMut::with_capacity(5 + message.len());
-        framed.put_u8(0);
-        framed.put_u32(length);
-        framed.put_slice(message);
+    /// The head of a unary call of `path`: this client's headers and deadline.
+    fn framed_request(&self, path: &MethodPath, timeout: Option<Duration>) -> BackendResult<http::Request<()>> {
         // The direct transport needs scheme and authority; tonic's channel adds its own.
         let uri = match &self.origin {
             Some(origin) => {
@@ -153,8 +147,19 @@ impl PrismClient {
         if let Some(value) = timeout.and_then(grpc_timeout) {
             request.headers_mut().insert(GRPC_TIMEOUT, value);
         }
-        Ok((request, framed.freeze()))
+        Ok(request)
     }
+}
+
+/// One uncompressed gRPC frame of a `length`-byte message that `write` puts in.
+fn frame(length: usize, write: impl FnOnce(&mut BytesMut)) -> BackendResult<Bytes> {
+    let prefix = u32::try_from(length)
+        .map_err(|_| BackendError::invalid("message", "larger than a gRPC frame can carry (4 GiB)"))?;
+    let mut framed = BytesMut::with_capacity(5 + length);
+    framed.put_u8(0);
+    framed.put_u32(prefix);
+    write(&mut framed);
+    Ok(framed.freeze())
 }
 
 /// The message of a body holding exactly one uncompressed gRPC frame.

@@ -9,7 +9,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use futures::future::BoxFuture;
 use http::HeaderMap;
 use http_body::{Body, Frame};
@@ -105,19 +105,7 @@ impl Transport {
                 let mut channel = channel.clone();
                 let ready = tower::ServiceExt::ready(&mut channel).await?;
                 let (parts, body) = tower::Service::call(ready, request).await?.into_parts();
-                let collected = http_body_util::Limited::new(body, limit).collect().await.map_err(|e| {
-                    match e.downcast_ref::<http_body_util::LengthLimitError>() {
-                        Some(_) => UnaryError::TooLarge(limit),
-                        None => UnaryError::Transport(e),
-                    }
-                })?;
-                let trailers = collected.trailers().cloned();
-                Ok(Reply {
-                    status: parts.status,
-                    headers: parts.headers,
-                    data: collected.to_bytes(),
-                    trailers,
-                })
+                whole(parts, body, limit).await
             }
             Transport::Direct(direct) => {
                 let mut sender = direct.sender.clone().ready().await?;
@@ -126,27 +114,35 @@ impl Transport {
                 // a trailers-only error for one: then the answer, not this, is the result
                 // (hyper's client does the same).
                 let _ = stream.send_data(body, true);
-                let (parts, mut body) = response.await?.into_parts();
-                let mut data = BytesMut::new();
-                while let Some(chunk) = body.data().await {
-                    let chunk = chunk?;
-                    // Fails only once the stream is closed, when there is nothing to give back.
-                    let _ = body.flow_control().release_capacity(chunk.len());
-                    if data.len() + chunk.len() > limit {
-                        return Err(UnaryError::TooLarge(limit));
-                    }
-                    data.extend_from_slice(&chunk);
-                }
-                let trailers = body.trailers().await?;
-                Ok(Reply {
-                    status: parts.status,
-                    headers: parts.headers,
-                    data: data.freeze(),
-                    trailers,
-                })
+                let (parts, body) = response.await?.into_parts();
+                whole(parts, Received(body), limit).await
             }
         }
     }
+}
+
+/// The whole answer of `parts` and `body`, at most `limit` bytes of body (a one-frame
+/// body is kept as it came, not copied).
+async fn whole<B>(parts: http::response::Parts, body: B, limit: usize) -> Result<Reply, UnaryError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Error>,
+{
+    let collected =
+        http_body_util::Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => UnaryError::TooLarge(limit),
+                None => UnaryError::Transport(e),
+            })?;
+    let trailers = collected.trailers().cloned();
+    Ok(Reply {
+        status: parts.status,
+        headers: parts.headers,
+        data: collected.to_bytes(),
+        trailers,
+    })
 }
 
 impl tower::Service<http::Request<tonic::body::Body>> for Transport {
