@@ -42,15 +42,7 @@ export default () => {
   if (r.status !== grpc.StatusOK) throw new Error('status ' + r.status);
 };
 JS
-# CPU seconds (user+system) a process used, from /proc/<pid>/stat.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-# Runs a command pinned to cpu1 and prints the CPU seconds it used.
-measured() {
-  taskset -c 1 "$@" & local pid=$! cpu=0
-  while kill -0 "$pid" 2>/dev/null; do cpu="$(cpu_s "$pid" 2>/dev/null || echo "$cpu")"; sleep 0.2; done
-  wait "$pid" || true
-  echo "$cpu" > "$WORK/cpu"
-}
+. ci/bench-measure.sh
 OUT="reports/baseline/loadtest-latest.txt"
 exec > >(tee "$OUT")
 echo "# ci/bench-loadtest.sh $(date -u +%FT%TZ) on $(nproc) cores; server taskset -c 0, load taskset -c 1"

@@ -52,6 +52,18 @@ pub struct OpPlan {
     /// Topic, queue or stream; key prefix for scans.
     pub target: String,
     pub batch: u32,
+    /// `grpc.*`: the method and its metadata.
+    pub call: Option<crate::grpc::SharedCall>,
+    /// `grpc.server_stream`: the reported operations of its time to first message and
+    /// per-message latency.
+    pub stream_metrics: Option<(usize, usize)>,
+}
+
+/// Where a server stream records its messages: the run's stats, unless the request was
+/// sent during the warm-up.
+struct Sink<'a> {
+    stats: &'a Mutex<Stats>,
+    measured: bool,
 }
 
 /// The zero of the timestamps publishers put in pub/sub payloads.
@@ -67,8 +79,11 @@ fn now_ms() -> i64 {
 }
 
 /// Sends one request; `OK` or the gRPC status name.
-async fn execute(client: &PrismClient, plan: &OpPlan, request: Request) -> &'static str {
+async fn execute(client: &PrismClient, plan: &OpPlan, request: Request, sink: Sink<'_>) -> &'static str {
     let target = || plan.target.clone();
+    if request.unrendered.is_some() {
+        return TEMPLATE_ERROR;
+    }
     let result = match plan.kind {
         OpKind::Get => client.get(request.key).await.map(drop),
         OpKind::Set => client.set(request.key, request.value).await,
@@ -132,6 +147,14 @@ async fn execute(client: &PrismClient, plan: &OpPlan, request: Request) -> &'sta
             };
             client.query(target(), query).await.map(drop)
         }
+        OpKind::GrpcUnary | OpKind::GrpcServerStream => match &plan.call {
+            Some(call) if plan.kind == OpKind::GrpcUnary => client
+                .call_encoded(&call.method.path, &request.value, &call.metadata)
+                .await
+                .map(drop),
+            Some(call) => read_stream(client, call, plan.stream_metrics, request.value, sink).await,
+            None => Err(prism_proxy::BackendError::Internal("no descriptors".into())),
+        },
         // Given weight 0 on the engine's side (crate::http::split); never drawn here.
         OpKind::HttpGet | OpKind::HttpPost => Err(prism_proxy::BackendError::Unimplemented(
             "http operations run on goose".into(),
@@ -154,6 +177,44 @@ async fn execute(client: &PrismClient, plan: &OpPlan, request: Request) -> &'sta
         Ok(()) => "OK",
         Err(e) => code_name(code_of(&e)),
     }
+}
+
+/// The status counted for a request whose template did not render: it is not sent.
+pub const TEMPLATE_ERROR: &str = "TEMPLATE_ERROR";
+
+/// Opens a server stream and reads it to its end, or to `call.messages`: the time to
+/// the first message and each message's time after the one before go to `sink`.
+async fn read_stream(
+    client: &PrismClient,
+    call: &crate::grpc::Call,
+    metrics: Option<(usize, usize)>,
+    message: Bytes,
+    sink: Sink<'_>,
+) -> prism_proxy::BackendResult<()> {
+    let opened = Instant::now();
+    let mut stream = client
+        .server_stream_encoded(&call.method.path, message, &call.metadata)
+        .await?;
+    let (mut last, mut read) = (opened, 0u32);
+    while call.messages.is_none_or(|n| read < n) {
+        match stream.next().await {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+        let now = Instant::now();
+        if let Some((first_op, message_op)) = metrics.filter(|_| sink.measured) {
+            let mut stats = sink.stats.lock();
+            if read == 0 {
+                stats.sample(first_op, now - opened);
+            }
+            stats.sample(message_op, now - last);
+        }
+        last = now;
+        read += 1;
+    }
+    // Dropping the stream cancels it when messages are left.
+    Ok(())
 }
 
 /// Whether the engine has gRPC operations to send (HTTP ones run on goose).
@@ -248,10 +309,8 @@ impl Engine {
                         let nanos = u64::from_be_bytes(stamp.try_into().unwrap_or_default());
                         let sent = clock_zero() + Duration::from_nanos(nanos);
                         let latency = Instant::now().saturating_duration_since(sent);
-                        if let Some(at) = sent.checked_duration_since(measure_from) {
-                            stats
-                                .lock()
-                                .response(delivery_op, at, latency, latency, Duration::ZERO, "OK", None);
+                        if sent >= measure_from {
+                            stats.lock().sample(delivery_op, latency);
                         }
                     }
                 });
@@ -323,7 +382,11 @@ impl Engine {
                     tasks.spawn(async move {
                         let sent = Instant::now();
                         let op = request.op;
-                        let code = execute(&client, &ops[op], request).await;
+                        let sink = Sink {
+                            stats: &stats,
+                            measured: measured.is_some(),
+                        };
+                        let code = execute(&client, &ops[op], request, sink).await;
                         let done = Instant::now();
                         drop(permit);
                         if let Some(at) = measured {
@@ -387,7 +450,11 @@ impl Engine {
                     let request = workload.next_request();
                     let op = request.op;
                     let sent = Instant::now();
-                    let code = execute(&client, &ops[op], request).await;
+                    let sink = Sink {
+                        stats: &stats,
+                        measured: sent - start >= warmup,
+                    };
+                    let code = execute(&client, &ops[op], request, sink).await;
                     let latency = sent.elapsed();
                     total += latency;
                     count += 1;

@@ -5,6 +5,7 @@
 //! - [`workload`]: deterministic operation, key and size choices;
 //! - [`engine`]: open and closed load models;
 //! - [`http`]: `http.*` operations on goose, beside the engine;
+//! - [`grpc`]: `grpc.*` operations on any method, from `.proto` files or reflection;
 //! - [`stats`]: histograms and the per-second series;
 //! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log;
 //! - [`export`]: CSV and JUnit XML for other tools;
@@ -13,6 +14,7 @@
 pub mod compare;
 pub mod engine;
 pub mod export;
+pub mod grpc;
 pub mod html;
 pub mod http;
 pub mod merge;

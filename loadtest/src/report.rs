@@ -248,9 +248,9 @@ impl RunReport {
             crate::stats::histogram(),
             std::collections::BTreeMap::new(),
         );
-        // "all" counts requests sent; subscriber deliveries are reported on their own.
+        // "all" counts requests sent; deliveries and stream messages are reported on their own.
         for (name, o) in op_names.iter().zip(&stats.ops) {
-            if name == crate::scenario::DELIVERY_OP {
+            if crate::scenario::is_synthetic(name) {
                 continue;
             }
             let _ = all.add(&o.corrected);
@@ -425,16 +425,34 @@ impl RunReport {
     /// The terminal summary.
     pub fn table(&self) -> String {
         let mut out = String::new();
+        // As wide as the longest name: gRPC methods and HTTP paths make long ones.
+        let w = self.rows().map(|o| o.operation.len()).max().unwrap_or(0).max(20);
         let _ = writeln!(
             out,
-            "\n{:<20} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "\n{:<w$} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}",
             "operation", "count", "rate/s", "p50", "p90", "p99", "p99.9", "max", "errors"
         );
         for o in self.rows() {
             let [op, count, rate, p50, p90, p99, p999, max, errors] = o.cells();
             let _ = writeln!(
                 out,
-                "{op:<20} {count:>9} {rate:>10} {p50:>9} {p90:>9} {p99:>9} {p999:>9} {max:>9} {errors:>7}"
+                "{op:<w$} {count:>9} {rate:>10} {p50:>9} {p90:>9} {p99:>9} {p999:>9} {max:>9} {errors:>7}"
+            );
+        }
+        for o in &self.operations {
+            let Some(messages) = self
+                .operations
+                .iter()
+                .find(|m| m.operation == format!("{}{}", o.operation, crate::scenario::MESSAGE))
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "{}: {} streams, {:.2} messages each on average",
+                o.operation,
+                o.count,
+                messages.count as f64 / o.count.max(1) as f64
             );
         }
         if self.stages.len() > 1 {

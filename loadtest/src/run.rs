@@ -54,7 +54,7 @@ struct Resolved {
 /// Runs the scenario; `Ok(true)` when every threshold passed.
 pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
     let path = options.scenario.as_path();
-    let scenario = Scenario::load(path)?.with_overrides(&options.sets, path)?;
+    let mut scenario = Scenario::load(path)?.with_overrides(&options.sets, path)?;
     let shard = options.shard.unwrap_or(Shard::WHOLE);
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -62,6 +62,18 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
     let target = resolve(&scenario).await?;
     let clients = connect(&scenario, &target, path).await?;
     preflight(&scenario, &target, &clients[0]).await?;
+    if scenario.needs_reflection() {
+        let pool = crate::grpc::reflect(&clients[0], &scenario.grpc_services())
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: the grpc.* operations have no `grpc.protos`, and the descriptors could not be had from {}: {e}",
+                    path.display(),
+                    target.label
+                )
+            })?;
+        scenario.bind_reflected(&pool, path)?;
+    }
     let op_names = scenario.reported_operations();
     let engine = Engine {
         clients,

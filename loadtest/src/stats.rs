@@ -178,6 +178,20 @@ impl Stats {
         }
     }
 
+    /// A latency that is not a request (a subscriber's delivery, a stream's message):
+    /// kept in its operation's histograms, not counted in the per-second requests.
+    pub fn sample(&mut self, op: usize, latency: Duration) {
+        let o = &mut self.ops[op];
+        let _ = o.corrected.record(micros(latency));
+        let _ = o.service.record(micros(latency));
+        match o.codes.get_mut("OK") {
+            Some(n) => *n += 1,
+            None => {
+                o.codes.insert("OK".to_string(), 1);
+            }
+        }
+    }
+
     /// Closes second `s`: stores its percentiles and starts a new one.
     pub fn close_second(&mut self, s: u64) {
         let (p50, p99, max) = (

@@ -19,6 +19,8 @@ pub struct Request {
     pub value: Bytes,
     /// More keys, for batch operations.
     pub more_keys: Vec<Bytes>,
+    /// `grpc.*`: why the request template did not render (the request is not sent).
+    pub unrendered: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +41,9 @@ pub enum OpKind {
     /// HTTP operations run on goose (crate::http), not on the gRPC engine.
     HttpGet,
     HttpPost,
+    /// Any gRPC method, from its descriptors (crate::grpc).
+    GrpcUnary,
+    GrpcServerStream,
 }
 
 /// Every operation a scenario may name: the one list the parser and validation use.
@@ -58,11 +63,18 @@ pub const OPERATIONS: &[(&str, OpKind)] = &[
     ("timeseries.aggregate", OpKind::Aggregate),
     ("http.get", OpKind::HttpGet),
     ("http.post", OpKind::HttpPost),
+    ("grpc.unary", OpKind::GrpcUnary),
+    ("grpc.server_stream", OpKind::GrpcServerStream),
 ];
 
 /// Whether the operation named `op` is an HTTP one (run on goose).
 pub fn is_http(op: &str) -> bool {
     op.starts_with("http.")
+}
+
+/// Whether the operation named `op` calls a gRPC method from its descriptors.
+pub fn is_grpc(op: &str) -> bool {
+    op.starts_with("grpc.")
 }
 
 impl OpKind {
@@ -86,7 +98,7 @@ impl OpKind {
             Publish => I::PubsubBasic,
             Enqueue | ReceiveAck => I::QueueBasic,
             Append | Query | Aggregate => I::TimeseriesBasic,
-            HttpGet | HttpPost => return None,
+            HttpGet | HttpPost | GrpcUnary | GrpcServerStream => return None,
         })
     }
 }
@@ -101,6 +113,12 @@ pub struct OpSpec {
     pub batch: u32,
     keys: Option<KeyChooser>,
     size: Option<ValueSize>,
+    /// `grpc.*`: the method and request template.
+    call: Option<crate::grpc::SharedCall>,
+    /// `grpc.server_stream`: where its first-message and per-message latencies go.
+    stream_metrics: Option<(usize, usize)>,
+    /// Requests drawn of this operation: `{n}` of its template.
+    drawn: u64,
 }
 
 #[derive(Clone)]
@@ -152,9 +170,12 @@ impl Workload {
         let stream = stream ^ (u64::from(shard.index) << 32);
         let mut rng = StdRng::seed_from_u64(scenario.seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut ops = Vec::new();
-        for o in &scenario.operations {
+        for (i, o) in scenario.operations.iter().enumerate() {
             let kind = OpKind::parse(&o.op).ok_or_else(|| anyhow::anyhow!("unknown operation {}", o.op))?;
-            let keyed = o.op.starts_with("keyvalue.") || is_http(&o.op);
+            let keyed = o.op.starts_with("keyvalue.") || is_http(&o.op) || is_grpc(&o.op);
+            if is_grpc(&o.op) && o.call.is_none() {
+                anyhow::bail!("{}: the method's descriptors were not loaded", o.reported_name());
+            }
             let keys = match o.keys.as_ref().and_then(|k| scenario.keyspaces.get(k)) {
                 Some(ks) if keyed => {
                     let (offset, count) = shard.keys(ks.count);
@@ -187,6 +208,9 @@ impl Workload {
                 }),
                 keys,
                 size: o.value_size.clone(),
+                call: o.call.clone(),
+                stream_metrics: scenario.stream_metrics(i),
+                drawn: 0,
             });
         }
         let weights = WeightedIndex::new(scenario.operations.iter().map(|o| o.weight))?;
@@ -217,6 +241,8 @@ impl Workload {
                 kind: o.kind,
                 target: o.target.clone(),
                 batch: o.batch,
+                call: o.call.clone(),
+                stream_metrics: o.stream_metrics,
             })
             .collect()
     }
@@ -245,6 +271,26 @@ impl Workload {
             OpKind::BatchGet | OpKind::BatchSet => (1..batch).map(|_| draw().0).collect(),
             _ => Vec::new(),
         };
+        if let Some(call) = &spec.call {
+            let n = spec.drawn;
+            spec.drawn += 1;
+            let rendered = call.template.render(&mut crate::grpc::Vars {
+                key: &key,
+                n,
+                rng: &mut self.rng,
+            });
+            let (value, unrendered) = match rendered {
+                Ok(message) => (message, None),
+                Err(e) => (Bytes::new(), Some(e)),
+            };
+            return Request {
+                op,
+                key,
+                value,
+                more_keys,
+                unrendered,
+            };
+        }
         let size = match size {
             Some(ValueSize::Fixed(n)) => n,
             Some(ValueSize::Uniform { min, max }) => self.rng.random_range(min..=max),
@@ -255,6 +301,7 @@ impl Workload {
             key,
             value: fed.unwrap_or_else(|| self.pool.slice(0..size.min(self.pool.len()))),
             more_keys,
+            unrendered: None,
         }
     }
 }
@@ -270,7 +317,7 @@ mod tests {
     fn operation_names_are_the_proxys() {
         use prism_proxy::Operation;
         for (name, _) in OPERATIONS {
-            if is_http(name) {
+            if is_http(name) || is_grpc(name) {
                 continue;
             }
             if *name == "queue.receive_ack" {

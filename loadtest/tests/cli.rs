@@ -15,30 +15,15 @@ use prism_proto::keyvalue::v1::key_value_basic_server::{KeyValueBasic, KeyValueB
 use prism_proto::keyvalue::v1::*;
 use tonic::{Request, Response, Status};
 
+mod support;
+use support::{loadtest, write};
+
 /// Every test here runs the generator, and several measure time: they hold this so they
 /// do not share the two cores with each other.
 static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn timing() -> std::sync::MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn loadtest(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
-        .output()
-        .expect("run loadtest");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.to_string_lossy().into_owned()
 }
 
 #[test]

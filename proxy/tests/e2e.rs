@@ -743,13 +743,16 @@ async fn encoded_calls_reach_methods_by_path_and_bound_the_reply(#[case] direct:
     c.set(b("enc"), b("value")).await.unwrap();
     let get = MethodPath::parse("/prism.keyvalue.v1.KeyValueBasic/Get").unwrap();
     let request = GetRequest { key: b("enc") }.encode_to_vec();
-    let reply = c.call_encoded(&get, &request).await.expect("encoded get");
+    let reply = c
+        .call_encoded(&get, &request, &Default::default())
+        .await
+        .expect("encoded get");
     let reply = prism_proto::keyvalue::v1::GetResponse::decode(reply).unwrap();
     assert!(reply.found);
     assert_eq!(reply.value, b("value"));
 
     let nope = MethodPath::parse("/prism.keyvalue.v1.KeyValueBasic/Nope").unwrap();
-    let status = c.call_encoded(&nope, &request).await;
+    let status = c.call_encoded(&nope, &request, &Default::default()).await;
     assert!(matches!(status, Err(BackendError::Unimplemented(_))), "{status:?}");
 
     // Five values of 1,000,000 bytes: a 5 MB BatchGet reply, under the server's own
@@ -769,5 +772,77 @@ async fn encoded_calls_reach_methods_by_path_and_bound_the_reply(#[case] direct:
         c.get(b("enc")).await.unwrap(),
         Some(b("value")),
         "the connection still serves"
+    );
+}
+
+/// The generic paths a caller without generated code uses, over both transports: the
+/// server's reflection gives the descriptors of a service (and its imports), a server
+/// stream opened by path carries the messages the server sends, the client's deadline
+/// ends a stream the server keeps open, and metadata given per call replaces the
+/// client's own (here the namespace, to one the proxy does not have).
+#[rstest::rstest]
+#[case::channel(false)]
+#[case::direct(true)]
+#[tokio::test]
+async fn reflection_streams_and_call_metadata_work_by_path(#[case] direct: bool) {
+    use prost::Message as _;
+    let proxy = Proxy::start(CONFIG);
+    let c = client_of(&proxy, direct).await;
+
+    let files = c.reflect("prism.pubsub.v1.PubSubBasic").await.expect("reflection");
+    assert!(
+        files.iter().any(|f| f.name() == "prism/pubsub/v1/pubsub.proto"),
+        "{:?}",
+        files.iter().map(|f| f.name()).collect::<Vec<_>>()
+    );
+    let unknown = c.reflect("no.such.Service").await;
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    let subscribe = MethodPath::parse("/prism.pubsub.v1.PubSubBasic/Subscribe").unwrap();
+    let request = prism_proto::pubsub::v1::SubscribeRequest {
+        topic: "by-path".into(),
+    }
+    .encode_to_vec();
+    let mut stream = c
+        .server_stream_encoded(&subscribe, Bytes::from(request), &Default::default())
+        .await
+        .expect("stream opens");
+    let decode = |m: Bytes| prism_proto::pubsub::v1::SubscribeResponse::decode(m).unwrap().event;
+    use prism_proto::pubsub::v1::subscribe_response::Event;
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(matches!(decode(first), Some(Event::Subscribed(_))));
+    c.publish("by-path".into(), b("hello")).await.unwrap();
+    let message = stream.next().await.unwrap().unwrap();
+    assert!(matches!(decode(message), Some(Event::Message(m)) if m.payload == b("hello")));
+    drop(stream);
+
+    // Watch sends the status, then waits for a change that never comes.
+    let short = c.clone().with_timeout(Duration::from_millis(300));
+    let watch = MethodPath::parse("/grpc.health.v1.Health/Watch").unwrap();
+    let opened = std::time::Instant::now();
+    let mut stream = short
+        .server_stream_encoded(&watch, Bytes::new(), &Default::default())
+        .await
+        .expect("watch opens");
+    assert!(stream.next().await.unwrap().is_ok(), "the current status");
+    // Bounded so the sabotage (no local deadline) fails instead of hanging.
+    let ended = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("the client's deadline ends the stream");
+    assert!(
+        matches!(ended, Some(Err(BackendError::DeadlineExceeded(_)))),
+        "{ended:?} after {:?}",
+        opened.elapsed()
+    );
+
+    let get = MethodPath::parse("/prism.keyvalue.v1.KeyValueBasic/Get").unwrap();
+    let request = GetRequest { key: b("k") }.encode_to_vec();
+    assert!(c.call_encoded(&get, &request, &Default::default()).await.is_ok());
+    let mut elsewhere = tonic::metadata::MetadataMap::new();
+    elsewhere.insert(prism_proxy::NAMESPACE_HEADER, "no-such-namespace".parse().unwrap());
+    let refused = c.call_encoded(&get, &request, &elsewhere).await;
+    assert!(
+        refused.is_err(),
+        "the per-call namespace replaced the client's: {refused:?}"
     );
 }

@@ -47,6 +47,10 @@ pub struct Scenario {
     pub operations: Vec<Operation>,
     #[serde(default)]
     pub thresholds: Vec<String>,
+    /// Descriptors of the `grpc.*` operations' methods: `.proto` files; without them the
+    /// server's reflection is asked when the run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<crate::grpc::Protos>,
 }
 
 fn default_seed() -> u64 {
@@ -277,6 +281,24 @@ pub struct Operation {
     /// `http.post`: the request body, with the same `{key}` and `{n}` placeholders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// `grpc.*`: the method, `package.Service/Method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `grpc.*`: the request message in proto3's JSON form (written as YAML), whose
+    /// strings may hold `{key}`, `{n}`, `{uuid}`, `{bytes:N}`, `{now_ms}`; default `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<serde_json::Value>,
+    /// `grpc.*`: gRPC metadata added to the target's on each call.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// `grpc.server_stream`: close the stream after this many messages (stream churn:
+    /// open, read N, close); default: read until the server ends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u32>,
+    /// The compiled call, once the method's descriptors are known.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub call: Option<crate::grpc::SharedCall>,
 }
 
 fn default_weight() -> u32 {
@@ -292,6 +314,31 @@ pub enum ValueSize {
 
 /// The synthetic operation under which subscribers report publish-to-delivery latency.
 pub const DELIVERY_OP: &str = "pubsub.delivery";
+
+/// Suffixes of a server stream's synthetic operations: the time from opening the stream
+/// to its first message, and the time each message took after the one before (the first:
+/// after the opening).
+pub const FIRST_MESSAGE: &str = ":first_message";
+pub const MESSAGE: &str = ":message";
+
+/// Whether a reported operation measures something other than requests (deliveries,
+/// stream messages): not counted in the totals.
+pub fn is_synthetic(name: &str) -> bool {
+    name == DELIVERY_OP || name.ends_with(FIRST_MESSAGE) || name.ends_with(MESSAGE)
+}
+
+impl Operation {
+    /// The name results are reported under: the operation, with the path of an HTTP one
+    /// (`http.get:/healthz`) or the method of a gRPC one (`grpc.unary:pkg.Svc/Get`), since a
+    /// scenario often has several.
+    pub fn reported_name(&self) -> String {
+        match (&self.path, &self.method) {
+            (Some(path), _) if crate::workload::is_http(&self.op) => format!("{}:{path}", self.op),
+            (_, Some(method)) if crate::workload::is_grpc(&self.op) => format!("{}:{method}", self.op),
+            _ => self.op.clone(),
+        }
+    }
+}
 
 impl Scenario {
     /// The JSON Schema of scenario files, for editors (`loadtest schema`).
@@ -345,11 +392,127 @@ impl Scenario {
         let mut problems = Problems::new(path.display().to_string());
         self.read_feeds(path, &mut problems);
         self.problems(&mut problems);
+        if let Some(pool) = self.compile_protos(path, &mut problems)
+            && problems.is_empty()
+        {
+            self.bind_grpc(&pool, &mut problems);
+        }
         if let Some(text) = text {
             problems = problems.locate_in(text);
         }
         problems.into_result().map_err(ScenarioError::Invalid)?;
         Ok(self)
+    }
+
+    /// The descriptors of `grpc.protos`, compiled; none when there are no files.
+    fn compile_protos(&self, path: &Path, p: &mut Problems) -> Option<prost_reflect::DescriptorPool> {
+        let protos = self.grpc.as_ref().filter(|g| !g.protos.is_empty())?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        match crate::grpc::compile(protos, base) {
+            Ok(pool) => Some(pool),
+            Err(e) => {
+                p.add("grpc.protos", e);
+                None
+            }
+        }
+    }
+
+    /// Whether the `grpc.*` operations need descriptors from the server's reflection.
+    pub fn needs_reflection(&self) -> bool {
+        self.operations
+            .iter()
+            .any(|o| crate::workload::is_grpc(&o.op) && o.call.is_none())
+    }
+
+    /// The services the `grpc.*` operations call.
+    pub fn grpc_services(&self) -> Vec<String> {
+        let mut services: Vec<String> = self
+            .operations
+            .iter()
+            .filter(|o| crate::workload::is_grpc(&o.op))
+            .filter_map(|o| o.method.as_deref().and_then(crate::grpc::service_of))
+            .map(str::to_string)
+            .collect();
+        services.sort();
+        services.dedup();
+        services
+    }
+
+    /// Binds the `grpc.*` operations to the descriptors the server's reflection gave;
+    /// problems are located in the scenario file at `path`, read again for it.
+    pub fn bind_reflected(&mut self, pool: &prost_reflect::DescriptorPool, path: &Path) -> Result<(), ScenarioError> {
+        let mut problems = Problems::new(path.display().to_string());
+        self.bind_grpc(pool, &mut problems);
+        if let Ok(text) = std::fs::read_to_string(path) {
+            problems = problems.locate_in(&text);
+        }
+        problems.into_result().map_err(ScenarioError::Invalid)
+    }
+
+    /// Resolves each `grpc.*` operation's method in `pool` and compiles its request.
+    fn bind_grpc(&mut self, pool: &prost_reflect::DescriptorPool, p: &mut Problems) {
+        for (i, o) in self.operations.iter_mut().enumerate() {
+            if !crate::workload::is_grpc(&o.op) {
+                continue;
+            }
+            let field = |f: &str| format!("operations[{i}]{f}");
+            let Some(name) = &o.method else { continue };
+            let method = match crate::grpc::resolve(pool, name) {
+                Ok(m) => m,
+                Err(e) => {
+                    p.add(field(".method"), e);
+                    continue;
+                }
+            };
+            let streaming = o.op == "grpc.server_stream";
+            if method.client_streaming {
+                p.add(
+                    field(".method"),
+                    format!("{name} is client-streaming: loadtest calls unary and server-streaming methods"),
+                );
+                continue;
+            }
+            if method.server_streaming != streaming {
+                let (is, use_op) = if method.server_streaming {
+                    ("server-streaming", "grpc.server_stream")
+                } else {
+                    ("unary", "grpc.unary")
+                };
+                p.add(field(".op"), format!("{name} is {is}: use op: {use_op}"));
+                continue;
+            }
+            let request = o
+                .request
+                .clone()
+                .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+            let template = match crate::grpc::Template::compile(&method.input, &request) {
+                Ok(t) => t,
+                Err(problems) => {
+                    for (at, message) in problems {
+                        p.add(field(&format!(".request{at}")), message);
+                    }
+                    continue;
+                }
+            };
+            let mut metadata = tonic::metadata::MetadataMap::new();
+            for (key, value) in &o.metadata {
+                match (
+                    key.parse::<tonic::metadata::AsciiMetadataKey>(),
+                    value.parse::<tonic::metadata::AsciiMetadataValue>(),
+                ) {
+                    (Ok(k), Ok(v)) => {
+                        metadata.insert(k, v);
+                    }
+                    _ => p.add(field(&format!(".metadata.{key}")), "not valid ASCII gRPC metadata"),
+                }
+            }
+            o.call = Some(std::sync::Arc::new(crate::grpc::Call {
+                method,
+                template,
+                metadata,
+                messages: o.messages,
+            }));
+        }
     }
 
     /// Reads every keyspace's `file` (relative to the scenario at `path`); a keyspace
@@ -487,6 +650,14 @@ impl Scenario {
         } else if o.path.is_some() || o.body.is_some() || !o.headers.is_empty() {
             p.add(field(""), "path, headers and body are for http.* operations");
         }
+        if crate::workload::is_grpc(&o.op) {
+            self.grpc_operation_problems(i, o, p);
+        } else if o.method.is_some() || o.request.is_some() || !o.metadata.is_empty() || o.messages.is_some() {
+            p.add(
+                field(""),
+                "method, request, metadata and messages are for grpc.* operations",
+            );
+        }
         if o.op.starts_with("keyvalue.") {
             match &o.keys {
                 None => p.add(field(".keys"), format!("{} needs a keyspace name", o.op)),
@@ -536,6 +707,44 @@ impl Scenario {
         }
     }
 
+    /// What is wrong with the `grpc.*` operation `operations[i]`, before its descriptors
+    /// are known.
+    fn grpc_operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
+        let field = |f: &str| format!("operations[{i}]{f}");
+        match &o.method {
+            None => p.add(
+                field(".method"),
+                format!("{} needs a method such as package.Service/Method", o.op),
+            ),
+            Some(m) if prism_proxy::client::MethodPath::parse(&format!("/{m}")).is_err() => {
+                p.add(field(".method"), format!("{m:?} is not package.Service/Method"))
+            }
+            Some(_) => {}
+        }
+        if o.messages.is_some() && o.op != "grpc.server_stream" {
+            p.add(field(".messages"), "only grpc.server_stream reads several messages");
+        }
+        if o.messages == Some(0) {
+            p.add(
+                field(".messages"),
+                "must be at least 1 (leave it out to read the whole stream)",
+            );
+        }
+        if let Some(k) = &o.keys
+            && !self.keyspaces.contains_key(k)
+        {
+            p.add(field(".keys"), format!("no keyspace {k:?}"));
+        }
+        for key in o.metadata.keys() {
+            if !valid_metadata_key(key) {
+                p.add(
+                    field(&format!(".metadata.{key}")),
+                    "metadata keys are lowercase ASCII letters, digits, - _ .",
+                );
+            }
+        }
+    }
+
     /// What is wrong with the `http.*` operation `operations[i]`.
     fn http_operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
         let field = |f: &str| format!("operations[{i}]{f}");
@@ -575,18 +784,31 @@ impl Scenario {
     pub fn reported_operations(&self) -> Vec<String> {
         // An HTTP operation is named with its path (`http.get:/healthz`): a scenario often
         // has several.
-        let mut names: Vec<String> = self
-            .operations
-            .iter()
-            .map(|o| match (&o.path, crate::workload::is_http(&o.op)) {
-                (Some(path), true) => format!("{}:{path}", o.op),
-                _ => o.op.clone(),
-            })
-            .collect();
+        let mut names: Vec<String> = self.operations.iter().map(Operation::reported_name).collect();
         if self.operations.iter().any(|o| o.subscribers.unwrap_or(0) > 0) {
             names.push(DELIVERY_OP.to_string());
         }
+        for o in self.operations.iter().filter(|o| o.op == "grpc.server_stream") {
+            let name = o.reported_name();
+            names.push(format!("{name}{FIRST_MESSAGE}"));
+            names.push(format!("{name}{MESSAGE}"));
+        }
         names
+    }
+
+    /// For the server-streaming operation `operations[i]`: where its time-to-first-message
+    /// and per-message latencies are reported (indices into [`Scenario::reported_operations`]).
+    pub fn stream_metrics(&self, i: usize) -> Option<(usize, usize)> {
+        if self.operations.get(i)?.op != "grpc.server_stream" {
+            return None;
+        }
+        let delivery = usize::from(self.operations.iter().any(|o| o.subscribers.unwrap_or(0) > 0));
+        let rank = self.operations[..i]
+            .iter()
+            .filter(|o| o.op == "grpc.server_stream")
+            .count();
+        let first = self.operations.len() + delivery + 2 * rank;
+        Some((first, first + 1))
     }
 
     pub fn warmup(&self) -> Duration {
@@ -777,11 +999,7 @@ impl RemoteTarget {
             p.add("target.channels", format!("{} is not in 1..=1024", self.channels));
         }
         for key in self.metadata.keys() {
-            let valid = !key.is_empty()
-                && key
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'));
-            if !valid || key.ends_with("-bin") {
+            if !valid_metadata_key(key) {
                 p.add(
                     format!("target.metadata.{key}"),
                     "metadata keys are lowercase ASCII letters, digits, - _ .",
@@ -789,6 +1007,15 @@ impl RemoteTarget {
             }
         }
     }
+}
+
+/// An ASCII gRPC metadata key (binary `-bin` keys are not supported).
+fn valid_metadata_key(key: &str) -> bool {
+    !key.is_empty()
+        && !key.ends_with("-bin")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

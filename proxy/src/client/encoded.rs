@@ -11,8 +11,12 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use http::header::{CONTENT_TYPE, TE};
 use http::{HeaderMap, HeaderValue, Method, Uri};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataMap;
 
 use super::PrismClient;
 use super::transport::UnaryError;
@@ -66,10 +70,79 @@ impl MethodPath {
 impl PrismClient {
     /// Calls the unary method `path` with `message`, the protobuf encoding of its request,
     /// and returns the protobuf encoding of the reply. Metadata, deadline and namespace are
-    /// this client's, as for the typed calls; a non-OK status is the server's error.
-    pub async fn call_encoded(&self, path: &MethodPath, message: &[u8]) -> BackendResult<Bytes> {
+    /// this client's, as for the typed calls, with `metadata` added (replacing the
+    /// client's values of the same keys); a non-OK status is the server's error.
+    pub async fn call_encoded(
+        &self,
+        path: &MethodPath,
+        message: &[u8],
+        metadata: &MetadataMap,
+    ) -> BackendResult<Bytes> {
         let body = frame(message.len(), |buf| buf.put_slice(message))?;
-        self.call_framed(path, body, None).await
+        self.call_framed(path, body, None, metadata).await
+    }
+
+    /// Opens the server-streaming method `path` with `message` (the protobuf encoding of
+    /// its request) and returns the protobuf encodings of the messages the server sends,
+    /// ending with the stream or with the error status that ended it. Metadata and
+    /// namespace as for [`PrismClient::call_encoded`]; the client's deadline, if any,
+    /// bounds the whole stream. Dropping the stream cancels the call.
+    pub async fn server_stream_encoded(
+        &self,
+        path: &MethodPath,
+        message: Bytes,
+        metadata: &MetadataMap,
+    ) -> BackendResult<BoxStream<'static, BackendResult<Bytes>>> {
+        let mut grpc = match &self.origin {
+            Some(origin) => tonic::client::Grpc::with_origin(self.transport.clone(), origin.clone()),
+            None => tonic::client::Grpc::new(self.transport.clone()),
+        };
+        grpc.ready()
+            .await
+            .map_err(|e| BackendError::Unavailable(format!("{}: {e}", path.as_str())))?;
+        let mut request = tonic::Request::new(message);
+        let headers = request.metadata_mut();
+        *headers = self.metadata();
+        for (key, value) in metadata.iter().filter_map(|kv| match kv {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k, v)),
+            tonic::metadata::KeyAndValueRef::Binary(..) => None,
+        }) {
+            headers.insert(key.clone(), value.clone());
+        }
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
+        }
+        // Kept here too: a server need not enforce `grpc-timeout` on its streams.
+        let deadline = self.timeout.map(|t| tokio::time::Instant::now() + t);
+        let stream = grpc
+            .server_streaming(request, path.0.clone(), RawCodec)
+            .await
+            .map_err(|s| from_status(&s))?
+            .into_inner();
+        let messages = stream.map(|message| message.map_err(|s| from_status(&s)));
+        Ok(match deadline {
+            None => messages.boxed(),
+            Some(deadline) => {
+                let method = path.as_str().to_string();
+                futures::stream::unfold(Some(messages.boxed()), move |stream| {
+                    let method = method.clone();
+                    async move {
+                        let mut stream = stream?;
+                        match tokio::time::timeout_at(deadline, stream.next()).await {
+                            Ok(Some(message)) => Some((message, Some(stream))),
+                            Ok(None) => None,
+                            Err(_) => Some((
+                                Err(BackendError::DeadlineExceeded(format!(
+                                    "{method}: the stream outlived the client's deadline"
+                                ))),
+                                None,
+                            )),
+                        }
+                    }
+                })
+                .boxed()
+            }
+        })
     }
 
     /// A typed unary call of `op` over [`PrismClient::call_encoded`]'s path; `timeout`
@@ -83,14 +156,20 @@ impl PrismClient {
         let path = MethodPath::of(op);
         // Encoded straight into the framed body: no intermediate buffer.
         let body = frame(request.encoded_len(), |buf| request.encode_raw(buf))?;
-        let reply = self.call_framed(path, body, timeout).await?;
+        let reply = self.call_framed(path, body, timeout, &MetadataMap::new()).await?;
         Reply::decode(reply)
             .map_err(|e| BackendError::Unavailable(format!("{}: the reply does not decode: {e}", path.as_str())))
     }
 
     /// Sends `body`, one framed message, and returns the reply's message.
-    async fn call_framed(&self, path: &MethodPath, body: Bytes, timeout: Option<Duration>) -> BackendResult<Bytes> {
-        let request = self.framed_request(path, timeout)?;
+    async fn call_framed(
+        &self,
+        path: &MethodPath,
+        body: Bytes,
+        timeout: Option<Duration>,
+        metadata: &MetadataMap,
+    ) -> BackendResult<Bytes> {
+        let request = self.framed_request(path, timeout, metadata)?;
         let reply = self
             .transport
             .unary(request, body, MAX_REPLY_BYTES + 5)
@@ -130,7 +209,12 @@ impl PrismClient {
     }
 
     /// The head of a unary call of `path`: this client's headers and deadline.
-    fn framed_request(&self, path: &MethodPath, timeout: Option<Duration>) -> BackendResult<http::Request<()>> {
+    fn framed_request(
+        &self,
+        path: &MethodPath,
+        timeout: Option<Duration>,
+        metadata: &MetadataMap,
+    ) -> BackendResult<http::Request<()>> {
         // The direct transport needs scheme and authority; tonic's channel adds its own.
         let uri = match &self.origin {
             Some(origin) => {
@@ -144,10 +228,52 @@ impl PrismClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         *request.headers_mut() = self.unary_headers.clone();
+        if !metadata.is_empty() {
+            // Extending replaces the client's values of the same keys.
+            request.headers_mut().extend(metadata.clone().into_headers());
+        }
         if let Some(value) = timeout.and_then(grpc_timeout) {
             request.headers_mut().insert(GRPC_TIMEOUT, value);
         }
         Ok(request)
+    }
+}
+
+/// Messages passed through as their encodings: the codec of [`PrismClient::server_stream_encoded`].
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
 

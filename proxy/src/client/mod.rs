@@ -22,6 +22,7 @@ use tonic::transport::{Channel, Endpoint};
 use transport::Transport;
 
 mod encoded;
+mod reflection;
 mod transport;
 
 pub use encoded::MethodPath;

@@ -1,0 +1,38 @@
+//! What the end-to-end tests share: running the `loadtest` binary, writing scenario files.
+
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::Path;
+use std::process::Command;
+
+/// Runs the `loadtest` binary: exit code, stdout, stderr.
+pub fn loadtest(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .output()
+        .expect("run loadtest");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Runs `scenario` with `--out dir/out --quiet`: exit code, stdout, stderr, and the
+/// run.json when one was written.
+pub fn run(scenario: &str, dir: &Path) -> (Option<i32>, String, String, Option<serde_json::Value>) {
+    let out = dir.join("out");
+    let (code, stdout, stderr) = loadtest(&["run", scenario, "--out", out.to_str().unwrap(), "--quiet"]);
+    let run = std::fs::read(out.join("run.json"))
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap());
+    (code, stdout, stderr, run)
+}
