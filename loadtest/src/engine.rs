@@ -72,7 +72,8 @@ fn clock_zero() -> Instant {
     *ZERO.get_or_init(Instant::now)
 }
 
-fn now_ms() -> i64 {
+/// The wall clock in Unix milliseconds (event timestamps, `{now_ms}` of templates).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -81,7 +82,7 @@ fn now_ms() -> i64 {
 /// Sends one request; `OK` or the gRPC status name.
 async fn execute(client: &PrismClient, plan: &OpPlan, request: Request, sink: Sink<'_>) -> &'static str {
     let target = || plan.target.clone();
-    if request.unrendered.is_some() {
+    if request.unrendered {
         return TEMPLATE_ERROR;
     }
     let result = match plan.kind {

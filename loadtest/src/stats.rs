@@ -52,6 +52,17 @@ impl OpStats {
     }
 }
 
+/// Counts one `code` in a status-count map, without allocating when the code's entry
+/// exists already (almost always).
+fn count(codes: &mut BTreeMap<String, u64>, code: &str) {
+    match codes.get_mut(code) {
+        Some(n) => *n += 1,
+        None => {
+            codes.insert(code.to_string(), 1);
+        }
+    }
+}
+
 /// Responses other than `OK` in a status-count map.
 pub fn error_count(codes: &BTreeMap<String, u64>) -> u64 {
     codes.iter().filter(|(c, _)| c.as_str() != "OK").map(|(_, n)| n).sum()
@@ -153,13 +164,7 @@ impl Stats {
         if !failed {
             let _ = o.service.record(micros(service));
         }
-        // No allocation per response: the code's entry almost always exists already.
-        match o.codes.get_mut(code) {
-            Some(n) => *n += 1,
-            None => {
-                o.codes.insert(code.to_string(), 1);
-            }
-        }
+        count(&mut o.codes, code);
         let _ = self.send_lag.record(micros(lag));
         if !failed {
             let _ = self.current.record(micros(corrected));
@@ -169,12 +174,7 @@ impl Stats {
         second.completed += 1;
         if failed {
             second.errors += 1;
-            match second.error_codes.get_mut(code) {
-                Some(n) => *n += 1,
-                None => {
-                    second.error_codes.insert(code.to_string(), 1);
-                }
-            }
+            count(&mut second.error_codes, code);
         }
     }
 
@@ -184,12 +184,7 @@ impl Stats {
         let o = &mut self.ops[op];
         let _ = o.corrected.record(micros(latency));
         let _ = o.service.record(micros(latency));
-        match o.codes.get_mut("OK") {
-            Some(n) => *n += 1,
-            None => {
-                o.codes.insert("OK".to_string(), 1);
-            }
-        }
+        count(&mut o.codes, "OK");
     }
 
     /// Closes second `s`: stores its percentiles and starts a new one.

@@ -19,8 +19,10 @@ pub struct Request {
     pub value: Bytes,
     /// More keys, for batch operations.
     pub more_keys: Vec<Bytes>,
-    /// `grpc.*`: why the request template did not render (the request is not sent).
-    pub unrendered: Option<String>,
+    /// `grpc.*`: the request template did not render (the request is not sent; the
+    /// template rendered once when the scenario was read, so only values a draw brings,
+    /// such as a feed's key in a number field, get here).
+    pub unrendered: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,8 +282,8 @@ impl Workload {
                 rng: &mut self.rng,
             });
             let (value, unrendered) = match rendered {
-                Ok(message) => (message, None),
-                Err(e) => (Bytes::new(), Some(e)),
+                Ok(message) => (message, false),
+                Err(_) => (Bytes::new(), true),
             };
             return Request {
                 op,
@@ -301,7 +303,7 @@ impl Workload {
             key,
             value: fed.unwrap_or_else(|| self.pool.slice(0..size.min(self.pool.len()))),
             more_keys,
-            unrendered: None,
+            unrendered: false,
         }
     }
 }

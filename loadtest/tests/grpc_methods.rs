@@ -227,7 +227,8 @@ fn server_streams_are_read_to_the_end_or_to_n_messages() {
 }
 
 /// Against the real proxy (embedded), with no `.proto` files: the standard health Watch
-/// stream churned (open, one message, close) and Check called, both found by reflection.
+/// stream churned (open, one message, close) and Check called, both found by reflection,
+/// beside two Prism services defined in one file.
 #[test]
 fn the_embedded_proxy_is_called_by_reflection() {
     let dir = tempfile::tempdir().unwrap();
@@ -235,9 +236,12 @@ fn the_embedded_proxy_is_called_by_reflection() {
         dir.path(),
         "s.yaml",
         "name: health\nload: {model: closed, stages: [{duration: 2s, concurrency: 2}]}\n\
+         keyspaces: {k: {prefix: 'k', count: 3}}\n\
          operations:\n\
          \x20 - {op: grpc.server_stream, method: grpc.health.v1.Health/Watch, request: {service: ''}, messages: 1}\n\
          \x20 - {op: grpc.unary, method: grpc.health.v1.Health/Check}\n\
+         \x20 - {op: grpc.unary, method: prism.keyvalue.v1.KeyValueBasic/Get, keys: k, request: {key: '{key}'}}\n\
+         \x20 - {op: grpc.unary, method: prism.keyvalue.v1.KeyValueScan/Count}\n\
          thresholds: ['error_rate < 0.1%']\n",
     );
     let (code, out, err, run) = run(&scenario, dir.path());
@@ -245,17 +249,17 @@ fn the_embedded_proxy_is_called_by_reflection() {
     let run = run.unwrap();
     let ops = run["operations"].as_array().unwrap();
     let watch = ops[0]["count"].as_u64().unwrap();
-    assert!(watch > 10 && ops[1]["count"].as_u64().unwrap() > 10, "{ops:?}");
+    assert!(ops[..4].iter().all(|o| o["count"].as_u64().unwrap() > 10), "{ops:?}");
     assert_eq!(
         ops[0]["codes"]["OK"].as_u64().unwrap(),
         watch,
         "closing after one message is no error"
     );
     assert_eq!(
-        ops[3]["operation"],
+        ops[5]["operation"],
         "grpc.server_stream:grpc.health.v1.Health/Watch:message"
     );
-    assert_eq!(ops[3]["count"].as_u64().unwrap(), watch, "one message per stream");
+    assert_eq!(ops[5]["count"].as_u64().unwrap(), watch, "one message per stream");
 }
 
 /// A method the descriptors do not have, a misspelt field, a value of the wrong type, an

@@ -789,13 +789,23 @@ async fn reflection_streams_and_call_metadata_work_by_path(#[case] direct: bool)
     let proxy = Proxy::start(CONFIG);
     let c = client_of(&proxy, direct).await;
 
-    let files = c.reflect("prism.pubsub.v1.PubSubBasic").await.expect("reflection");
-    assert!(
-        files.iter().any(|f| f.name() == "prism/pubsub/v1/pubsub.proto"),
-        "{:?}",
-        files.iter().map(|f| f.name()).collect::<Vec<_>>()
-    );
-    let unknown = c.reflect("no.such.Service").await;
+    // Two services of one file and one of another: each file comes once.
+    let files = c
+        .reflect(&[
+            "prism.pubsub.v1.PubSubBasic",
+            "prism.keyvalue.v1.KeyValueBasic",
+            "prism.keyvalue.v1.KeyValueScan",
+        ])
+        .await
+        .expect("reflection");
+    let mut names: Vec<&str> = files.iter().map(|f| f.name()).collect();
+    assert!(names.contains(&"prism/pubsub/v1/pubsub.proto"), "{names:?}");
+    names.sort();
+    let all = names.len();
+    names.dedup();
+    assert_eq!(names.len(), all, "a file given twice: {names:?}");
+    assert!(names.contains(&"prism/keyvalue/v1/keyvalue.proto"), "{names:?}");
+    let unknown = c.reflect(&["no.such.Service"]).await;
     assert!(unknown.is_err(), "{unknown:?}");
 
     let subscribe = MethodPath::parse("/prism.pubsub.v1.PubSubBasic/Subscribe").unwrap();

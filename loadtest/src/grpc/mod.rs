@@ -72,14 +72,11 @@ pub fn compile(protos: &Protos, base: &Path) -> Result<DescriptorPool, String> {
 /// The descriptors of `services` (full names) from the reflection service of the server
 /// `client` talks to.
 pub async fn reflect(client: &PrismClient, services: &[String]) -> Result<DescriptorPool, String> {
-    let mut files = Vec::new();
-    for service in services {
-        let found = client
-            .reflect(service)
-            .await
-            .map_err(|e| format!("reflection of {service}: {e}"))?;
-        files.extend(found);
-    }
+    let names: Vec<&str> = services.iter().map(String::as_str).collect();
+    let files = client
+        .reflect(&names)
+        .await
+        .map_err(|e| format!("reflection of {}: {e}", names.join(", ")))?;
     let mut pool = DescriptorPool::new();
     pool.add_file_descriptor_protos(files)
         .map_err(|e| format!("the server's descriptors do not build: {e}"))?;

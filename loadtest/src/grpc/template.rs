@@ -20,6 +20,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 use serde_json::Value;
 
+use crate::engine::now_ms;
+
 /// The most bytes one `{bytes:N}` may ask for: gRPC's default message limit.
 pub const MAX_BYTES: usize = 4 * 1024 * 1024;
 
@@ -153,12 +155,6 @@ fn fill(slot: &Slot, vars: &mut Vars<'_>) -> Value {
             _ => Value::from(now_ms()),
         },
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The parts of a template string; an error for an unknown or unclosed placeholder.

@@ -123,7 +123,7 @@ impl PrismClient {
         Ok(match deadline {
             None => messages.boxed(),
             Some(deadline) => {
-                let method = path.as_str().to_string();
+                let method: std::sync::Arc<str> = path.as_str().into();
                 futures::stream::unfold(Some(messages.boxed()), move |stream| {
                     let method = method.clone();
                     async move {

@@ -61,13 +61,15 @@ ask_with!(ask_v1, tonic_reflection::pb::v1);
 ask_with!(ask_v1alpha, tonic_reflection::pb::v1alpha);
 
 impl PrismClient {
-    /// The file that defines `symbol` (a full name such as `package.Service`) and every
-    /// file it imports, from the server's reflection service; NOT_FOUND when the server
-    /// does not know the symbol, UNIMPLEMENTED when it has no reflection.
-    pub async fn reflect(&self, symbol: &str) -> BackendResult<Vec<FileDescriptorProto>> {
+    /// The files that define `symbols` (full names such as `package.Service`) and every
+    /// file they import, each once (services often share a file), from the server's
+    /// reflection service; NOT_FOUND when the server does not know a symbol,
+    /// UNIMPLEMENTED when it has no reflection.
+    pub async fn reflect(&self, symbols: &[&str]) -> BackendResult<Vec<FileDescriptorProto>> {
+        let symbol = symbols.join(", ");
         let mut v1 = true;
         let mut files: BTreeMap<String, FileDescriptorProto> = BTreeMap::new();
-        let mut wanted = vec![Ask::Symbol(symbol.to_string())];
+        let mut wanted: Vec<Ask> = symbols.iter().map(|s| Ask::Symbol(s.to_string())).collect();
         let mut asked = BTreeSet::new();
         while let Some(ask) = wanted.pop() {
             if asked.len() >= MAX_FILES {
