@@ -47,6 +47,12 @@ if [ ! -x "$kubernetes_validate" ]; then
   log "pip install kubernetes-validate==1.37.0 (into $tools)"
   "$tools/bin/pip" install -q kubernetes-validate==1.37.0 >&2
 fi
+# A real OTLP/HTTP receiver (independent of ours) for loadtest's live metrics test.
+oteltap_python="$tools/bin/python"
+if ! "$oteltap_python" -c "import oteltap" 2>/dev/null; then
+  log "pip install oteltap==1.0.0 (into $tools)"
+  "$tools/bin/pip" install -q oteltap==1.0.0 >&2
+fi
 # Debian starts some servers as services on install; the tests start their own.
 for service in redis-server clickhouse-server postgresql; do
   if command -v systemctl >/dev/null; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
@@ -118,4 +124,5 @@ export PRISM_ACCEPT_DOCKER_NETWORK=host
 export PRISM_DEVSTACK_STANDIN_IMAGE=$standin
 export DEVSTACK_NETWORK=host
 export KUBERNETES_VALIDATE=$kubernetes_validate
+export OTELTAP_PYTHON=$oteltap_python
 ENV

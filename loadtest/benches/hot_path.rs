@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use loadtest::engine::rate_at;
 use loadtest::scenario::{Load, Scenario};
 use loadtest::shard::Shard;
-use loadtest::stats::Stats;
+use loadtest::stats::{Answer, Stats};
 use loadtest::workload::Workload;
 
 const SCENARIO: &str = "name: bench\nseed: 1\n\
@@ -39,8 +39,16 @@ fn hot_path(c: &mut Criterion) {
             n += 1;
             let latency = Duration::from_micros(100 + n % 1900);
             let at = Duration::from_secs_f64(t);
-            stats.arrival(at, false);
-            stats.response(request.op, at, latency, latency, Duration::from_micros(3), "OK", None);
+            stats.arrival(0, at, false);
+            stats.response(Answer {
+                op: request.op,
+                at,
+                corrected: latency,
+                service: latency,
+                lag: Duration::from_micros(3),
+                code: "OK",
+                expected: None,
+            });
             black_box(&request);
         })
     });

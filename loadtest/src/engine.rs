@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::scenario::{ClosedStage, Load, OpenStage, Scenario};
 use crate::shard::Shard;
-use crate::stats::Stats;
+use crate::stats::{Answer, Recorder};
 use crate::workload::{OpKind, Request, Workload};
 
 /// Live counters for the progress display.
@@ -38,16 +38,21 @@ pub struct Progress {
 pub struct Engine {
     pub clients: Vec<PrismClient>,
     pub shard: Shard,
-    pub stats: Arc<Mutex<Stats>>,
+    /// Where this scenario's results go in the run's stats.
+    pub stats: Recorder,
     pub progress: Arc<Mutex<Progress>>,
     /// Set to stop the run early (an `abort_on_fail` threshold failed): no request is sent
     /// after it, the ones in flight are awaited.
     pub abort: Arc<AtomicBool>,
+    /// `trace_sample`: client spans with `traceparent` on a share of the requests.
+    pub tracing: Option<crate::live::PartTracing>,
 }
 
 /// What the engine needs to send one kind of request.
 #[derive(Debug, Clone)]
 pub struct OpPlan {
+    /// The operation as reported (`keyvalue.get`, `grpc.unary:pkg.Svc/Get`).
+    pub name: String,
     pub kind: OpKind,
     /// Topic, queue or stream; key prefix for scans.
     pub target: String,
@@ -62,7 +67,7 @@ pub struct OpPlan {
 /// Where a server stream records its messages: the run's stats, unless the request was
 /// sent during the warm-up.
 struct Sink<'a> {
-    stats: &'a Mutex<Stats>,
+    stats: &'a Recorder,
     measured: bool,
 }
 
@@ -79,8 +84,28 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Sends one request, in a client span with `traceparent` when it is in the trace
+/// sample; `OK` or the gRPC status name.
+async fn execute(
+    client: &PrismClient,
+    plan: &OpPlan,
+    request: Request,
+    sink: Sink<'_>,
+    tracing: Option<&crate::live::PartTracing>,
+) -> &'static str {
+    let Some(traced) = tracing.and_then(|t| t.tracing.sample(&t.scenario, &plan.name)) else {
+        return send(client, plan, request, sink).await;
+    };
+    let code = match client.clone().with_metadata("traceparent", &traced.traceparent) {
+        Ok(traced_client) => send(&traced_client, plan, request, sink).await,
+        Err(_) => send(client, plan, request, sink).await,
+    };
+    traced.end(code);
+    code
+}
+
 /// Sends one request; `OK` or the gRPC status name.
-async fn execute(client: &PrismClient, plan: &OpPlan, request: Request, sink: Sink<'_>) -> &'static str {
+async fn send(client: &PrismClient, plan: &OpPlan, request: Request, sink: Sink<'_>) -> &'static str {
     let target = || plan.target.clone();
     if request.unrendered {
         return TEMPLATE_ERROR;
@@ -265,7 +290,8 @@ fn concurrency_at(stages: &[ClosedStage], t: f64) -> Option<usize> {
 }
 
 impl Engine {
-    /// Runs this engine's shard of `scenario`.
+    /// Runs this engine's shard of `scenario`; the seconds still open at its end are
+    /// left for the caller to close (other scenarios of the run may still be running).
     pub async fn run(&self, scenario: &Scenario) -> anyhow::Result<()> {
         let scenario = &self.shard.apply(scenario);
         let mut subscribers = self.subscribe(scenario).await?;
@@ -359,10 +385,7 @@ impl Engine {
             if let Some(at) = measured {
                 let s = at.as_secs();
                 if s > closed_second {
-                    let mut stats = self.stats.lock();
-                    for c in closed_second..s {
-                        stats.close_second(c);
-                    }
+                    self.stats.lock().close_until(s);
                     closed_second = s;
                 }
             }
@@ -379,7 +402,7 @@ impl Engine {
                         self.stats.lock().arrival(at, false);
                     }
                     let client = self.clients[n % self.clients.len()].clone();
-                    let (stats, ops) = (self.stats.clone(), ops.clone());
+                    let (stats, ops, tracing) = (self.stats.clone(), ops.clone(), self.tracing.clone());
                     tasks.spawn(async move {
                         let sent = Instant::now();
                         let op = request.op;
@@ -387,13 +410,19 @@ impl Engine {
                             stats: &stats,
                             measured: measured.is_some(),
                         };
-                        let code = execute(&client, &ops[op], request, sink).await;
+                        let code = execute(&client, &ops[op], request, sink, tracing.as_ref()).await;
                         let done = Instant::now();
                         drop(permit);
                         if let Some(at) = measured {
-                            stats
-                                .lock()
-                                .response(op, at, done - intended, done - sent, sent - intended, code, None);
+                            stats.lock().response(Answer {
+                                op,
+                                at,
+                                corrected: done - intended,
+                                service: done - sent,
+                                lag: sent - intended,
+                                code,
+                                expected: None,
+                            });
                         }
                     });
                 }
@@ -407,12 +436,8 @@ impl Engine {
             n += 1;
             t += 1.0 / rate;
         }
+        // The seconds left open are closed by the caller, once every scenario is done.
         while tasks.join_next().await.is_some() {}
-        let total = scenario.duration().saturating_sub(warmup).as_secs();
-        let mut stats = self.stats.lock();
-        for c in closed_second..=total {
-            stats.close_second(c);
-        }
         Ok(())
     }
 
@@ -432,6 +457,7 @@ impl Engine {
             let ops = workload.plans();
             let client = self.clients[w % self.clients.len()].clone();
             let (stats, stages, abort) = (self.stats.clone(), stages.clone(), self.abort.clone());
+            let tracing = self.tracing.clone();
             workers.spawn(async move {
                 // Mean service time so far: the interval this client expects between
                 // requests (plus think time), for the coordinated-omission correction.
@@ -455,7 +481,7 @@ impl Engine {
                         stats: &stats,
                         measured: sent - start >= warmup,
                     };
-                    let code = execute(&client, &ops[op], request, sink).await;
+                    let code = execute(&client, &ops[op], request, sink, tracing.as_ref()).await;
                     let latency = sent.elapsed();
                     total += latency;
                     count += 1;
@@ -463,7 +489,15 @@ impl Engine {
                         let expected = think + total / count;
                         let mut s = stats.lock();
                         s.arrival(at, false);
-                        s.response(op, at, latency, latency, Duration::ZERO, code, Some(expected));
+                        s.response(Answer {
+                            op,
+                            at,
+                            corrected: latency,
+                            service: latency,
+                            lag: Duration::ZERO,
+                            code,
+                            expected: Some(expected),
+                        });
                     }
                     if !think.is_zero() {
                         tokio::time::sleep(think).await;
@@ -476,11 +510,10 @@ impl Engine {
     }
 
     /// Until every worker is done: moves the progress display and closes the seconds as
-    /// they pass (for the per-second percentiles), then closes the rest.
+    /// they pass (for the per-second percentiles); the caller closes the rest.
     async fn tick_until_done(&self, mut workers: tokio::task::JoinSet<()>, scenario: &Scenario, start: Instant) {
         let warmup = scenario.warmup();
         let measure = scenario.duration().saturating_sub(warmup).as_secs();
-        let mut closed_second = 0;
         while !workers.is_empty() {
             tokio::select! {
                 _ = workers.join_next() => {}
@@ -489,17 +522,8 @@ impl Engine {
             let elapsed = start.elapsed();
             self.progress.lock().elapsed = elapsed;
             if let Some(at) = elapsed.checked_sub(warmup) {
-                let mut s = self.stats.lock();
-                while closed_second < at.as_secs().min(measure) {
-                    s.close_second(closed_second);
-                    closed_second += 1;
-                }
+                self.stats.lock().close_until(at.as_secs().min(measure));
             }
-        }
-        let mut s = self.stats.lock();
-        while closed_second <= measure {
-            s.close_second(closed_second);
-            closed_second += 1;
         }
     }
 }

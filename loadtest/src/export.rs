@@ -50,7 +50,7 @@ fn write_csv(file: &Path, rows: Vec<Vec<String>>) -> Result<(), ExportError> {
     writer.flush().map_err(|e| error(e.into()))
 }
 
-/// The header, then each operation, then `total`. Latencies in microseconds; `codes` is
+/// The header, then each operation, each scenario's total (`<scenario>/all`), then `all`. Latencies in microseconds; `codes` is
 /// `CODE=count` pairs joined by `;`.
 fn summary_rows(report: &RunReport) -> Vec<Vec<String>> {
     let header = [
@@ -85,13 +85,13 @@ fn summary_rows(report: &RunReport) -> Vec<Vec<String>> {
         ]
     };
     std::iter::once(header.map(String::from).to_vec())
-        .chain(report.operations.iter().map(row))
-        .chain(std::iter::once(row(&report.total)))
+        .chain(report.rows().map(row))
         .collect()
 }
 
 /// The header, then one row per measured second, with each operation's p99 in a column
-/// of its own (`p99_us:<operation>`).
+/// of its own (`p99_us:<operation>`), and with several scenarios each one's responses
+/// and failures (`completed:<scenario>`, `errors:<scenario>`).
 fn series_rows(report: &RunReport) -> Vec<Vec<String>> {
     let mut header: Vec<String> = [
         "second",
@@ -106,6 +106,9 @@ fn series_rows(report: &RunReport) -> Vec<Vec<String>> {
     .map(String::from)
     .to_vec();
     header.extend(report.operations.iter().map(|o| format!("p99_us:{}", o.operation)));
+    for sc in &report.scenarios {
+        header.extend(["completed", "errors"].map(|c| format!("{c}:{}", sc.name)));
+    }
     header.push("error_codes".into());
     let rows = report.time_series.iter().map(|s| {
         let mut row = vec![
@@ -119,6 +122,10 @@ fn series_rows(report: &RunReport) -> Vec<Vec<String>> {
             s.max_us.to_string(),
         ];
         row.extend((0..report.operations.len()).map(|i| s.op_p99_us.get(i).copied().unwrap_or(0).to_string()));
+        for i in 0..report.scenarios.len() {
+            let share = s.scenarios.get(i).cloned().unwrap_or_default();
+            row.extend([share.completed.to_string(), share.errors.to_string()]);
+        }
         row.push(codes(&s.error_codes));
         row
     });

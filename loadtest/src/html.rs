@@ -325,18 +325,25 @@ pub fn render(r: &RunReport) -> String {
     for v in &r.thresholds {
         let _ = writeln!(
             verdicts,
-            r#"<li class="{}">{} &mdash; {} (actual {})</li>"#,
+            r#"<li class="{}">{} &mdash; {} (actual {}{})</li>"#,
             if v.passed { "pass" } else { "fail" },
             esc(&v.threshold),
             v.verdict(),
-            v.actual_text()
+            v.actual_text(),
+            esc(&v.window_text())
         );
     }
     let mut stages = String::new();
-    for st in &r.stages {
+    // Several scenarios: each one's stages, named `<scenario> <stage>`.
+    let each = r
+        .scenarios
+        .iter()
+        .flat_map(|sc| sc.stages.iter().map(move |st| (Some(&sc.name), st)));
+    for (scenario, st) in r.stages.iter().map(|st| (None, st)).chain(each) {
         let _ = writeln!(
             stages,
-            "<tr><td>{}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}{}</td><td>{}</td><td>{:.1} s</td><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            scenario.map(|n| format!("{} ", esc(n))).unwrap_or_default(),
             st.stage,
             esc(&st.offered),
             st.measured_s,

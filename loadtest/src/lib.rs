@@ -9,6 +9,7 @@
 //! - [`stats`]: histograms and the per-second series;
 //! - [`threshold`] and [`report`]: verdicts, terminal table, `run.json`, HdrHistogram log;
 //! - [`export`]: CSV and JUnit XML for other tools;
+//! - [`live`]: the run's metrics over OTLP while it goes;
 //! - [`run`]: `loadtest run` from scenario file to verdict.
 
 pub mod compare;
@@ -17,6 +18,7 @@ pub mod export;
 pub mod grpc;
 pub mod html;
 pub mod http;
+pub mod live;
 pub mod merge;
 pub mod report;
 pub mod run;

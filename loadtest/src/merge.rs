@@ -106,6 +106,14 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
                 *m.error_codes.entry(code.clone()).or_default() += n;
             }
             m.dropped += s.dropped;
+            m.scenarios
+                .resize(s.scenarios.len().max(m.scenarios.len()), Default::default());
+            for (into, p) in m.scenarios.iter_mut().zip(&s.scenarios) {
+                into.target += p.target;
+                into.completed += p.completed;
+                into.errors += p.errors;
+                into.dropped += p.dropped;
+            }
             // Per-second percentiles cannot be merged from summaries: keep the worst shard's.
             m.p50_us = m.p50_us.max(s.p50_us);
             m.p99_us = m.p99_us.max(s.p99_us);
@@ -120,6 +128,7 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
     let target = format!("{} (merged from {} runs)", first.target, reports.len());
     let mut merged = RunReport::build(&first.scenario, None, target, &op_names, &stats, started, None);
     merged.merged_runs = reports.len() as u32;
+    merge_window_verdicts(&mut merged, &reports);
     merged.scenario_file = first.scenario_file.clone();
     // A shard stopped by `abort_on_fail` fails the merged run too.
     for (path, r) in &reports {
@@ -128,6 +137,35 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
         }
     }
     Ok((merged, stats, op_names))
+}
+
+/// An `over` rule needs each second's histograms, which a run.json does not keep: the
+/// merged verdict takes the worst shard's worst window. For `<` rules that is an upper
+/// bound of the merged windows' values (a quantile, maximum, mean or error rate of a
+/// union is at most the largest of its parts'), so a merged pass is a true pass.
+fn merge_window_verdicts(merged: &mut RunReport, reports: &[(PathBuf, RunReport)]) {
+    for v in &mut merged.thresholds {
+        let Ok(t) = v.threshold.parse::<crate::threshold::Threshold>() else {
+            continue;
+        };
+        if t.window.is_none() {
+            continue;
+        }
+        let shards: Vec<&crate::report::Verdict> = reports
+            .iter()
+            .filter_map(|(_, r)| r.thresholds.iter().find(|s| s.threshold == v.threshold))
+            .collect();
+        let worst = shards.iter().filter(|s| s.window_end_s.is_some()).max_by(|a, b| {
+            let order = a.actual.total_cmp(&b.actual);
+            if t.higher_is_worse() { order } else { order.reverse() }
+        });
+        if let Some(w) = worst {
+            v.actual = w.actual;
+            v.window_end_s = w.window_end_s;
+            v.passed = shards.iter().all(|s| s.passed) && t.holds(w.actual);
+        }
+    }
+    merged.passed = merged.failures.is_empty() && merged.thresholds.iter().all(|v| v.passed);
 }
 
 #[cfg(test)]

@@ -96,9 +96,35 @@ pub struct StageSummary {
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Verdict {
     pub threshold: String,
+    /// The value judged: of the whole run, or of the worst window of an `over` rule.
     pub actual: f64,
     pub unit: String,
     pub passed: bool,
+    /// `over` rules: the measured second the worst window ended at; absent while no
+    /// window with responses was full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_end_s: Option<u64>,
+}
+
+/// One of several scenarios of a run, as it ran.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ScenarioSummary {
+    pub name: String,
+    /// `open` or `closed`.
+    pub model: String,
+    /// When it started, after the run started.
+    pub start_s: f64,
+    /// When its measurement started, after the run's measurement started.
+    pub measured_from_s: f64,
+    pub measured_s: f64,
+    /// Its operations together, named `<scenario>/all`.
+    pub total: OpReport,
+    pub scheduled: u64,
+    pub dropped: u64,
+    /// Completed / scheduled (open model).
+    #[serde(default)]
+    pub achieved_rate: Option<f64>,
+    pub stages: Vec<StageSummary>,
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -111,6 +137,9 @@ pub struct Machine {
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunReport {
+    /// This run's id, also on its live metrics (`loadtest.run_id`).
+    #[serde(default)]
+    pub run_id: String,
     pub scenario: Scenario,
     /// The scenario file the run was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,9 +166,14 @@ pub struct RunReport {
     /// Actual minus intended send time (open model): the generator's own lag.
     pub send_lag: Percentiles,
     pub time_series: Vec<Second>,
-    /// Each stage as it ran (rates, errors, worst second's p99), from the time series.
+    /// Each stage as it ran (rates, errors, worst second's p99), from the time series;
+    /// with several scenarios, under each of `scenarios` instead.
     #[serde(default)]
     pub stages: Vec<StageSummary>,
+    /// With several scenarios: each one's results (its operations are in `operations`,
+    /// named `<scenario>/<operation>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scenarios: Vec<ScenarioSummary>,
     pub thresholds: Vec<Verdict>,
     /// Why the run failed besides its thresholds: it measured nothing, or every request
     /// failed. A run that fails this way never passes, with or without thresholds.
@@ -188,6 +222,15 @@ impl Verdict {
         if self.passed { "PASS" } else { "FAIL" }
     }
 
+    /// Where the worst window of an `over` rule was: `, worst window ended at 12 s`.
+    pub fn window_text(&self) -> String {
+        match self.window_end_s {
+            Some(end) => format!(", worst window ending at {end} s"),
+            None if self.threshold.contains(" over ") => ", no full window with responses".to_string(),
+            None => String::new(),
+        }
+    }
+
     /// The measured value in the threshold's unit.
     pub fn actual_text(&self) -> String {
         if self.unit == "us" {
@@ -217,53 +260,34 @@ impl RunReport {
             .unwrap_or_else(|| scenario.duration().saturating_sub(scenario.warmup()))
             .as_secs_f64()
             .max(1e-9);
-        let op_report = |name: String,
-                         latency: &Histogram<u64>,
-                         service: &Histogram<u64>,
-                         failed: &Histogram<u64>,
-                         codes: std::collections::BTreeMap<String, u64>| {
-            let count: u64 = codes.values().sum();
-            let errors = crate::stats::error_count(&codes);
-            OpReport {
-                operation: name,
-                count,
-                errors,
-                rate_per_s: count as f64 / measured,
-                codes,
-                latency: Percentiles::of(latency),
-                service_time: Percentiles::of(service),
-                failed_latency: Percentiles::of(failed),
-                distribution: distribution(latency),
-                service_distribution: distribution(service),
-            }
-        };
+        let layout = scenario.layout();
         let operations: Vec<OpReport> = op_names
             .iter()
             .zip(&stats.ops)
-            .map(|(name, o)| op_report(name.clone(), &o.corrected, &o.service, &o.failed, o.codes.clone()))
+            .enumerate()
+            .map(|(i, (name, o))| {
+                // Several scenarios: an operation's rate is over its own scenario's time.
+                let own = match layout.is_multi() {
+                    true => own_measured(&layout, layout.part_of(i), stopped),
+                    false => measured,
+                };
+                op_report(name.clone(), own, &o.corrected, &o.service, &o.failed, o.codes.clone())
+            })
             .collect();
-        let (mut all, mut all_service, mut all_failed, mut codes) = (
-            crate::stats::histogram(),
-            crate::stats::histogram(),
-            crate::stats::histogram(),
-            std::collections::BTreeMap::new(),
-        );
         // "all" counts requests sent; deliveries and stream messages are reported on their own.
-        for (name, o) in op_names.iter().zip(&stats.ops) {
-            if crate::scenario::is_synthetic(name) {
-                continue;
-            }
-            let _ = all.add(&o.corrected);
-            let _ = all_service.add(&o.service);
-            let _ = all_failed.add(&o.failed);
-            for (c, n) in &o.codes {
-                *codes.entry(c.clone()).or_insert(0) += n;
-            }
-        }
-        let total = op_report("all".into(), &all, &all_service, &all_failed, codes);
-        let achieved_rate = match scenario.load {
+        let all_ops: Vec<usize> = (0..op_names.len())
+            .filter(|&i| !crate::scenario::is_synthetic(&op_names[i]))
+            .collect();
+        let total = merged_report("all".into(), measured, stats, &all_ops);
+        let scenarios = scenario_summaries(&layout, op_names, stats, stopped);
+        let achieved_rate = match &scenario.load {
             Load::Open { .. } if stats.scheduled > 0 => Some(total.count as f64 / stats.scheduled as f64),
-            _ => None,
+            _ => {
+                // Several scenarios: the open ones' completions against their schedule.
+                let open = scenarios.iter().filter(|s| s.model == "open");
+                let (done, scheduled) = open.fold((0, 0), |(d, n), s| (d + s.total.count, n + s.scheduled));
+                (scheduled > 0).then(|| done as f64 / scheduled as f64)
+            }
         };
         let send_lag = Percentiles::of(&stats.send_lag);
         let mut warnings = Vec::new();
@@ -274,48 +298,60 @@ impl RunReport {
                 stats.dropped
             ));
         }
+        let mut windows = stats.windows.iter();
         let thresholds: Vec<Verdict> = scenario
             .thresholds
             .iter()
             .filter_map(|t| t.parse::<Threshold>().ok())
             .map(|t| {
-                let (latency, op) = match &t.operation {
-                    Some(name) => match op_names.iter().position(|n| n == name) {
-                        Some(i) => (&stats.ops[i].corrected, operations.get(i)),
-                        None => (&all, None),
+                let scope = t.scope(op_names, &layout).unwrap_or_default();
+                let unit = match t.metric {
+                    Metric::ErrorRate | Metric::AchievedRate => "ratio",
+                    _ => "us",
+                };
+                if t.window.is_some() {
+                    // The windows were watched in the order of the `over` rules.
+                    let worst = windows.next().and_then(|w| w.worst);
+                    return Verdict {
+                        passed: worst.is_some_and(|(v, _)| t.holds(v)),
+                        actual: worst.map_or(0.0, |(v, _)| v),
+                        window_end_s: worst.map(|(_, end)| end),
+                        threshold: t.text,
+                        unit: unit.into(),
+                    };
+                }
+                let judged = merged_report(String::new(), measured, stats, &scope);
+                let mut latency = crate::stats::histogram();
+                for &i in &scope {
+                    let _ = latency.add(&stats.ops[i].corrected);
+                }
+                let actual = match t.metric {
+                    Metric::AchievedRate => match &t.scenario {
+                        Some(name) => scenarios
+                            .iter()
+                            .find(|s| &s.name == name)
+                            .and_then(|s| s.achieved_rate)
+                            .unwrap_or(0.0),
+                        // Validation keeps this for the open model; nothing scheduled achieves nothing.
+                        None => achieved_rate.unwrap_or(0.0),
                     },
-                    None => (&all, Some(&total)),
+                    metric => crate::threshold::value_of(metric, &latency, judged.count, judged.errors),
                 };
-                let (actual, unit) = match t.metric {
-                    Metric::Percentile(q) => (latency.value_at_quantile(q / 100.0) as f64, "us"),
-                    Metric::Max => (latency.max() as f64, "us"),
-                    Metric::Mean => (if latency.is_empty() { 0.0 } else { latency.mean() }, "us"),
-                    Metric::ErrorRate => (
-                        op.map_or(1.0, |o| {
-                            if o.count == 0 {
-                                0.0
-                            } else {
-                                o.errors as f64 / o.count as f64
-                            }
-                        }),
-                        "ratio",
-                    ),
-                    // Validation keeps this for the open model; nothing scheduled achieves nothing.
-                    Metric::AchievedRate => (achieved_rate.unwrap_or(0.0), "ratio"),
-                };
-                // A threshold on an operation that never ran cannot pass.
-                let ran = t.operation.as_ref().is_none_or(|_| op.is_some_and(|o| o.count > 0));
+                // A threshold on operations that never ran cannot pass.
+                let ran = (t.operation.is_none() && t.scenario.is_none()) || judged.count > 0;
                 Verdict {
                     passed: ran && t.holds(actual),
                     threshold: t.text,
                     actual,
                     unit: unit.into(),
+                    window_end_s: None,
                 }
             })
             .collect();
         let failures = failures(scenario, &total);
         let passed = failures.is_empty() && thresholds.iter().all(|v| v.passed);
         let mut report = RunReport {
+            run_id: String::new(),
             scenario: scenario.clone(),
             scenario_file: None,
             shard,
@@ -344,6 +380,7 @@ impl RunReport {
                 series
             },
             stages: Vec::new(),
+            scenarios,
             thresholds,
             failures,
             lag_unreliable,
@@ -351,6 +388,9 @@ impl RunReport {
             warnings,
         };
         report.stages = report.stage_summaries();
+        for i in 0..report.scenarios.len() {
+            report.scenarios[i].stages = report.part_stage_summaries(&layout, i);
+        }
         report
     }
 
@@ -385,41 +425,35 @@ impl RunReport {
     }
 
     fn stage_summaries(&self) -> Vec<StageSummary> {
-        let warmup = self.scenario.warmup().as_secs_f64();
-        let mut start = 0.0;
-        let mut out = Vec::new();
-        for (i, (duration, offered)) in self.scenario.load.stages().into_iter().enumerate() {
-            let end = start + duration.as_secs_f64();
-            let (from, to) = (start - warmup, end - warmup);
-            start = end;
-            if to <= 0.0 {
-                continue;
-            }
-            let seconds: Vec<&Second> = self
-                .time_series
-                .iter()
-                .filter(|s| (s.second as f64) >= from.floor() && (s.second as f64) < to)
-                .collect();
-            let measured = to - from.max(0.0);
-            let completed: u64 = seconds.iter().map(|s| s.completed).sum();
-            out.push(StageSummary {
-                stage: i,
-                offered,
-                measured_s: measured,
-                scheduled: seconds.iter().map(|s| s.target).sum(),
-                completed,
-                rate_per_s: completed as f64 / measured.max(1e-9),
-                errors: seconds.iter().map(|s| s.errors).sum(),
-                dropped: seconds.iter().map(|s| s.dropped).sum(),
-                worst_p99_us: seconds.iter().map(|s| s.p99_us).max().unwrap_or(0),
-            });
+        if self.scenario.is_multi() {
+            return Vec::new();
         }
-        out
+        stage_rows(&self.scenario.load, 0.0, &self.time_series, |s| {
+            (s.target, s.completed, s.errors, s.dropped, s.p99_us)
+        })
     }
 
-    /// Each operation, then the total: the rows of every summary table.
+    /// The stages of the `i`th of several scenarios, from its share of each second; a
+    /// stage's worst p99 is the worst of its operations' in any one second.
+    fn part_stage_summaries(&self, layout: &crate::scenario::Layout, i: usize) -> Vec<StageSummary> {
+        let (Some(span), Some(part)) = (layout.spans.get(i), self.scenario.parts().into_iter().nth(i)) else {
+            return Vec::new();
+        };
+        let shift = span.shift(layout).as_secs_f64();
+        stage_rows(&part.scenario.load, shift, &self.time_series, |s| {
+            let p = s.scenarios.get(i).cloned().unwrap_or_default();
+            let p99 = s.op_p99_us.get(span.ops.clone()).and_then(|v| v.iter().max().copied());
+            (p.target, p.completed, p.errors, p.dropped, p99.unwrap_or(0))
+        })
+    }
+
+    /// Each operation, each scenario's total (several scenarios), then the total: the
+    /// rows of every summary table.
     pub fn rows(&self) -> impl Iterator<Item = &OpReport> {
-        self.operations.iter().chain(std::iter::once(&self.total))
+        self.operations
+            .iter()
+            .chain(self.scenarios.iter().map(|s| &s.total))
+            .chain(std::iter::once(&self.total))
     }
 
     /// The terminal summary.
@@ -456,23 +490,33 @@ impl RunReport {
             );
         }
         if self.stages.len() > 1 {
+            stage_table(&mut out, "", &self.stages);
+        }
+        if !self.scenarios.is_empty() {
+            let w = self.scenarios.iter().map(|s| s.name.len()).max().unwrap_or(0).max(8);
             let _ = writeln!(
                 out,
-                "\n{:<6} {:<24} {:>9} {:>10} {:>8} {:>8} {:>11}",
-                "stage", "offered", "completed", "rate/s", "errors", "dropped", "worst p99"
+                "\n{:<w$} {:<7} {:>8} {:>9} {:>9} {:>10} {:>9} {:>7} {:>9}",
+                "scenario", "model", "start", "measured", "count", "rate/s", "p99", "errors", "achieved"
             );
-            for st in &self.stages {
+            for sc in &self.scenarios {
                 let _ = writeln!(
                     out,
-                    "{:<6} {:<24} {:>9} {:>10.1} {:>8} {:>8} {:>11}",
-                    st.stage,
-                    st.offered,
-                    st.completed,
-                    st.rate_per_s,
-                    st.errors,
-                    st.dropped,
-                    fmt_us(st.worst_p99_us as f64)
+                    "{:<w$} {:<7} {:>8} {:>9} {:>9} {:>10.1} {:>9} {:>7} {:>9}",
+                    sc.name,
+                    sc.model,
+                    format!("{:.1}s", sc.start_s),
+                    format!("{:.1}s", sc.measured_s),
+                    sc.total.count,
+                    sc.total.rate_per_s,
+                    fmt_us(sc.total.latency.p99_us as f64),
+                    sc.total.errors,
+                    sc.achieved_rate
+                        .map_or("-".to_string(), |a| format!("{:.1}%", a * 100.0))
                 );
+            }
+            for sc in self.scenarios.iter().filter(|s| s.stages.len() > 1) {
+                stage_table(&mut out, &format!("{} ", sc.name), &sc.stages);
             }
         }
         let _ = writeln!(
@@ -482,14 +526,26 @@ impl RunReport {
             fmt_us(self.send_lag.p50_us as f64),
             fmt_us(self.send_lag.p99_us as f64)
         );
-        if let Some(achieved) = self.achieved_rate {
-            let _ = writeln!(
-                out,
-                "achieved {:.1}% of the scheduled arrivals ({} scheduled, {} dropped)",
-                achieved * 100.0,
-                self.scheduled,
-                self.dropped
-            );
+        match self.achieved_rate {
+            Some(achieved) if !self.scenarios.is_empty() => {
+                let open = self.scenarios.iter().filter(|s| s.model == "open");
+                let (scheduled, dropped) = open.fold((0, 0), |(n, d), s| (n + s.scheduled, d + s.dropped));
+                let _ = writeln!(
+                    out,
+                    "achieved {:.1}% of the open scenarios' scheduled arrivals ({scheduled} scheduled, {dropped} dropped)",
+                    achieved * 100.0,
+                );
+            }
+            Some(achieved) => {
+                let _ = writeln!(
+                    out,
+                    "achieved {:.1}% of the scheduled arrivals ({} scheduled, {} dropped)",
+                    achieved * 100.0,
+                    self.scheduled,
+                    self.dropped
+                );
+            }
+            None => {}
         }
         for o in self.operations.iter().filter(|o| o.errors > 0) {
             let _ = writeln!(
@@ -510,10 +566,11 @@ impl RunReport {
         for v in &self.thresholds {
             let _ = writeln!(
                 out,
-                "threshold {:<40} {} (actual {})",
+                "threshold {:<40} {} (actual {}{})",
                 v.threshold,
                 v.verdict(),
-                v.actual_text()
+                v.actual_text(),
+                v.window_text()
             );
         }
         out
@@ -529,19 +586,204 @@ impl RunReport {
     }
 }
 
+/// The per-stage table, headed `<label>stage`.
+fn stage_table(out: &mut String, label: &str, stages: &[StageSummary]) {
+    let _ = writeln!(
+        out,
+        "\n{label}{:<6} {:<24} {:>9} {:>10} {:>8} {:>8} {:>11}",
+        "stage", "offered", "completed", "rate/s", "errors", "dropped", "worst p99"
+    );
+    for st in stages {
+        let _ = writeln!(
+            out,
+            "{label}{:<6} {:<24} {:>9} {:>10.1} {:>8} {:>8} {:>11}",
+            st.stage,
+            st.offered,
+            st.completed,
+            st.rate_per_s,
+            st.errors,
+            st.dropped,
+            fmt_us(st.worst_p99_us as f64)
+        );
+    }
+}
+
+/// Watches a window in `stats` for each `over` threshold of `scenario`, in their order:
+/// [`RunReport::build`] reads their verdicts back in the same order.
+pub fn watch_windows(scenario: &Scenario, op_names: &[String], layout: &crate::scenario::Layout, stats: &mut Stats) {
+    for t in scenario.thresholds.iter().filter_map(|t| t.parse::<Threshold>().ok()) {
+        let Some(window) = t.window else { continue };
+        let ops = t.scope(op_names, layout).unwrap_or_default();
+        stats.watch(crate::stats::Window::new(
+            ops,
+            window.as_secs(),
+            t.metric,
+            t.higher_is_worse(),
+        ));
+    }
+}
+
+/// The report of one operation (or several merged) over `measured` seconds.
+fn op_report(
+    name: String,
+    measured: f64,
+    latency: &Histogram<u64>,
+    service: &Histogram<u64>,
+    failed: &Histogram<u64>,
+    codes: std::collections::BTreeMap<String, u64>,
+) -> OpReport {
+    let count: u64 = codes.values().sum();
+    let errors = crate::stats::error_count(&codes);
+    OpReport {
+        operation: name,
+        count,
+        errors,
+        rate_per_s: count as f64 / measured,
+        codes,
+        latency: Percentiles::of(latency),
+        service_time: Percentiles::of(service),
+        failed_latency: Percentiles::of(failed),
+        distribution: distribution(latency),
+        service_distribution: distribution(service),
+    }
+}
+
+/// The operations `ops` of `stats` as one: their histograms added, their codes summed.
+fn merged_report(name: String, measured: f64, stats: &Stats, ops: &[usize]) -> OpReport {
+    let (mut all, mut service, mut failed, mut codes) = (
+        crate::stats::histogram(),
+        crate::stats::histogram(),
+        crate::stats::histogram(),
+        std::collections::BTreeMap::new(),
+    );
+    for o in ops.iter().filter_map(|&i| stats.ops.get(i)) {
+        let _ = all.add(&o.corrected);
+        let _ = service.add(&o.service);
+        let _ = failed.add(&o.failed);
+        for (c, n) in &o.codes {
+            *codes.entry(c.clone()).or_insert(0) += n;
+        }
+    }
+    op_report(name, measured, &all, &service, &failed, codes)
+}
+
+/// The measured seconds of the `part`th scenario: its own, cut where the run was stopped.
+fn own_measured(layout: &crate::scenario::Layout, part: usize, stopped: Option<Duration>) -> f64 {
+    let Some(span) = layout.spans.get(part) else {
+        return 1e-9;
+    };
+    let mut own = span.duration.saturating_sub(span.warmup);
+    if let Some(stopped) = stopped {
+        own = own.min(stopped.saturating_sub(span.shift(layout)));
+    }
+    own.as_secs_f64().max(1e-9)
+}
+
+/// Each of several scenarios' results (none for a run of one).
+fn scenario_summaries(
+    layout: &crate::scenario::Layout,
+    op_names: &[String],
+    stats: &Stats,
+    stopped: Option<Duration>,
+) -> Vec<ScenarioSummary> {
+    if !layout.is_multi() {
+        return Vec::new();
+    }
+    layout
+        .spans
+        .iter()
+        .enumerate()
+        .map(|(i, span)| {
+            let name = span.name.clone().unwrap_or_default();
+            let ops: Vec<usize> = span
+                .ops
+                .clone()
+                .filter(|&o| !crate::scenario::is_synthetic(span.local(&op_names[o])))
+                .collect();
+            let from = span.shift(layout);
+            let own = own_measured(layout, i, stopped);
+            let total = merged_report(format!("{name}/all"), own, stats, &ops);
+            let (scheduled, dropped) = stats
+                .seconds
+                .iter()
+                .filter_map(|s| s.scenarios.get(i))
+                .fold((0, 0), |(n, d), p| (n + p.target, d + p.dropped));
+            ScenarioSummary {
+                model: if span.open { "open" } else { "closed" }.into(),
+                start_s: span.start.as_secs_f64(),
+                measured_from_s: from.as_secs_f64(),
+                measured_s: own,
+                achieved_rate: (span.open && scheduled > 0).then(|| total.count as f64 / scheduled as f64),
+                total,
+                scheduled,
+                dropped,
+                stages: Vec::new(),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// One row per stage of `load` (warm-up left out), from the seconds of the series
+/// `offset_s` after its start; `pick` gives a second's (target, completed, errors,
+/// dropped, p99).
+fn stage_rows(
+    load: &Load,
+    offset_s: f64,
+    series: &[Second],
+    pick: impl Fn(&Second) -> (u64, u64, u64, u64, u64),
+) -> Vec<StageSummary> {
+    let warmup = load.warmup().as_secs_f64();
+    let mut start = 0.0;
+    let mut out = Vec::new();
+    for (i, (duration, offered)) in load.stages().into_iter().enumerate() {
+        let end = start + duration.as_secs_f64();
+        let (from, to) = (start - warmup, end - warmup);
+        start = end;
+        if to <= 0.0 {
+            continue;
+        }
+        let seconds: Vec<(u64, u64, u64, u64, u64)> = series
+            .iter()
+            .filter(|s| {
+                let t = s.second as f64 - offset_s;
+                t >= from.floor() && t < to
+            })
+            .map(&pick)
+            .collect();
+        let measured = to - from.max(0.0);
+        let completed: u64 = seconds.iter().map(|s| s.1).sum();
+        out.push(StageSummary {
+            stage: i,
+            offered,
+            measured_s: measured,
+            scheduled: seconds.iter().map(|s| s.0).sum(),
+            completed,
+            rate_per_s: completed as f64 / measured.max(1e-9),
+            errors: seconds.iter().map(|s| s.2).sum(),
+            dropped: seconds.iter().map(|s| s.3).sum(),
+            worst_p99_us: seconds.iter().map(|s| s.4).max().unwrap_or(0),
+        });
+    }
+    out
+}
+
 /// Send lag past the time between arrivals means sends bunch up: the generator is at its
 /// limit;
 /// send lag above a tenth of the latency p99 means the percentiles are partly the
 /// generator's. Both are relative, so a slow rate is not told to go slower and a busy
 /// machine shows in the report instead of in inflated numbers. Returns the second.
 fn lag_warnings(scenario: &Scenario, lag: &Percentiles, latency: &Percentiles, warnings: &mut Vec<String>) -> bool {
-    let Load::Open { stages, .. } = &scenario.load else {
-        return false;
-    };
-    let peak = stages
+    // Several open scenarios send at once: their peaks add up.
+    let peaks: Vec<f64> = scenario
+        .parts()
         .iter()
-        .flat_map(|s| [s.rate, s.ramp_to.unwrap_or(s.rate)])
-        .fold(0.0, f64::max);
+        .filter_map(|p| p.scenario.load.peak_rate())
+        .collect();
+    if peaks.is_empty() {
+        return false;
+    }
+    let peak: f64 = peaks.iter().sum();
     let gap_us = if peak > 0.0 { 1e6 / peak } else { f64::INFINITY };
     let lag_p99 = lag.p99_us as f64;
     if lag_p99 > gap_us {

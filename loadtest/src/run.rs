@@ -17,9 +17,9 @@ use prism_proxy::server::RunningProxy;
 
 use crate::engine::{Engine, Progress};
 use crate::report::{RunReport, STOPPED_EARLY, fmt_us};
-use crate::scenario::{Scenario, Target};
+use crate::scenario::{RunPart, Scenario, Target};
 use crate::shard::Shard;
-use crate::stats::Stats;
+use crate::stats::{Recorder, Stats};
 use crate::threshold::Threshold;
 
 /// What `loadtest run` was asked to do.
@@ -75,13 +75,60 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         scenario.bind_reflected(&pool, path)?;
     }
     let op_names = scenario.reported_operations();
-    let engine = Engine {
-        clients,
-        shard,
-        stats: Arc::new(Mutex::new(Stats::new(op_names.len()))),
-        progress: Arc::new(Mutex::new(Progress::default())),
-        abort: Arc::new(AtomicBool::new(false)),
+    let layout = scenario.layout();
+    let mut stats = Stats::for_layout(&layout);
+    crate::report::watch_windows(&scenario, &op_names, &layout, &mut stats);
+    let run_id = uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string();
+    let live = crate::live::Live::start(&run_id, &scenario, &op_names)
+        .with_context(|| format!("{}: live metrics", path.display()))?;
+    stats.live = live.as_ref().and_then(crate::live::Live::sink);
+    // The embedded proxy's spans join the sampled requests' traces.
+    let embedded_traces = match (&target.embedded, scenario.trace_share()) {
+        (Some(_), Some(_)) => prism_proxy::telemetry::init_embedded_traces()
+            .with_context(|| format!("{}: trace_sample: the embedded proxy's spans", path.display()))?,
+        _ => None,
     };
+    let tracing = match scenario.trace_share() {
+        Some(share) => {
+            let tracing = crate::live::Tracing::start(&run_id, share)
+                .with_context(|| format!("{}: trace_sample", path.display()))?;
+            let to = if tracing.exported {
+                "client spans exported over OTLP"
+            } else {
+                "no traces endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): only the proxy's spans are exported, if it exports any"
+            };
+            eprintln!("loadtest: traceparent on {:.3}% of requests; {to}", share * 100.0);
+            Some(Arc::new(tracing))
+        }
+        None => None,
+    };
+    let stats = Arc::new(Mutex::new(stats));
+    let abort = Arc::new(AtomicBool::new(false));
+    let parts: Vec<(RunPart, Engine)> = scenario
+        .parts()
+        .into_iter()
+        .zip(&layout.spans)
+        .enumerate()
+        .map(|(i, (part, span))| {
+            let engine = Engine {
+                clients: clients.clone(),
+                shard,
+                stats: Recorder {
+                    stats: stats.clone(),
+                    part: i,
+                    base: span.ops.start,
+                    shift: span.shift(&layout),
+                },
+                progress: Arc::new(Mutex::new(Progress::default())),
+                abort: abort.clone(),
+                tracing: tracing.clone().map(|tracing| crate::live::PartTracing {
+                    tracing,
+                    scenario: part.name.clone().unwrap_or_else(|| scenario.name.clone()),
+                }),
+            };
+            (part, engine)
+        })
+        .collect();
     let threads = match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::CurrentThread => "one thread".to_string(),
         _ => format!(
@@ -96,37 +143,65 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         scenario.duration(),
         scenario.warmup()
     );
+    if let Some(live) = &live {
+        eprintln!("loadtest: {}", live.description);
+    }
+    if scenario.is_multi() {
+        let each: Vec<String> = layout
+            .spans
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} ({}, from {} for {})",
+                    s.name.as_deref().unwrap_or_default(),
+                    if s.open { "open" } else { "closed" },
+                    humantime::format_duration(s.start),
+                    humantime::format_duration(s.duration)
+                )
+            })
+            .collect();
+        eprintln!("loadtest: {} scenarios at once: {}", each.len(), each.join(", "));
+    }
     let printer = (!options.quiet).then(|| {
+        let progress = parts.iter().map(|(p, e)| (p.start, e.progress.clone())).collect();
         tokio::spawn(show_progress(
-            engine.stats.clone(),
-            engine.progress.clone(),
+            stats.clone(),
+            progress,
             scenario.duration(),
             scenario.warmup(),
         ))
     });
-    // http.* operations run on goose beside the engine, into the same stats.
-    let (grpc_part, http_part) = crate::http::split(&scenario);
-    let http = match http_part {
-        Some(part) => Some(start_http(
-            &scenario,
-            &target,
-            shard.apply(&part),
-            engine.stats.clone(),
-        )?),
-        None => None,
-    };
-    let watcher = abort_watcher(&scenario, &engine, &op_names);
-    engine.run(grpc_part.as_ref().unwrap_or(&scenario)).await?;
+    // Each scenario's http.* operations run on goose beside its engine, into the same stats.
+    let mut http = Vec::new();
+    let mut grpc = Vec::new();
+    for (part, engine) in &parts {
+        let (grpc_part, http_part) = crate::http::split(&part.scenario);
+        if let Some(http_part) = http_part {
+            http.push(start_http(
+                &scenario,
+                &target,
+                shard.apply(&http_part),
+                engine.stats.clone(),
+                part.start,
+            )?);
+        }
+        grpc.push(async move {
+            tokio::time::sleep(part.start).await;
+            engine.run(grpc_part.as_ref().unwrap_or(&part.scenario)).await
+        });
+    }
+    let watcher = abort_watcher(&scenario, &stats, &abort, &op_names);
+    futures::future::try_join_all(grpc).await?;
     let stopped = match watcher {
-        Some(w) if engine.abort.load(Ordering::Relaxed) => w.await.ok().flatten(),
+        Some(w) if abort.load(Ordering::Relaxed) => w.await.ok().flatten(),
         Some(w) => {
             w.abort();
             None
         }
         None => None,
     };
-    if let Some(http) = http {
-        http.await.context("the goose task")??;
+    for h in http {
+        h.await.context("the goose task")??;
     }
     if let Some(p) = printer {
         p.abort();
@@ -134,7 +209,32 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
     if std::io::stderr().is_terminal() && !options.quiet {
         eprintln!();
     }
-    let stats = engine.stats.lock();
+    {
+        let mut stats = stats.lock();
+        // Close what the scenarios left open: the last second, and with several scenarios
+        // those after the first ones ended; a stopped run's end is where it stopped.
+        let measured = scenario.duration().saturating_sub(scenario.warmup());
+        let end = stopped.as_ref().map_or(measured, |(at, _)| *at);
+        stats.close_until(end.as_secs() + 1);
+        stats.live = None;
+    }
+    if let Some(traces) = embedded_traces {
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
+    if let Some(tracing) = tracing {
+        let flushed = tokio::task::spawn_blocking(move || tracing.finish()).await;
+        if let Ok(Err(e)) | Err(e) = flushed.map_err(|e| e.to_string()) {
+            eprintln!("loadtest: warning: traces: the last export failed: {e}");
+        }
+    }
+    if let Some(live) = live {
+        // Exporting the last second may wait on the network: not on a runtime thread.
+        let flushed = tokio::task::spawn_blocking(move || live.finish()).await;
+        if let Ok(Err(e)) | Err(e) = flushed.map_err(|e| e.to_string()) {
+            eprintln!("loadtest: warning: live metrics: the last export failed: {e}");
+        }
+    }
+    let stats = stats.lock();
     let mut report = RunReport::build(
         &scenario,
         options.shard,
@@ -148,6 +248,7 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         report.stopped_early(why);
     }
     report.scenario_file = Some(path.display().to_string());
+    report.run_id = run_id;
     let dir = options
         .out
         .clone()
@@ -162,7 +263,8 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
 /// stopped.
 fn abort_watcher(
     scenario: &Scenario,
-    engine: &Engine,
+    stats: &Arc<Mutex<Stats>>,
+    abort: &Arc<AtomicBool>,
     op_names: &[String],
 ) -> Option<tokio::task::JoinHandle<Option<(Duration, String)>>> {
     let rules: Vec<Threshold> = scenario
@@ -175,9 +277,10 @@ fn abort_watcher(
         return None;
     }
     let (scenario, op_names) = (scenario.clone(), op_names.to_vec());
-    let (stats, abort) = (engine.stats.clone(), engine.abort.clone());
+    let (stats, abort) = (stats.clone(), abort.clone());
     let start = tokio::time::Instant::now() + scenario.warmup();
     let end = scenario.duration().saturating_sub(scenario.warmup());
+    let layout = scenario.layout();
     Some(tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
         loop {
@@ -199,11 +302,15 @@ fn abort_watcher(
                 .iter()
                 .filter(|r| r.abort_after.is_some_and(|after| measured >= after))
             {
-                let answered = match &rule.operation {
-                    Some(op) => report.operations.iter().any(|o| &o.operation == op && o.count > 0),
-                    None => report.total.count > 0,
-                };
                 let verdict = report.thresholds.iter().find(|v| v.threshold == rule.text);
+                // Judged once its operations have answered (an `over` rule: once a
+                // window with responses was full).
+                let answered = match (&rule.window, verdict) {
+                    (Some(_), Some(v)) => v.window_end_s.is_some(),
+                    _ => rule
+                        .scope(&op_names, &layout)
+                        .is_ok_and(|ops| ops.iter().any(|&i| report.operations[i].count > 0)),
+                };
                 if let Some(v) = verdict.filter(|v| answered && !v.passed) {
                     abort.store(true, Ordering::Relaxed);
                     let why = format!(
@@ -227,16 +334,17 @@ fn start_http(
     scenario: &Scenario,
     target: &Resolved,
     part: Scenario,
-    stats: Arc<Mutex<Stats>>,
+    stats: Recorder,
+    delay: Duration,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     let base = match &scenario.target {
         Some(Target::Remote(r)) => r.http_endpoint.clone(),
         _ => target.embedded.as_ref().map(|p| format!("http://{}", p.admin_addr)),
     }
     .context("http.* operations need target.http_endpoint")?;
-    let start = tokio::time::Instant::now();
     Ok(tokio::spawn(async move {
-        crate::http::run(part, &base, stats, start).await
+        tokio::time::sleep(delay).await;
+        crate::http::run(part, &base, stats, tokio::time::Instant::now()).await
     }))
 }
 
@@ -246,7 +354,8 @@ fn start_http(
     _: &Scenario,
     _: &Resolved,
     _: Scenario,
-    _: Arc<Mutex<Stats>>,
+    _: Recorder,
+    _: Duration,
 ) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<()>>> {
     anyhow::bail!("http.* operations need loadtest built with the `http` feature")
 }
@@ -406,18 +515,34 @@ pub(crate) fn fit_line(numbers: &str, elapsed: Duration, total: Duration, column
 }
 
 /// Once a second: a redrawn line on a terminal, a plain line every 5 s otherwise.
-async fn show_progress(stats: Arc<Mutex<Stats>>, progress: Arc<Mutex<Progress>>, total: Duration, warmup: Duration) {
+/// `progress` holds each scenario's start and live counters.
+async fn show_progress(
+    stats: Arc<Mutex<Stats>>,
+    progress: Vec<(Duration, Arc<Mutex<Progress>>)>,
+    total: Duration,
+    warmup: Duration,
+) {
     let terminal = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_completed = 0u64;
     let mut n = 0u64;
+    let begun = tokio::time::Instant::now();
     loop {
         tick.tick().await;
         n += 1;
-        let (elapsed, target) = {
-            let p = progress.lock();
-            (p.elapsed, p.target_rate)
-        };
+        // Several scenarios: the run's time, their rates and requests in flight added up.
+        let (mut elapsed, mut target, mut in_flight) = (Duration::ZERO, 0.0, None);
+        for (start, p) in &progress {
+            let p = p.lock();
+            if begun.elapsed() < *start {
+                continue;
+            }
+            elapsed = elapsed.max(*start + p.elapsed);
+            target += p.target_rate;
+            if let Some(n) = p.in_flight {
+                in_flight = Some(in_flight.unwrap_or(0) + n);
+            }
+        }
         let (completed, errors, p99, dropped) = {
             let s = stats.lock();
             let (_, count, errors) = s.total();
@@ -426,7 +551,6 @@ async fn show_progress(stats: Arc<Mutex<Stats>>, progress: Arc<Mutex<Progress>>,
         let rate = completed.saturating_sub(last_completed);
         last_completed = completed;
         let stage = if elapsed < warmup { "warm-up" } else { "measuring" };
-        let in_flight = progress.lock().in_flight;
         let open_model = in_flight
             .map(|n| format!(" target {target:.0}/s in-flight {n} dropped {dropped}"))
             .unwrap_or_default();

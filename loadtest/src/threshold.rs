@@ -1,6 +1,8 @@
 //! Pass/fail rules such as `p99 < 5ms`, `p99.9 < 20ms for keyvalue.get`,
-//! `error_rate < 0.1%`, `achieved_rate >= 95%`; with `abort_on_fail [after 10s]` a rule
-//! is also checked every second of the run, which stops when it fails.
+//! `error_rate < 0.1%`, `achieved_rate >= 95%`. `in <scenario>` scopes a rule to one of
+//! several scenarios; `over 10s` makes it hold for every 10-second window of the run, not
+//! only for the whole; with `abort_on_fail [after 10s]` a rule is also checked every
+//! second of the run, which stops when it fails.
 
 use std::fmt;
 use std::str::FromStr;
@@ -37,14 +39,23 @@ pub struct Threshold {
     pub value: f64,
     /// Only this operation; all operations together when absent.
     pub operation: Option<String>,
+    /// Only this one of several scenarios (`in probe`).
+    pub scenario: Option<String>,
+    /// `over 10s`: must hold for every window of this length (whole seconds), each
+    /// window's value computed from the responses completed in it.
+    pub window: Option<std::time::Duration>,
     /// `abort_on_fail`: checked every second once this much of the measured time has
     /// passed; the run stops when it fails.
     pub abort_after: Option<std::time::Duration>,
 }
 
-const FORM: &str = "expected `<metric> <op> <value> [for <operation>] [abort_on_fail [after <duration>]]`, \
-e.g. `p99 < 5ms`, `p99.9 < 20ms for keyvalue.get`, `error_rate < 0.1%`, `achieved_rate >= 95%`, \
-`error_rate < 5% abort_on_fail after 10s`; metrics: pNN, max, mean, error_rate, achieved_rate; ops: < <= > >=";
+const FORM: &str = "expected `<metric> <op> <value> [for <operation>] [in <scenario>] [over <window>] \
+[abort_on_fail [after <duration>]]`, e.g. `p99 < 5ms`, `p99.9 < 20ms for keyvalue.get`, `error_rate < 0.1%`, \
+`achieved_rate >= 95%`, `p99 < 2ms in probe`, `p99 < 5ms over 10s`, `error_rate < 5% abort_on_fail after 10s`; \
+metrics: pNN, max, mean, error_rate, achieved_rate; ops: < <= > >=";
+
+/// The longest `over` window.
+pub const MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl FromStr for Threshold {
     type Err = String;
@@ -57,6 +68,24 @@ impl FromStr for Threshold {
         };
         let (operation, rest) = match rest {
             ["for", op, rest @ ..] => (Some(op.to_string()), rest),
+            rest => (None, rest),
+        };
+        let (scenario, rest) = match rest {
+            ["in", name, rest @ ..] => (Some(name.to_string()), rest),
+            rest => (None, rest),
+        };
+        let (window, rest) = match rest {
+            ["over", window, rest @ ..] => {
+                let d = humantime::parse_duration(window)
+                    .map_err(|e| format!("{text:?}: cannot read the window {window:?} ({e}); {FORM}"))?;
+                if d.subsec_nanos() != 0 || d.is_zero() || d > MAX_WINDOW {
+                    return Err(format!(
+                        "{text:?}: a window is whole seconds from 1s to {}, not {window:?}",
+                        humantime::format_duration(MAX_WINDOW)
+                    ));
+                }
+                (Some(d), rest)
+            }
             rest => (None, rest),
         };
         let abort_after = match rest {
@@ -92,6 +121,11 @@ impl FromStr for Threshold {
             _ => parse_micros(value),
         }
         .ok_or_else(|| format!("{text:?}: cannot read the value {value:?}; {FORM}"))?;
+        if window.is_some() && metric == Metric::AchievedRate {
+            return Err(format!(
+                "{text:?}: achieved_rate is judged on the whole run; `over` windows are for latencies and error_rate"
+            ));
+        }
         if matches!(metric, Metric::ErrorRate | Metric::AchievedRate) && value > 1.0 {
             return Err(format!(
                 "{text:?}: a rate is from 0 to 100% (or 0 to 1), not {}%",
@@ -104,8 +138,25 @@ impl FromStr for Threshold {
             comparison,
             value,
             operation,
+            scenario,
+            window,
             abort_after,
         })
+    }
+}
+
+/// The value of a latency or error-rate metric over `latency` (the successful
+/// responses) and `count` responses of which `errors` failed. `achieved_rate` needs the
+/// schedule and is computed by the report; it is 0 here.
+pub fn value_of(metric: Metric, latency: &hdrhistogram::Histogram<u64>, count: u64, errors: u64) -> f64 {
+    match metric {
+        Metric::Percentile(q) => latency.value_at_quantile(q / 100.0) as f64,
+        Metric::Max => latency.max() as f64,
+        Metric::Mean if latency.is_empty() => 0.0,
+        Metric::Mean => latency.mean(),
+        Metric::ErrorRate if count == 0 => 0.0,
+        Metric::ErrorRate => errors as f64 / count as f64,
+        Metric::AchievedRate => 0.0,
     }
 }
 
@@ -128,7 +179,7 @@ fn parse_micros(v: &str) -> Option<f64> {
 }
 
 /// `0.1%` or `0.001` -> 0.001.
-fn parse_fraction(v: &str) -> Option<f64> {
+pub(crate) fn parse_fraction(v: &str) -> Option<f64> {
     // Divide (not multiply by 0.01) so that 95% is exactly 0.95.
     let (number, divisor) = match v.strip_suffix('%') {
         Some(n) => (n, 100.0),
@@ -142,6 +193,64 @@ fn parse_fraction(v: &str) -> Option<f64> {
 }
 
 impl Threshold {
+    /// Whether a higher value is the worse one (`<` and `<=` rules): which window of an
+    /// `over` rule is its verdict.
+    pub fn higher_is_worse(&self) -> bool {
+        matches!(self.comparison, Comparison::Lt | Comparison::Le)
+    }
+
+    /// The reported operations this rule judges (indices into `op_names`, laid out as
+    /// `layout`): the named operation (in every scenario that has it, or only in `in`'s),
+    /// or every request operation of the run or of `in`'s scenario. An error names what
+    /// is not there.
+    pub fn scope(&self, op_names: &[String], layout: &crate::scenario::Layout) -> Result<Vec<usize>, String> {
+        let spans: Vec<&crate::scenario::Span> = match &self.scenario {
+            Some(name) if !layout.is_multi() => {
+                return Err(format!(
+                    "{:?}: `in {name}` is for a file of several `scenarios`; this one has one",
+                    self.text
+                ));
+            }
+            Some(name) => {
+                let found: Vec<_> = layout.spans.iter().filter(|s| s.name.as_ref() == Some(name)).collect();
+                if found.is_empty() {
+                    return Err(format!(
+                        "{:?}: no scenario {name:?} (the file has: {})",
+                        self.text,
+                        layout.names().join(", ")
+                    ));
+                }
+                found
+            }
+            None => layout.spans.iter().collect(),
+        };
+        let mut ops = Vec::new();
+        for span in spans {
+            for i in span.ops.clone() {
+                let Some(reported) = op_names.get(i) else { continue };
+                let local = span.local(reported);
+                let judged = match &self.operation {
+                    Some(op) => local == op || reported == op,
+                    None => !crate::scenario::is_synthetic(local),
+                };
+                if judged {
+                    ops.push(i);
+                }
+            }
+        }
+        if let Some(op) = self.operation.as_ref().filter(|_| ops.is_empty()) {
+            return Err(format!(
+                "{:?}: {} has no operation {op:?} (it runs: {})",
+                self.text,
+                self.scenario
+                    .as_ref()
+                    .map_or("this scenario".to_string(), |s| format!("scenario {s:?}")),
+                op_names.join(", ")
+            ));
+        }
+        Ok(ops)
+    }
+
     pub fn holds(&self, actual: f64) -> bool {
         match self.comparison {
             Comparison::Lt => actual < self.value,
@@ -182,6 +291,16 @@ mod tests {
         assert_eq!(t.abort_after, Some(std::time::Duration::from_secs(10)));
         let t: Threshold = "p99 < 5ms abort_on_fail".parse().unwrap();
         assert_eq!(t.abort_after, Some(std::time::Duration::ZERO));
+        let t: Threshold = "p99 < 2ms for keyvalue.get in probe over 10s abort_on_fail after 20s"
+            .parse()
+            .unwrap();
+        assert_eq!(t.operation.as_deref(), Some("keyvalue.get"));
+        assert_eq!(t.scenario.as_deref(), Some("probe"));
+        assert_eq!(t.window, Some(std::time::Duration::from_secs(10)));
+        assert_eq!(t.abort_after, Some(std::time::Duration::from_secs(20)));
+        let t: Threshold = "error_rate > 1% over 1m".parse().unwrap();
+        assert_eq!(t.window, Some(std::time::Duration::from_secs(60)));
+        assert!(!t.higher_is_worse());
     }
 
     #[test]
@@ -200,10 +319,20 @@ mod tests {
             "p99 < 5ms abort_on_fail after",
             "p99 < 5ms abort_on_fail after soon",
             "p99 < 5ms after 10s",
+            "p99 < 5ms over",
+            "p99 < 5ms over 1.5s",
+            "p99 < 5ms over 0s",
+            "p99 < 5ms over 2h",
+            "p99 < 5ms over 10s in probe",
+            "p99 < 5ms in",
+            "achieved_rate >= 95% over 10s",
         ] {
             let err = bad.parse::<Threshold>().unwrap_err();
             assert!(
-                err.contains("expected") || err.contains("from 0 to 100%"),
+                err.contains("expected")
+                    || err.contains("from 0 to 100%")
+                    || err.contains("whole seconds")
+                    || err.contains("whole run"),
                 "{bad}: {err}"
             );
         }

@@ -200,7 +200,7 @@ impl Workload {
                 _ => o.keys.clone().unwrap_or_else(|| "loadtest".into()),
             };
             ops.push(OpSpec {
-                name: o.op.clone(),
+                name: o.reported_name(),
                 kind,
                 target,
                 batch: o.batch.unwrap_or(match kind {
@@ -240,6 +240,7 @@ impl Workload {
         self.ops
             .iter()
             .map(|o| crate::engine::OpPlan {
+                name: o.name.clone(),
                 kind: o.kind,
                 target: o.target.clone(),
                 batch: o.batch,

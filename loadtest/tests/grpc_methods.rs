@@ -95,29 +95,19 @@ impl PubSubBasic for Recorder {
 /// Starts a [`Recorder`] with reflection (Prism's descriptors) on a free loopback port, in
 /// a runtime of its own thread.
 fn serve(recorder: Recorder) -> std::net::SocketAddr {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    support::serve_on_own_thread(|listener| async move {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
             .unwrap();
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            let reflection = tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
-                .build_v1()
-                .unwrap();
-            tonic::transport::Server::builder()
-                .add_service(KeyValueBasicServer::new(recorder.clone()))
-                .add_service(PubSubBasicServer::new(recorder))
-                .add_service(reflection)
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
-                .await
-                .unwrap();
-        });
-    });
-    rx.recv().unwrap()
+        tonic::transport::Server::builder()
+            .add_service(KeyValueBasicServer::new(recorder.clone()))
+            .add_service(PubSubBasicServer::new(recorder))
+            .add_service(reflection)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)))
+            .await
+            .unwrap();
+    })
 }
 
 fn proto_dir() -> String {

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::scenario::{Load, Operation, Scenario};
 use crate::shard::Shard;
-use crate::stats::Stats;
+use crate::stats::{Answer, Recorder};
 use crate::workload::Workload;
 
 /// What a goose user keeps between requests.
@@ -44,7 +43,7 @@ fn render(template: &str, key: &str, n: u64) -> String {
 async fn transaction(
     user: &mut GooseUser,
     scenario: &Scenario,
-    stats: &Mutex<Stats>,
+    stats: &Recorder,
     start: Instant,
     warmup: Duration,
 ) -> TransactionResult {
@@ -102,7 +101,15 @@ async fn transaction(
     if let Some(at) = (sent - start).checked_sub(warmup) {
         let mut s = stats.lock();
         s.arrival(at, false);
-        s.response(op_index, at, latency, latency, Duration::ZERO, code, None);
+        s.response(Answer {
+            op: op_index,
+            at,
+            corrected: latency,
+            service: latency,
+            lag: Duration::ZERO,
+            code,
+            expected: None,
+        });
     }
     Ok(())
 }
@@ -120,7 +127,7 @@ where
 
 /// Runs the HTTP part of `scenario` against `base` (`http://host:port`) until its load
 /// ends, recording into `stats`.
-pub async fn run(scenario: Scenario, base: &str, stats: Arc<Mutex<Stats>>, start: Instant) -> anyhow::Result<()> {
+pub async fn run(scenario: Scenario, base: &str, stats: Recorder, start: Instant) -> anyhow::Result<()> {
     let warmup = scenario.warmup();
     let scenario = Arc::new(scenario);
     let function = {

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub mod feed;
 mod load;
+mod part;
+
+pub use part::{Layout, Part, RunPart, Span};
 
 use crate::threshold::Threshold;
 use crate::workload::OpKind;
@@ -41,12 +44,29 @@ pub struct Scenario {
     /// Where to send; absent or `embedded`: a proxy with memstore started in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// One scenario: its load and operations here. Several at once: under `scenarios`.
+    #[serde(default = "Load::none", skip_serializing_if = "Load::is_none")]
     pub load: Load,
     #[serde(default)]
     pub keyspaces: BTreeMap<String, Keyspace>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<Operation>,
+    /// Several scenarios running at the same time, each with its own load, start and
+    /// operations (instead of `load` and `operations`); they share the target, keyspaces
+    /// and seed. Results are reported per scenario and in total.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "part::deserialize_parts"
+    )]
+    pub scenarios: BTreeMap<String, Part>,
+    /// Pass/fail rules, checked on the whole run; see [`crate::threshold`].
     #[serde(default)]
     pub thresholds: Vec<String>,
+    /// The share of requests sent in a client span with W3C `traceparent` (`1%`, `0.01`),
+    /// so the target's spans join them; exported with the `OTEL_EXPORTER_OTLP_*` settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_sample: Option<String>,
     /// Descriptors of the `grpc.*` operations' methods: `.proto` files; without them the
     /// server's reflection is asked when the run starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -419,16 +439,17 @@ impl Scenario {
 
     /// Whether the `grpc.*` operations need descriptors from the server's reflection.
     pub fn needs_reflection(&self) -> bool {
-        self.operations
+        self.each_operation()
             .iter()
-            .any(|o| crate::workload::is_grpc(&o.op) && o.call.is_none())
+            .any(|(_, o, _)| crate::workload::is_grpc(&o.op) && o.call.is_none())
     }
 
     /// The services the `grpc.*` operations call.
     pub fn grpc_services(&self) -> Vec<String> {
         let mut services: Vec<String> = self
-            .operations
-            .iter()
+            .each_operation()
+            .into_iter()
+            .map(|(_, o, _)| o)
             .filter(|o| crate::workload::is_grpc(&o.op))
             .filter_map(|o| o.method.as_deref().and_then(crate::grpc::service_of))
             .map(str::to_string)
@@ -451,67 +472,10 @@ impl Scenario {
 
     /// Resolves each `grpc.*` operation's method in `pool` and compiles its request.
     fn bind_grpc(&mut self, pool: &prost_reflect::DescriptorPool, p: &mut Problems) {
-        for (i, o) in self.operations.iter_mut().enumerate() {
-            if !crate::workload::is_grpc(&o.op) {
-                continue;
+        for (list, operations) in self.operation_lists_mut() {
+            for (i, o) in operations.iter_mut().enumerate() {
+                bind_operation(pool, &format!("{list}[{i}]"), o, p);
             }
-            let field = |f: &str| format!("operations[{i}]{f}");
-            let Some(name) = &o.method else { continue };
-            let method = match crate::grpc::resolve(pool, name) {
-                Ok(m) => m,
-                Err(e) => {
-                    p.add(field(".method"), e);
-                    continue;
-                }
-            };
-            let streaming = o.op == "grpc.server_stream";
-            if method.client_streaming {
-                p.add(
-                    field(".method"),
-                    format!("{name} is client-streaming: loadtest calls unary and server-streaming methods"),
-                );
-                continue;
-            }
-            if method.server_streaming != streaming {
-                let (is, use_op) = if method.server_streaming {
-                    ("server-streaming", "grpc.server_stream")
-                } else {
-                    ("unary", "grpc.unary")
-                };
-                p.add(field(".op"), format!("{name} is {is}: use op: {use_op}"));
-                continue;
-            }
-            let request = o
-                .request
-                .clone()
-                .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
-            let template = match crate::grpc::Template::compile(&method.input, &request) {
-                Ok(t) => t,
-                Err(problems) => {
-                    for (at, message) in problems {
-                        p.add(field(&format!(".request{at}")), message);
-                    }
-                    continue;
-                }
-            };
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            for (key, value) in &o.metadata {
-                match (
-                    key.parse::<tonic::metadata::AsciiMetadataKey>(),
-                    value.parse::<tonic::metadata::AsciiMetadataValue>(),
-                ) {
-                    (Ok(k), Ok(v)) => {
-                        metadata.insert(k, v);
-                    }
-                    _ => p.add(field(&format!(".metadata.{key}")), "not valid ASCII gRPC metadata"),
-                }
-            }
-            o.call = Some(std::sync::Arc::new(crate::grpc::Call {
-                method,
-                template,
-                metadata,
-                messages: o.messages,
-            }));
         }
     }
 
@@ -544,7 +508,7 @@ impl Scenario {
         if self.name.trim().is_empty() {
             p.add("name", "must not be empty");
         }
-        self.load.problems(p);
+        self.parts_problems(p);
         if let Some(Target::Remote(r)) = &self.target {
             r.problems(p);
         }
@@ -567,22 +531,90 @@ impl Scenario {
                 );
             }
         }
-        if self.operations.is_empty() {
-            p.add("operations", "at least one operation is needed");
-        }
-        if self.operations.iter().all(|o| o.weight == 0) && !self.operations.is_empty() {
-            p.add("operations", "at least one weight must be above 0");
-        }
-        for (i, o) in self.operations.iter().enumerate() {
-            self.operation_problems(i, o, p);
+        for (list, load, operations) in self.loads_and_operations() {
+            if operations.is_empty() {
+                p.add(list.clone(), "at least one operation is needed");
+            }
+            if operations.iter().all(|o| o.weight == 0) && !operations.is_empty() {
+                p.add(list.clone(), "at least one weight must be above 0");
+            }
+            for (i, o) in operations.iter().enumerate() {
+                self.operation_problems(&format!("{list}[{i}]"), o, load, p);
+            }
         }
         self.threshold_problems(p);
+        if let Some(sample) = &self.trace_sample
+            && self.trace_share().is_none()
+        {
+            p.add(
+                "trace_sample",
+                format!("{sample:?} is not a share of requests: expected 0% to 100% (or 0 to 1), e.g. 1%"),
+            );
+        }
+    }
+
+    /// `trace_sample` as a fraction (0-1); `None` when absent or not one.
+    pub fn trace_share(&self) -> Option<f64> {
+        crate::threshold::parse_fraction(self.trace_sample.as_deref()?.trim()).filter(|f| *f <= 1.0)
+    }
+
+    /// The single form or the several-scenarios form, not both; each part's load and
+    /// name.
+    fn parts_problems(&self, p: &mut Problems) {
+        let single = !self.load.is_none() || !self.operations.is_empty();
+        if self.is_multi() {
+            if single {
+                p.add(
+                    "scenarios",
+                    "a file has `load` and `operations` (one scenario) or `scenarios` (several), not both",
+                );
+            }
+            for (name, part) in &self.scenarios {
+                if !part::valid_name(name) {
+                    p.add(
+                        format!("scenarios.{name}"),
+                        "a scenario's name is letters, digits, - and _ (it names results: <scenario>/<operation>)",
+                    );
+                }
+                part.load.problems(&format!("scenarios.{name}.load"), p);
+            }
+            let end = self.duration();
+            if end > MAX_RUN {
+                p.add(
+                    "scenarios",
+                    format!(
+                        "the scenarios end after the longest run, {} days",
+                        MAX_RUN.as_secs() / 86_400
+                    ),
+                );
+            }
+        } else if self.load.is_none() {
+            p.add(
+                "load",
+                "needed: `load` and `operations` for one scenario, or `scenarios` for several",
+            );
+        } else {
+            self.load.problems("load", p);
+        }
+    }
+
+    /// Each operation list with its field path and the load it runs under.
+    fn loads_and_operations(&self) -> Vec<(String, &Load, &Vec<Operation>)> {
+        if self.is_multi() {
+            self.scenarios
+                .iter()
+                .map(|(name, part)| (format!("scenarios.{name}.operations"), &part.load, &part.operations))
+                .collect()
+        } else {
+            vec![("operations".to_string(), &self.load, &self.operations)]
+        }
     }
 
     /// What is wrong with `thresholds`: each must parse, name an operation the scenario
     /// runs, and measure something its load model has.
     fn threshold_problems(&self, p: &mut Problems) {
         let operations = self.reported_operations();
+        let layout = self.layout();
         for (i, text) in self.thresholds.iter().enumerate() {
             let field = format!("thresholds[{i}]");
             let t = match text.parse::<Threshold>() {
@@ -592,16 +624,9 @@ impl Scenario {
                     continue;
                 }
             };
-            if let Some(op) = &t.operation
-                && !operations.contains(op)
-            {
-                p.add(
-                    field.clone(),
-                    format!(
-                        "{text:?}: this scenario has no operation {op:?} (it runs: {})",
-                        operations.join(", ")
-                    ),
-                );
+            if let Err(e) = t.scope(&operations, &layout) {
+                p.add(field.clone(), e);
+                continue;
             }
             let measured = self.duration().saturating_sub(self.warmup());
             if let Some(after) = t.abort_after.filter(|after| *after >= measured) {
@@ -614,7 +639,27 @@ impl Scenario {
                     ),
                 );
             }
-            if t.metric == crate::threshold::Metric::AchievedRate && matches!(self.load, Load::Closed { .. }) {
+            // The scenario the rule is about: its own measured time and model.
+            let span = t
+                .scenario
+                .as_ref()
+                .and_then(|name| layout.spans.iter().find(|s| s.name.as_ref() == Some(name)));
+            let own = span.map_or(measured, |s| s.duration.saturating_sub(s.warmup));
+            if let Some(window) = t.window.filter(|w| *w > own) {
+                p.add(
+                    field.clone(),
+                    format!(
+                        "{text:?}: a window of {} is longer than the {} measured: no window would be full",
+                        humantime::format_duration(window),
+                        humantime::format_duration(own)
+                    ),
+                );
+            }
+            let open = match span {
+                Some(s) => s.open,
+                None => layout.spans.iter().any(|s| s.open),
+            };
+            if t.metric == crate::threshold::Metric::AchievedRate && !open {
                 p.add(
                     field,
                     format!("{text:?}: achieved_rate is for `model: open`; a closed run has no schedule to achieve"),
@@ -623,9 +668,10 @@ impl Scenario {
         }
     }
 
-    /// What is wrong with `operations[i]`, alone or against the keyspaces and target.
-    fn operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
-        let field = |f: &str| format!("operations[{i}]{f}");
+    /// What is wrong with the operation at field path `at`, alone or against the
+    /// keyspaces, target and the `load` it runs under.
+    fn operation_problems(&self, at: &str, o: &Operation, load: &Load, p: &mut Problems) {
+        let field = |f: &str| format!("{at}{f}");
         if OpKind::parse(&o.op).is_none() {
             p.add(
                 field(".op"),
@@ -646,12 +692,12 @@ impl Scenario {
                     ),
                 );
             }
-            self.http_operation_problems(i, o, p);
+            self.http_operation_problems(at, o, p);
         } else if o.path.is_some() || o.body.is_some() || !o.headers.is_empty() {
             p.add(field(""), "path, headers and body are for http.* operations");
         }
         if crate::workload::is_grpc(&o.op) {
-            self.grpc_operation_problems(i, o, p);
+            self.grpc_operation_problems(at, o, p);
         } else if o.method.is_some() || o.request.is_some() || !o.metadata.is_empty() || o.messages.is_some() {
             p.add(
                 field(""),
@@ -692,7 +738,7 @@ impl Scenario {
                 p.add(field(".value_size"), format!("{n} is over 16 MiB"));
             }
             // Every request in flight may hold a value of the largest size.
-            let peak = self.load.peak_in_flight() as u64;
+            let peak = load.peak_in_flight() as u64;
             let held = peak.saturating_mul(*n as u64);
             if held > MAX_VALUES_IN_FLIGHT {
                 p.add(
@@ -707,10 +753,10 @@ impl Scenario {
         }
     }
 
-    /// What is wrong with the `grpc.*` operation `operations[i]`, before its descriptors
-    /// are known.
-    fn grpc_operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
-        let field = |f: &str| format!("operations[{i}]{f}");
+    /// What is wrong with the `grpc.*` operation at `at`, before its descriptors are
+    /// known.
+    fn grpc_operation_problems(&self, at: &str, o: &Operation, p: &mut Problems) {
+        let field = |f: &str| format!("{at}{f}");
         match &o.method {
             None => p.add(
                 field(".method"),
@@ -745,9 +791,9 @@ impl Scenario {
         }
     }
 
-    /// What is wrong with the `http.*` operation `operations[i]`.
-    fn http_operation_problems(&self, i: usize, o: &Operation, p: &mut Problems) {
-        let field = |f: &str| format!("operations[{i}]{f}");
+    /// What is wrong with the `http.*` operation at `at`.
+    fn http_operation_problems(&self, at: &str, o: &Operation, p: &mut Problems) {
+        let field = |f: &str| format!("{at}{f}");
         match &o.path {
             None => p.add(field(".path"), format!("{} needs a path such as /healthz", o.op)),
             Some(path) if !path.starts_with('/') => p.add(field(".path"), format!("{path:?} must start with /")),
@@ -774,14 +820,33 @@ impl Scenario {
         {
             p.add(
                 "target.http_endpoint",
-                format!("{} needs an http:// or https:// endpoint (operations[{i}])", o.op),
+                format!("{} needs an http:// or https:// endpoint ({at})", o.op),
             );
         }
     }
 
     /// Operation names as reported: one per operation, plus `pubsub.delivery` when
-    /// any publish has subscribers.
+    /// any publish has subscribers; with several scenarios, each scenario's as
+    /// `<scenario>/<operation>`, in the order of [`Scenario::layout`].
     pub fn reported_operations(&self) -> Vec<String> {
+        if !self.is_multi() {
+            return self.part_operations();
+        }
+        self.parts()
+            .into_iter()
+            .flat_map(|p| {
+                let name = p.name.unwrap_or_default();
+                p.scenario
+                    .part_operations()
+                    .into_iter()
+                    .map(move |o| format!("{name}/{o}"))
+            })
+            .collect()
+    }
+
+    /// The reported operations of one part (a file of one scenario, or one of `parts`),
+    /// in the order its engine's indices follow.
+    fn part_operations(&self) -> Vec<String> {
         // An HTTP operation is named with its path (`http.get:/healthz`): a scenario often
         // has several.
         let mut names: Vec<String> = self.operations.iter().map(Operation::reported_name).collect();
@@ -811,19 +876,87 @@ impl Scenario {
         Some((first, first + 1))
     }
 
+    /// Time before measurement starts: the warm-up, or with several scenarios the
+    /// earliest start plus warm-up of any of them.
     pub fn warmup(&self) -> Duration {
-        match &self.load {
-            Load::Open { warmup, .. } | Load::Closed { warmup, .. } => *warmup,
+        if self.is_multi() {
+            return self.layout().measure_from();
         }
+        self.load.warmup()
     }
 
-    /// Total duration, warm-up included (validated to be at most [`MAX_RUN`]).
+    /// Total duration, warm-up included (validated to be at most [`MAX_RUN`]); with
+    /// several scenarios, until the last one ends.
     pub fn duration(&self) -> Duration {
-        self.load
-            .durations()
-            .into_iter()
-            .fold(Duration::ZERO, Duration::saturating_add)
+        if self.is_multi() {
+            return self.layout().end();
+        }
+        self.load.duration()
     }
+}
+
+/// Resolves the `grpc.*` operation at field path `at` in `pool` and compiles its request.
+fn bind_operation(pool: &prost_reflect::DescriptorPool, at: &str, o: &mut Operation, p: &mut Problems) {
+    if !crate::workload::is_grpc(&o.op) {
+        return;
+    }
+    let field = |f: &str| format!("{at}{f}");
+    let Some(name) = &o.method else { return };
+    let method = match crate::grpc::resolve(pool, name) {
+        Ok(m) => m,
+        Err(e) => {
+            p.add(field(".method"), e);
+            return;
+        }
+    };
+    let streaming = o.op == "grpc.server_stream";
+    if method.client_streaming {
+        p.add(
+            field(".method"),
+            format!("{name} is client-streaming: loadtest calls unary and server-streaming methods"),
+        );
+        return;
+    }
+    if method.server_streaming != streaming {
+        let (is, use_op) = if method.server_streaming {
+            ("server-streaming", "grpc.server_stream")
+        } else {
+            ("unary", "grpc.unary")
+        };
+        p.add(field(".op"), format!("{name} is {is}: use op: {use_op}"));
+        return;
+    }
+    let request = o
+        .request
+        .clone()
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    let template = match crate::grpc::Template::compile(&method.input, &request) {
+        Ok(t) => t,
+        Err(problems) => {
+            for (at, message) in problems {
+                p.add(field(&format!(".request{at}")), message);
+            }
+            return;
+        }
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (key, value) in &o.metadata {
+        match (
+            key.parse::<tonic::metadata::AsciiMetadataKey>(),
+            value.parse::<tonic::metadata::AsciiMetadataValue>(),
+        ) {
+            (Ok(k), Ok(v)) => {
+                metadata.insert(k, v);
+            }
+            _ => p.add(field(&format!(".metadata.{key}")), "not valid ASCII gRPC metadata"),
+        }
+    }
+    o.call = Some(std::sync::Arc::new(crate::grpc::Call {
+        method,
+        template,
+        metadata,
+        messages: o.messages,
+    }));
 }
 
 /// The node at a dotted path with `[i]` indices, creating mapping keys on the way.
@@ -902,6 +1035,19 @@ impl Load {
         }
     }
 
+    /// The highest arrival rate of an open load; `None` for a closed one.
+    pub fn peak_rate(&self) -> Option<f64> {
+        match self {
+            Load::Open { stages, .. } => Some(
+                stages
+                    .iter()
+                    .flat_map(|s| [s.rate, s.ramp_to.unwrap_or(s.rate)])
+                    .fold(0.0, f64::max),
+            ),
+            Load::Closed { .. } => None,
+        }
+    }
+
     /// Most requests in flight at once: the open model's cap, the closed model's largest
     /// stage.
     pub fn peak_in_flight(&self) -> usize {
@@ -911,15 +1057,42 @@ impl Load {
         }
     }
 
-    /// What is wrong with `load`: stages, rates, concurrency, the in-flight cap.
-    fn problems(&self, p: &mut Problems) {
+    /// No load given (a file of several scenarios has none at the top).
+    fn none() -> Load {
+        Load::Closed {
+            stages: Vec::new(),
+            think_time: Duration::ZERO,
+            warmup: Duration::ZERO,
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.durations().is_empty() && self.warmup().is_zero()
+    }
+
+    pub fn warmup(&self) -> Duration {
+        match self {
+            Load::Open { warmup, .. } | Load::Closed { warmup, .. } => *warmup,
+        }
+    }
+
+    /// Its stages' durations added up.
+    pub fn duration(&self) -> Duration {
+        self.durations()
+            .into_iter()
+            .fold(Duration::ZERO, Duration::saturating_add)
+    }
+
+    /// What is wrong with the load at field path `at` (`load`, `scenarios.probe.load`):
+    /// stages, rates, concurrency, the in-flight cap.
+    fn problems(&self, at: &str, p: &mut Problems) {
         let durations = self.durations();
         if durations.is_empty() {
-            p.add("load.stages", "at least one stage is needed");
+            p.add(format!("{at}.stages"), "at least one stage is needed");
         }
         for (i, d) in durations.iter().enumerate() {
             if d.is_zero() {
-                p.add(format!("load.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
+                p.add(format!("{at}.stages[{i}].duration"), "must be more than 0 (e.g. 10s)");
             }
         }
         let total = durations.iter().try_fold(Duration::ZERO, |sum, d| sum.checked_add(*d));
@@ -928,7 +1101,7 @@ impl Load {
         };
         if let Some(total) = total.filter(|t| !t.is_zero() && warmup >= *t) {
             p.add(
-                "load.warmup",
+                format!("{at}.warmup"),
                 format!(
                     "{warmup:?} of warm-up is as long as the whole run ({total:?}): nothing would be measured; make it shorter than the stages"
                 ),
@@ -936,7 +1109,7 @@ impl Load {
         }
         if total.is_none_or(|t| t > MAX_RUN) {
             p.add(
-                "load.stages",
+                format!("{at}.stages"),
                 format!(
                     "the stages last longer than the longest run, {} days",
                     MAX_RUN.as_secs() / 86_400
@@ -951,7 +1124,7 @@ impl Load {
                     for (field, rate) in [("rate", Some(s.rate)), ("ramp_to", s.ramp_to)] {
                         if let Some(r) = rate.filter(|r| !r.is_finite() || *r < 0.0 || *r > 10_000_000.0) {
                             p.add(
-                                format!("load.stages[{i}].{field}"),
+                                format!("{at}.stages[{i}].{field}"),
                                 format!("{r} is not a rate in 0..=10000000 requests/s"),
                             );
                         }
@@ -959,7 +1132,7 @@ impl Load {
                 }
                 if *max_in_flight == 0 || *max_in_flight > MAX_IN_FLIGHT {
                     p.add(
-                        "load.max_in_flight",
+                        format!("{at}.max_in_flight"),
                         format!("{max_in_flight} is not in 1..={MAX_IN_FLIGHT}"),
                     );
                 }
@@ -968,7 +1141,7 @@ impl Load {
                 for (i, s) in stages.iter().enumerate() {
                     if s.concurrency == 0 || s.concurrency > 100_000 {
                         p.add(
-                            format!("load.stages[{i}].concurrency"),
+                            format!("{at}.stages[{i}].concurrency"),
                             format!("{} is not in 1..=100000", s.concurrency),
                         );
                     }

@@ -36,3 +36,23 @@ pub fn run(scenario: &str, dir: &Path) -> (Option<i32>, String, String, Option<s
         .map(|b| serde_json::from_slice(&b).unwrap());
     (code, stdout, stderr, run)
 }
+
+/// Runs the server `serve` makes of a listener on a free loopback port, on a runtime of
+/// its own thread (the test's thread is not async); returns the port's address.
+pub fn serve_on_own_thread<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move { serve(tokio::net::TcpListener::from_std(listener).unwrap()).await });
+    });
+    addr
+}

@@ -21,6 +21,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 #[cfg(feature = "otlp")]
+pub use otlp::{OtlpProtocol, OtlpSettings, OtlpSignal};
+#[cfg(feature = "otlp")]
 pub(crate) use otlp::{ParentContext, parent_context, set_parent};
 
 /// The target of request spans: the only spans exported.
@@ -78,7 +80,7 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
     {
         let provider = otlp::OtlpSettings::from_env()?
             .as_ref()
-            .map(otlp::OtlpSettings::tracer_provider)
+            .map(|s| s.tracer_provider("prism-proxy"))
             .transpose()?;
         match &provider {
             Some(p) => registry.with(otlp::layer(p)).init(),
@@ -91,6 +93,27 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
         registry.init();
         Ok(Telemetry {})
     }
+}
+
+/// For a process that embeds the proxy (loadtest's embedded target): the proxy's request
+/// spans exported over OTLP when a traces endpoint is set, and only for requests whose
+/// caller sent a sampled `traceparent` (so load without trace context costs no spans);
+/// no logs. `None` when no endpoint is set. Fails if the process has a subscriber already.
+#[cfg(feature = "otlp")]
+pub fn init_embedded_traces() -> Result<Option<Telemetry>, TelemetryError> {
+    let Some(settings) = otlp::OtlpSettings::from_env()? else {
+        return Ok(None);
+    };
+    let sampler =
+        opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(opentelemetry_sdk::trace::Sampler::AlwaysOff));
+    let provider = settings.tracer_provider_sampled("prism-proxy", sampler)?;
+    tracing_subscriber::registry()
+        .with(otlp::layer(&provider))
+        .try_init()
+        .map_err(|e| TelemetryError::Exporter(format!("cannot install the trace export: {e}")))?;
+    Ok(Some(Telemetry {
+        provider: Some(provider),
+    }))
 }
 
 /// Without the `otlp` feature no trace context is read: requests have no parent.

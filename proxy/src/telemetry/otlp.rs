@@ -19,28 +19,89 @@ pub(crate) type ParentContext = opentelemetry::Context;
 /// Whether traces are exported (then requests' trace context is read).
 static TRACING: AtomicBool = AtomicBool::new(false);
 
+/// How telemetry is sent to the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OtlpProtocol {
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (port 4317).
     Grpc,
+    /// OTLP over HTTP with protobuf bodies (port 4318), the specification's default.
     HttpProtobuf,
 }
 
-/// Where traces go.
+/// Which signal the settings are for: each may have its own `*_ENDPOINT` and
+/// `*_PROTOCOL` variables over the general ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpSignal {
+    /// Spans (`OTEL_EXPORTER_OTLP_TRACES_*`).
+    Traces,
+    /// Metrics (`OTEL_EXPORTER_OTLP_METRICS_*`).
+    Metrics,
+}
+
+impl OtlpSignal {
+    fn suffix(self) -> &'static str {
+        match self {
+            OtlpSignal::Traces => "TRACES",
+            OtlpSignal::Metrics => "METRICS",
+        }
+    }
+}
+
+/// The exporter of one signal over `settings`' protocol and endpoint: a macro, as each
+/// signal's builder is a type of its own.
+macro_rules! exporter {
+    ($settings:expr, $exporter:ty) => {{
+        let settings = $settings;
+        match settings.protocol {
+            OtlpProtocol::Grpc => {
+                let mut b = <$exporter>::builder().with_tonic();
+                if let Some(e) = &settings.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                b.build()
+            }
+            OtlpProtocol::HttpProtobuf => {
+                let mut b = <$exporter>::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+                if let Some(e) = &settings.endpoint {
+                    b = b.with_endpoint(e);
+                }
+                b.build()
+            }
+        }
+        .map_err(|e| TelemetryError::Exporter(e.to_string()))
+    }};
+}
+
+/// Where telemetry goes, from the standard `OTEL_EXPORTER_OTLP_*` variables (the exporter
+/// reads the endpoint, headers and timeout itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct OtlpSettings {
-    pub(crate) protocol: OtlpProtocol,
+pub struct OtlpSettings {
+    /// gRPC or HTTP/protobuf.
+    pub protocol: OtlpProtocol,
     /// `None`: from the `OTEL_EXPORTER_OTLP_*ENDPOINT` variables.
-    pub(crate) endpoint: Option<String>,
+    pub endpoint: Option<String>,
+    /// Whether `OTEL_SERVICE_NAME` replaces the service name given to the providers
+    /// (off for a tool run in a shell set up for the proxy, e.g. by `devstack env`).
+    pub service_from_env: bool,
 }
 
 impl OtlpSettings {
-    /// From the standard variables; `None` when no endpoint is set (no export).
+    /// For traces, from the standard variables; `None` when no endpoint is set.
     pub(crate) fn from_env() -> Result<Option<OtlpSettings>, TelemetryError> {
+        OtlpSettings::from_env_for(OtlpSignal::Traces)
+    }
+
+    /// For `signal`, from the standard variables; `None` when no endpoint is set (no
+    /// export).
+    pub fn from_env_for(signal: OtlpSignal) -> Result<Option<OtlpSettings>, TelemetryError> {
         let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
-        if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        let own = |k: &str| format!("OTEL_EXPORTER_OTLP_{}_{k}", signal.suffix());
+        if !set("OTEL_EXPORTER_OTLP_ENDPOINT") && !set(&own("ENDPOINT")) {
             return Ok(None);
         }
-        let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        let protocol = std::env::var(own("PROTOCOL"))
             .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
             .unwrap_or_else(|_| "http/protobuf".into());
         let protocol = match protocol.as_str() {
@@ -51,38 +112,56 @@ impl OtlpSettings {
         Ok(Some(OtlpSettings {
             protocol,
             endpoint: None,
+            service_from_env: true,
         }))
     }
 
-    /// A tracer provider exporting in batches to the collector.
-    pub(crate) fn tracer_provider(&self) -> Result<SdkTracerProvider, TelemetryError> {
-        let exporter = match self.protocol {
-            OtlpProtocol::Grpc => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-                if let Some(e) = &self.endpoint {
-                    b = b.with_endpoint(e);
-                }
-                b.build()
-            }
-            OtlpProtocol::HttpProtobuf => {
-                let mut b = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-                if let Some(e) = &self.endpoint {
-                    b = b.with_endpoint(e);
-                }
-                b.build()
-            }
-        }
-        .map_err(|e| TelemetryError::Exporter(e.to_string()))?;
-        let service = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "prism-proxy".into());
+    /// The resource: `OTEL_SERVICE_NAME` (when read), else `service`.
+    fn resource(&self, service: &str) -> opentelemetry_sdk::Resource {
+        let service = match std::env::var("OTEL_SERVICE_NAME") {
+            Ok(name) if self.service_from_env => name,
+            _ => service.to_string(),
+        };
+        opentelemetry_sdk::Resource::builder()
+            .with_service_name(service)
+            .build()
+    }
+
+    /// A tracer provider exporting in batches to the collector, as `service` unless
+    /// `OTEL_SERVICE_NAME` names another (and is read); every span sampled.
+    pub fn tracer_provider(&self, service: &str) -> Result<SdkTracerProvider, TelemetryError> {
+        self.tracer_provider_sampled(service, opentelemetry_sdk::trace::Sampler::AlwaysOn)
+    }
+
+    /// As [`OtlpSettings::tracer_provider`], with spans sampled by `sampler`.
+    pub fn tracer_provider_sampled(
+        &self,
+        service: &str,
+        sampler: opentelemetry_sdk::trace::Sampler,
+    ) -> Result<SdkTracerProvider, TelemetryError> {
+        let exporter = exporter!(self, opentelemetry_otlp::SpanExporter)?;
         Ok(SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_resource(
-                opentelemetry_sdk::Resource::builder()
-                    .with_service_name(service)
-                    .build(),
-            )
+            .with_sampler(sampler)
+            .with_resource(self.resource(service))
+            .build())
+    }
+
+    /// A meter provider exporting every `interval` to the collector, as `service`
+    /// unless `OTEL_SERVICE_NAME` names another (temporality: the exporter's default,
+    /// cumulative, or `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`).
+    pub fn meter_provider(
+        &self,
+        service: &str,
+        interval: std::time::Duration,
+    ) -> Result<opentelemetry_sdk::metrics::SdkMeterProvider, TelemetryError> {
+        let exporter = exporter!(self, opentelemetry_otlp::MetricExporter)?;
+        let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+            .with_interval(interval)
+            .build();
+        Ok(opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+            .with_reader(reader)
+            .with_resource(self.resource(service))
             .build())
     }
 }
