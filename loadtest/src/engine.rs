@@ -68,6 +68,8 @@ pub struct OpPlan {
 /// sent during the warm-up.
 struct Sink<'a> {
     stats: &'a Recorder,
+    /// The request's operation.
+    op: usize,
     measured: bool,
 }
 
@@ -221,6 +223,26 @@ async fn read_stream(
     let mut stream = client
         .server_stream_encoded(&call.method.path, message, &call.metadata)
         .await?;
+    let counted = sink.measured;
+    if counted {
+        sink.stats.lock().stream(sink.op, true);
+    }
+    let read = read_messages(&mut stream, call, metrics, opened, &sink).await;
+    if counted {
+        sink.stats.lock().stream(sink.op, false);
+    }
+    // Dropping the stream cancels it when messages are left.
+    read
+}
+
+/// Reads `stream` to its end or to `call.messages`, timing each message into `sink`.
+async fn read_messages(
+    stream: &mut (impl futures::Stream<Item = prism_proxy::BackendResult<Bytes>> + Unpin),
+    call: &crate::grpc::Call,
+    metrics: Option<(usize, usize)>,
+    opened: Instant,
+    sink: &Sink<'_>,
+) -> prism_proxy::BackendResult<()> {
     let (mut last, mut read) = (opened, 0u32);
     while call.messages.is_none_or(|n| read < n) {
         match stream.next().await {
@@ -239,7 +261,6 @@ async fn read_stream(
         last = now;
         read += 1;
     }
-    // Dropping the stream cancels it when messages are left.
     Ok(())
 }
 
@@ -346,10 +367,16 @@ impl Engine {
         Ok(tasks)
     }
 
-    /// With nothing to send (only HTTP operations), still keeps time while goose works.
+    /// With nothing to send (only HTTP operations), still keeps time while goose works,
+    /// until the run ends or is stopped.
     async fn keep_time(&self, scenario: &Scenario) -> anyhow::Result<()> {
         let mut timer = tokio::task::JoinSet::new();
-        timer.spawn(tokio::time::sleep(scenario.duration()));
+        let (end, abort) = (Instant::now() + scenario.duration(), self.abort.clone());
+        timer.spawn(async move {
+            while Instant::now() < end && !abort.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50).min(end - Instant::now())).await;
+            }
+        });
         self.tick_until_done(timer, scenario, Instant::now()).await;
         Ok(())
     }
@@ -408,6 +435,7 @@ impl Engine {
                         let op = request.op;
                         let sink = Sink {
                             stats: &stats,
+                            op,
                             measured: measured.is_some(),
                         };
                         let code = execute(&client, &ops[op], request, sink, tracing.as_ref()).await;
@@ -479,6 +507,7 @@ impl Engine {
                     let sent = Instant::now();
                     let sink = Sink {
                         stats: &stats,
+                        op,
                         measured: sent - start >= warmup,
                     };
                     let code = execute(&client, &ops[op], request, sink, tracing.as_ref()).await;

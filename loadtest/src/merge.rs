@@ -86,6 +86,8 @@ pub fn merge(runs: &[PathBuf]) -> anyhow::Result<(RunReport, Stats, Vec<String>)
             for (code, n) in &r.operations[i].codes {
                 *stats.ops[i].codes.entry(code.clone()).or_default() += n;
             }
+            // Shards run at once: their peaks added are an upper bound of the whole's.
+            stats.open_streams[i].1 += r.operations[i].streams_open_peak.unwrap_or(0);
         }
         add(&mut stats.send_lag, SEND_LAG_TAG)?;
         stats.scheduled += r.scheduled;

@@ -61,6 +61,10 @@ pub struct OpReport {
     /// The same for the uncorrected service time.
     #[serde(default)]
     pub service_distribution: Vec<(f64, u64)>,
+    /// `grpc.server_stream`: the most streams open at once (merged shards: the sum of
+    /// theirs, an upper bound).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams_open_peak: Option<u64>,
 }
 
 /// The percentile curve of `h`: at 1 - 10^-(k/10) for k = 0..=50 (0% to 99.999%, ten
@@ -271,7 +275,9 @@ impl RunReport {
                     true => own_measured(&layout, layout.part_of(i), stopped),
                     false => measured,
                 };
-                op_report(name.clone(), own, &o.corrected, &o.service, &o.failed, o.codes.clone())
+                let mut report = op_report(name.clone(), own, &o.corrected, &o.service, &o.failed, o.codes.clone());
+                report.streams_open_peak = stats.open_streams.get(i).map(|s| s.1).filter(|peak| *peak > 0);
+                report
             })
             .collect();
         // "all" counts requests sent; deliveries and stream messages are reported on their own.
@@ -483,10 +489,11 @@ impl RunReport {
             };
             let _ = writeln!(
                 out,
-                "{}: {} streams, {:.2} messages each on average",
+                "{}: {} streams, {:.2} messages each on average, at most {} open at once",
                 o.operation,
                 o.count,
-                messages.count as f64 / o.count.max(1) as f64
+                messages.count as f64 / o.count.max(1) as f64,
+                o.streams_open_peak.unwrap_or(0)
             );
         }
         if self.stages.len() > 1 {
@@ -645,6 +652,7 @@ fn op_report(
         failed_latency: Percentiles::of(failed),
         distribution: distribution(latency),
         service_distribution: distribution(service),
+        streams_open_peak: None,
     }
 }
 

@@ -201,7 +201,13 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         None => None,
     };
     for h in http {
-        h.await.context("the goose task")??;
+        if stopped.is_some() {
+            // Stopped early: the goose part goes too (its requests in flight are dropped).
+            h.abort();
+            let _ = h.await;
+        } else {
+            h.await.context("the goose task")??;
+        }
     }
     if let Some(p) = printer {
         p.abort();
@@ -259,8 +265,8 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
 
 /// With `abort_on_fail` thresholds: a task that checks them every second of the measured
 /// time (each once its `after` has passed, and once its operation has answered) and stops
-/// the engine when one fails, returning when and why. The `http.*` part on goose is not
-/// stopped.
+/// the engine when one fails, returning when and why; the `http.*` part on goose is then
+/// cancelled.
 fn abort_watcher(
     scenario: &Scenario,
     stats: &Arc<Mutex<Stats>>,

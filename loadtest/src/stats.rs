@@ -212,6 +212,8 @@ pub struct Stats {
     pub windows: Vec<Window>,
     /// Where each closed second's per-operation share goes (live OTLP metrics).
     pub live: Option<crate::live::SecondSink>,
+    /// Server streams of each operation open now, and the most open at once.
+    pub open_streams: Vec<(u64, u64)>,
 }
 
 impl Stats {
@@ -231,6 +233,7 @@ impl Stats {
             parts: 0,
             windows: Vec::new(),
             live: None,
+            open_streams: vec![(0, 0); ops],
         }
     }
 
@@ -331,6 +334,17 @@ impl Stats {
         let _ = o.corrected.record(micros(latency));
         let _ = o.service.record(micros(latency));
         count(&mut o.codes, "OK");
+    }
+
+    /// A server stream of `op` opened (`true`) or closed.
+    pub fn stream(&mut self, op: usize, opened: bool) {
+        let (now, peak) = &mut self.open_streams[op];
+        if opened {
+            *now += 1;
+            *peak = (*peak).max(*now);
+        } else {
+            *now = now.saturating_sub(1);
+        }
     }
 
     /// Closes every second before `end` not closed yet: the clock of the run's furthest
@@ -450,6 +464,10 @@ impl Recording<'_> {
         answer.op += self.at.base;
         answer.at += self.at.shift;
         self.stats.response(answer);
+    }
+
+    pub fn stream(&mut self, op: usize, opened: bool) {
+        self.stats.stream(self.at.base + op, opened);
     }
 
     pub fn sample(&mut self, op: usize, latency: Duration) {

@@ -461,19 +461,7 @@ async fn abort_on_fail_stops_the_run_and_says_why() {
         "{model: open, stages: [{duration: 20s, rate: 200}]}",
         "{model: closed, stages: [{duration: 20s, concurrency: 4}]}",
     );
-    let started = std::time::Instant::now();
-    let (code, out, run) = run_scenario(closed).await;
-    assert_eq!(code, Some(2), "{out}");
-    assert!(
-        run["failures"].to_string().contains("stopped early at"),
-        "{}",
-        run["failures"]
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(15),
-        "closed: {:?}",
-        started.elapsed()
-    );
+    stops_early(closed).await;
 
     let fine = serve(|_| Ok(Duration::ZERO)).await;
     let (code, out, run) = run_scenario(scenario(fine, "error_rate < 50% abort_on_fail", "2s")).await;
@@ -1310,6 +1298,37 @@ async fn https_target_checks_the_server_certificate() {
         "{err}"
     );
     proxy.drain(Duration::from_secs(2)).await;
+}
+
+/// `abort_on_fail` stops the `http.*` part on goose too: a 30 s run of HTTP requests
+/// (against the embedded proxy's admin listener) whose rule fails ends within seconds.
+#[allow(clippy::await_holding_lock)]
+#[cfg(feature = "http")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abort_on_fail_stops_the_http_part_too() {
+    let _serial = timing();
+    let yaml = "name: http-abort\nload: {model: closed, stages: [{duration: 30s, concurrency: 2}]}\n\
+                operations: [{op: http.get, path: /healthz}]\nthresholds: ['max < 1us abort_on_fail']\n"
+        .to_string();
+    stops_early(yaml).await;
+}
+
+/// Runs `yaml`, a run of 20 s or more whose abort rule fails: it exits 2, stopped early,
+/// within 15 s.
+async fn stops_early(yaml: String) {
+    let started = std::time::Instant::now();
+    let (code, out, run) = run_scenario(yaml).await;
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        run["failures"].to_string().contains("stopped early at"),
+        "{}",
+        run["failures"]
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "stopped early, yet it took {:?}",
+        started.elapsed()
+    );
 }
 
 // The guard only orders whole tests (each with its own runtime) against each other.

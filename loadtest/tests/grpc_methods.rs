@@ -213,6 +213,13 @@ fn server_streams_are_read_to_the_end_or_to_n_messages() {
             out.contains(&format!("{streams} streams, {per_stream}.00 messages each")),
             "{out}"
         );
+        // Two clients, each with one stream open at a time.
+        let peak = run["operations"][0]["streams_open_peak"].as_u64();
+        assert!(matches!(peak, Some(1 | 2)), "{peak:?}");
+        assert!(
+            out.contains(&format!("at most {} open at once", peak.unwrap())),
+            "{out}"
+        );
     }
 }
 
