@@ -7,8 +7,11 @@
 //! December 2025): the developer's `prism:admin` group comes from there. The Signoz
 //! images move together (the collector and the schema migrator share a version).
 
-/// Dex, the OIDC provider.
-pub const DEX: &str = "ghcr.io/dexidp/dex:v2.45.0";
+/// Dex, the OIDC provider. v2.45.1 is v2.45.0 plus two connector and MySQL fixes (no
+/// config change: `git diff v2.45.0 v2.45.1` in dexidp/dex touches 5 files); CI builds
+/// this same version from its Go module (ci/build-dex.sh) and runs it in
+/// tests/up_dex.rs, and the module proxy serves v2.45.1's commit, not v2.45.0's.
+pub const DEX: &str = "ghcr.io/dexidp/dex:v2.45.1";
 /// ZooKeeper, for ClickHouse's distributed DDL (Signoz creates tables `ON CLUSTER`).
 pub const ZOOKEEPER: &str = "signoz/zookeeper:3.7.1";
 /// ClickHouse, Signoz's store.

@@ -1,0 +1,218 @@
+//! `devstack up --only dex` end to end, with the REAL Dex (`PRISM_DEVSTACK_DEX_IMAGE`:
+//! devstack's pinned version built from its Go module by ci/build-dex.sh) and with a
+//! STAND-IN image (`PRISM_DEVSTACK_DEX_STANDIN_IMAGE`, built by ci/build-standins.sh:
+//! testkit's `dex-standin`, which serves the users and clients of the Dex config it is
+//! given, as `/bin/dex`). The devstack binary renders and mounts Dex's config, starts the
+//! container, waits until discovery answers, logs in with the password grant, verifies
+//! the token with the proxy's validator and caches it; a second `up` changes nothing;
+//! `logs`, `status` and `down --reset` work on it.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn devstack(state: &Path, project: &str, port: u16, image: &str, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(args)
+        .env("DEVSTACK_STATE_DIR", state)
+        .env("DEVSTACK_PROJECT", project)
+        .env("DEVSTACK_DEX_PORT", port.to_string())
+        .env("DEVSTACK_IMAGE_DEX", image)
+        .output()
+        .expect("run devstack");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// A stack of Dex alone, up and logged in, taken down (`down --reset`) when dropped.
+struct Dex {
+    state: tempfile::TempDir,
+    project: String,
+    port: u16,
+    image: String,
+    /// What the first `up` said.
+    up: Run,
+}
+
+impl Dex {
+    /// `up --only dex` with the image `var` names (built by `script`), checked to have
+    /// started Dex and logged the developer in with the `prism:admin` group; `None` (a
+    /// counted skip) when `var` is not set.
+    fn up(var: &str, script: &str, project: &str) -> Option<Dex> {
+        let Ok(image) = std::env::var(var) else {
+            support::skip(&format!("{var} not set; run {script}"));
+            return None;
+        };
+        let state = tempfile::tempdir().expect("a state folder");
+        let project = format!("{project}-{}", std::process::id());
+        let port = support::free_port();
+        let up = devstack(
+            state.path(),
+            &project,
+            port,
+            &image,
+            &["up", "--only", "dex", "--pull", "never", "--timeout", "60s"],
+        );
+        let dex = Dex {
+            state,
+            project,
+            port,
+            image,
+            up,
+        };
+        assert_eq!(dex.up.code, 0, "{}", dex.up.stderr);
+        assert!(dex.up.stderr.contains("dex ready (created"), "{}", dex.up.stderr);
+        assert!(
+            dex.up.stderr.contains("logged in as dev@local.prism") && dex.up.stderr.contains("groups prism:admin"),
+            "{}",
+            dex.up.stderr
+        );
+        Some(dex)
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        devstack(self.state.path(), &self.project, self.port, &self.image, args)
+    }
+
+    /// A second `up` finds everything as it is.
+    fn up_again_changes_nothing(&self) {
+        let again = self.run(&["up", "--only", "dex", "--pull", "never"]);
+        assert_eq!(again.code, 0, "{}", again.stderr);
+        assert!(
+            again.stderr.contains("dex ready (unchanged") && again.stderr.contains("(0 created or replaced)"),
+            "{}",
+            again.stderr
+        );
+    }
+}
+
+impl Drop for Dex {
+    fn drop(&mut self) {
+        self.run(&["down", "--reset"]);
+    }
+}
+
+/// The real Dex: the same as the stand-in's run below, plus a refresh (the cached ID
+/// token spoilt, so `token` must use the refresh token), and the token's own claims: the
+/// developer's `groups`, the issuer, the proxy's client among the audiences.
+#[test]
+fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothing() {
+    let Some(dex) = Dex::up("PRISM_DEVSTACK_DEX_IMAGE", "ci/build-dex.sh", "dst-real") else {
+        return;
+    };
+    let (run, port) = (|args: &[&str]| dex.run(args), dex.port);
+    let logs = run(&["logs", "dex", "--tail", "50"]);
+    let pinned = devstack::versions::DEX.rsplit(':').next().unwrap();
+    assert!(
+        logs.stdout.contains(&format!("dex_version={pinned}")),
+        "the real Dex at the pinned version: {}",
+        logs.stdout
+    );
+
+    // A spoilt ID token: `token` falls back to the refresh grant, against the real Dex.
+    let cache = devstack::oidc::token_path(dex.state.path());
+    let mut cached: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert!(
+        cached["refresh_token"].is_string(),
+        "Dex gave a refresh token: {cached}"
+    );
+    cached["id_token"] = "spoilt.token.here".into();
+    std::fs::write(&cache, cached.to_string()).unwrap();
+    let token = run(&["token", "--verbose"]);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    assert!(token.stderr.contains("refreshed"), "{}", token.stderr);
+    let claims = jwt_claims(token.stdout.trim());
+    assert_eq!(claims["iss"], format!("http://127.0.0.1:{port}/dex"), "{claims}");
+    assert_eq!(claims["email"], "dev@local.prism", "{claims}");
+    assert!(
+        claims["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "prism:admin")),
+        "{claims}"
+    );
+    let audiences = claims["aud"].to_string();
+    assert!(audiences.contains(devstack::settings::PROXY_CLIENT_ID), "{claims}");
+    let again = run(&["token", "--verbose"]);
+    assert!(
+        again.stderr.contains("cached"),
+        "the refreshed token was cached: {}",
+        again.stderr
+    );
+
+    dex.up_again_changes_nothing();
+    let down = run(&["down", "--reset"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(!cache.exists(), "down --reset drops the cached token");
+}
+
+/// The claims of a JWT, decoded without checking (devstack checked it).
+fn jwt_claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url claims");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+#[test]
+fn up_only_dex_with_a_standin_logs_in_and_a_second_up_changes_nothing() {
+    let Some(stack) = Dex::up("PRISM_DEVSTACK_DEX_STANDIN_IMAGE", "ci/build-standins.sh", "dst-up") else {
+        return;
+    };
+    let (run, port, up, state) = (|args: &[&str]| stack.run(args), stack.port, &stack.up, &stack.state);
+    assert!(
+        up.stderr.contains(&format!("issuer:   http://127.0.0.1:{port}/dex")),
+        "{}",
+        up.stderr
+    );
+    let cache = devstack::oidc::token_path(state.path());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let token = run(&["token", "--verbose"]);
+    assert_eq!(token.code, 0, "{}", token.stderr);
+    assert!(token.stderr.contains("cached"), "{}", token.stderr);
+    assert_eq!(token.stdout.trim().split('.').count(), 3, "a JWT: {}", token.stdout);
+
+    stack.up_again_changes_nothing();
+
+    let status = run(&["status", "-o", "json"]);
+    assert_eq!(status.code, 3, "only dex is up");
+    let all: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    let dex = all.as_array().unwrap().iter().find(|s| s["service"] == "dex").unwrap();
+    assert_eq!(dex["state"], "running", "{dex}");
+    assert_eq!(dex["ports"][0], port, "{dex}");
+
+    let logs = run(&["logs", "dex", "--tail", "5"]);
+    assert!(
+        logs.stdout.contains(&format!("issuer http://127.0.0.1:{port}/dex")),
+        "the stand-in read the rendered config: {}",
+        logs.stdout
+    );
+
+    let down = run(&["down", "--reset"]);
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert!(
+        down.stderr.contains(&format!("{}-dex", stack.project))
+            && down.stderr.contains(&format!("{}-dex-data", stack.project)),
+        "{}",
+        down.stderr
+    );
+    assert!(
+        !down.stderr.contains("clickhouse-data"),
+        "only what existed is reported: {}",
+        down.stderr
+    );
+    assert!(!cache.exists(), "down --reset drops the cached token");
+}
