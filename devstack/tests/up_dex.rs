@@ -150,6 +150,26 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
     );
 
     dex.up_again_changes_nothing();
+    // With Dex down and no token cached, `token` says why (the connection's own cause)
+    // and what to do.
+    assert_eq!(run(&["down"]).code, 0);
+    std::fs::remove_file(&cache).unwrap();
+    let logs = run(&["logs", "dex"]);
+    assert_eq!(logs.code, 1, "{}", logs.stderr);
+    assert!(
+        logs.stderr
+            .contains(&format!("no container {}-dex: the stack is not up", dex.project))
+            && logs.stderr.contains("`devstack up` starts it"),
+        "{}",
+        logs.stderr
+    );
+    let refused = run(&["token"]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("Connection refused") && refused.stderr.contains("`devstack up --only dex` starts it"),
+        "{}",
+        refused.stderr
+    );
     let down = run(&["down", "--reset"]);
     assert_eq!(down.code, 0, "{}", down.stderr);
     assert!(!cache.exists(), "down --reset drops the cached token");
@@ -187,12 +207,22 @@ fn up_only_dex_with_a_standin_logs_in_and_a_second_up_changes_nothing() {
 
     stack.up_again_changes_nothing();
 
+    // `status` judges what `up` was asked for: Dex alone, which runs.
     let status = run(&["status", "-o", "json"]);
-    assert_eq!(status.code, 3, "only dex is up");
+    assert_eq!(
+        status.code, 0,
+        "only dex was asked for, and it is up: {}",
+        status.stdout
+    );
     let all: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-    let dex = all.as_array().unwrap().iter().find(|s| s["service"] == "dex").unwrap();
+    let services: Vec<&serde_json::Value> = all.as_array().unwrap().iter().map(|s| &s["service"]).collect();
+    assert_eq!(services, ["dex"], "{all}");
+    let dex = &all[0];
     assert_eq!(dex["state"], "running", "{dex}");
     assert_eq!(dex["ports"][0], port, "{dex}");
+    // Asked about Signoz, which is not up, it says so.
+    let signoz = run(&["status", "--only", "signoz"]);
+    assert_eq!(signoz.code, 3, "{}", signoz.stdout);
 
     let logs = run(&["logs", "dex", "--tail", "5"]);
     assert!(

@@ -5,6 +5,20 @@
 
 use prism_proto::common::v1::ErrorReason;
 
+/// An error and its causes, `outer: inner: ...` (tonic's and reqwest's transport errors
+/// say little without their sources: which certificate check failed, that a connection
+/// was refused).
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// The result of every interface call.
 pub type BackendResult<T> = Result<T, BackendError>;
 

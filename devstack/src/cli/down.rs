@@ -18,6 +18,7 @@ pub async fn run(settings: &Settings, args: DownArgs) -> anyhow::Result<ExitCode
     let stack = super::existing_stack(settings)?;
     let engine = Engine::connect().await?;
     let removed = engine.down(&stack, args.reset).await?;
+    super::forget_asked(settings)?;
     if args.reset {
         devstack::state::remove_file(&devstack::oidc::token_path(&settings.state_dir))?;
     }

@@ -126,6 +126,33 @@ fn existing_stack(settings: &Settings) -> anyhow::Result<Stack> {
     Ok(devstack::stack::devstack(settings, &identity))
 }
 
+/// The parts `up` was last asked for (`--only`), kept in the state folder: `status`
+/// judges those, not the whole stack.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct Asked {
+    only: Vec<String>,
+}
+
+fn asked_path(settings: &Settings) -> std::path::PathBuf {
+    settings.state_dir.join("up.json")
+}
+
+fn save_asked(settings: &Settings, only: &[String]) -> anyhow::Result<()> {
+    let asked = Asked { only: only.to_vec() };
+    Ok(devstack::state::write_private_json(&asked_path(settings), &asked)?)
+}
+
+/// What `up` was last asked for (empty: all, or never asked).
+fn asked(settings: &Settings) -> anyhow::Result<Vec<String>> {
+    Ok(devstack::state::read_json::<Asked>(&asked_path(settings))?
+        .unwrap_or_default()
+        .only)
+}
+
+fn forget_asked(settings: &Settings) -> anyhow::Result<()> {
+    Ok(devstack::state::remove_file(&asked_path(settings))?)
+}
+
 /// Progress lines go to stderr, so stdout stays for what scripts read.
 fn progress(line: &str) {
     eprintln!("{line}");

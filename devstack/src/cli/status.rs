@@ -6,9 +6,15 @@ use devstack::Settings;
 use devstack::engine::{Engine, State};
 
 /// Show each service: container state, health, host ports and image. Exits 0 when every
-/// service is running (one-shots: exited 0), 3 otherwise, so scripts can wait on it.
+/// service is running (one-shots: exited 0), 3 otherwise, so scripts can wait on it. The
+/// services judged are those the last `up` was asked for (`up --only dex`: Dex), or
+/// `--only`'s.
 #[derive(clap::Args, Debug)]
 pub struct StatusArgs {
+    /// Judge only this part (`dex`, `signoz`) or service, with what it depends on;
+    /// repeatable. Default: what the last `up` started.
+    #[arg(long, value_name = "PART")]
+    only: Vec<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value = "table")]
     output: Format,
@@ -21,7 +27,11 @@ enum Format {
 }
 
 pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let stack = super::existing_stack(settings)?;
+    let only = match args.only.is_empty() {
+        true => super::asked(settings)?,
+        false => args.only,
+    };
+    let stack = super::existing_stack(settings)?.only(&only)?;
     let engine = Engine::connect().await?;
     let statuses = engine.status(&stack).await?;
     match args.output {

@@ -24,9 +24,12 @@ pub async fn run(settings: &Settings, args: TokenArgs) -> anyhow::Result<ExitCod
             settings.state_dir.display()
         )
     })?;
-    let (token, source) = devstack::oidc::token(settings, &identity)
-        .await
-        .with_context(|| format!("getting a token from {}", settings.issuer()))?;
+    let (token, source) = devstack::oidc::token(settings, &identity).await.with_context(|| {
+        format!(
+            "getting a token from {} (is Dex up? `devstack status`; `devstack up --only dex` starts it)",
+            settings.issuer()
+        )
+    })?;
     if args.verbose {
         let how = match source {
             Source::Cache => "cached",

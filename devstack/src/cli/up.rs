@@ -43,6 +43,8 @@ pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> 
         stack.project
     );
     let report = engine.up(&stack, &options, &super::progress).await?;
+    // What was asked to be up, for `status` to judge.
+    super::save_asked(settings, &args.only)?;
     let changed = report
         .services
         .iter()

@@ -94,9 +94,8 @@ impl Engine {
                 Ok(String::from_utf8_lossy(&message).into_owned())
             }
             Ok(_) => Ok(String::new()),
-            Err(e) if not_found(&e) => Err(EngineError::UnknownService {
-                service: name.clone(),
-                known: "no such container; is the stack up?".into(),
+            Err(e) if not_found(&e) => Err(EngineError::NotCreated {
+                container: name.clone(),
             }),
             Err(e) => Err(EngineError::docker(format!("logs of {name}"))(e)),
         })

@@ -91,6 +91,10 @@ pub enum EngineError {
     Files(#[from] crate::state::StateError),
     #[error("no service {service:?} in the stack (known: {known})")]
     UnknownService { service: String, known: String },
+    #[error(
+        "no container {container}: the stack is not up, or not this part of it; `devstack status` shows what runs, `devstack up` starts it"
+    )]
+    NotCreated { container: String },
 }
 
 impl EngineError {

@@ -123,7 +123,7 @@ impl OidcValidator {
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, IssuerError> {
         let fetch = |e: reqwest::Error| IssuerError::Fetch {
             url: url.to_string(),
-            message: e.to_string(),
+            message: crate::error::chain(&e),
         };
         self.http
             .get(url)

@@ -99,10 +99,13 @@ impl PrismClient {
                 .tls_config(config)
                 .map_err(|e| BackendError::invalid("endpoint", format!("TLS settings: {e}")))?;
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("cannot connect to {}: {}", endpoint.uri(), chain(&e))))?;
+        let channel = endpoint.connect().await.map_err(|e| {
+            BackendError::Unavailable(format!(
+                "cannot connect to {}: {}",
+                endpoint.uri(),
+                crate::error::chain(&e)
+            ))
+        })?;
         PrismClient::from_channel(channel, namespace)
     }
 
@@ -118,9 +121,9 @@ impl PrismClient {
                 "a direct connection is plain http://",
             ));
         }
-        let transport = Transport::direct(&uri)
-            .await
-            .map_err(|e| BackendError::Unavailable(format!("cannot connect to {uri}: {}", chain(e.as_ref()))))?;
+        let transport = Transport::direct(&uri).await.map_err(|e| {
+            BackendError::Unavailable(format!("cannot connect to {uri}: {}", crate::error::chain(e.as_ref())))
+        })?;
         let mut client = PrismClient::from_transport(transport, namespace)?;
         client.origin = Some(uri);
         Ok(client)
@@ -461,17 +464,4 @@ impl HealthCheck for PrismClient {
     async fn check(&self) -> BackendResult<()> {
         self.describe().await.map(|_| ())
     }
-}
-
-/// An error and its causes, `outer: inner: ...` (tonic's transport errors say little
-/// without their sources, e.g. which certificate check failed).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
