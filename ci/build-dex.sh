@@ -41,7 +41,8 @@ fi
 reported="$("$binary" version | sed -n 's/^Dex Version: //p')"
 [ "$reported" = "$version" ] || { log "built Dex reports version '$reported', not $version"; exit 1; }
 
-sum="$(sha256sum "$binary" | cut -c1-16)"
+# Rebuilt when the binary or this recipe changes.
+sum="$(cat "$binary" "${BASH_SOURCE[0]}" | sha256sum | cut -c1-16)"
 if [ "$(docker image inspect -f '{{index .Config.Labels "dev.prism.binary"}}' "$image" 2>/dev/null)" != "$sum" ]; then
   dir="$(mktemp -d)"
   mkdir -p "$dir/bin" "$dir/tmp" "$dir/etc/dex" "$dir/var/dex" && chmod 1777 "$dir/tmp"
@@ -55,7 +56,10 @@ if [ "$(docker image inspect -f '{{index .Config.Labels "dev.prism.binary"}}' "$
   # Go's resolver reads these; an empty image has neither.
   echo "hosts: files dns" >"$dir/etc/nsswitch.conf"
   printf '127.0.0.1 localhost\n::1 localhost\n' >"$dir/etc/hosts"
-  tar -C "$dir" -c . | docker import -c 'ENV PATH=/bin' -c "LABEL dev.prism.binary=$sum" \
+  # As upstream's image: Dex runs as user dex (1001), owning its data folder, so the
+  # test reads the mounted config and writes the database as that user, not as root.
+  chown 1001:1001 "$dir/var/dex"
+  tar -C "$dir" -c . | docker import -c 'ENV PATH=/bin' -c 'USER 1001:1001' -c "LABEL dev.prism.binary=$sum" \
     -c "LABEL org.opencontainers.image.version=$version" -c 'CMD ["dex", "version"]' - "$image" >/dev/null
   rm -rf "$dir"
   log "built image $image (the real Dex $version)"

@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: not valid JSON of the expected shape ({source}); remove it to start over")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    // The cause is in the message and not a `source`: an error chain would print it twice.
+    #[error("{path}: {cause}")]
+    Io { path: PathBuf, cause: std::io::Error },
+    #[error("{path}: not valid JSON of the expected shape ({cause}); remove it to start over")]
+    Corrupt { path: PathBuf, cause: serde_json::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io {
+    move |cause| StateError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -56,9 +57,9 @@ pub fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), StateEr
 
 /// Writes `value` as JSON readable by the owner only (0600).
 pub fn write_private_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StateError> {
-    let text = serde_json::to_vec_pretty(value).map_err(|source| StateError::Corrupt {
+    let text = serde_json::to_vec_pretty(value).map_err(|cause| StateError::Corrupt {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     write_file(path, &text, 0o600)
 }
@@ -68,9 +69,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
-            .map_err(|source| StateError::Corrupt {
+            .map_err(|cause| StateError::Corrupt {
                 path: path.to_path_buf(),
-                source,
+                cause,
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io(path)(e)),

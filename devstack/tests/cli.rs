@@ -56,9 +56,37 @@ fn commands_report_clearly_and_exit_with_codes_scripts_can_trust() {
     assert_eq!(services.len(), 7);
     assert!(services.iter().all(|s| s["state"] == "missing"), "{out}");
 
+    // Nothing answers as Dex: `env` refuses rather than turn on checks against nothing.
+    let (code, out, err) = devstack(state.path(), &["env"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(out.is_empty(), "nothing to eval: {out}");
+    assert!(err.contains("Dex does not answer") && err.contains("--force"), "{err}");
+    let (code, out, _) = devstack(state.path(), &["env", "--force"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("export PRISM_OIDC_ISSUER="), "{out}");
+    // `-o` as for `status`.
+    let (code, out, _) = devstack(state.path(), &["env", "--force", "-o", "dotenv"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.starts_with("PRISM_OIDC_ISSUER=")), "{out}");
+
     let (code, _, err) = devstack(state.path(), &["logs", "nginx"]);
     assert_eq!(code, 1);
     assert!(err.contains("nginx") && err.contains("dex, zookeeper"), "{err}");
+
+    // Rendering onto a file: its cause, once.
+    let file = state.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let (code, _, err) = devstack(state.path(), &["render", "--out", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("Not a directory").count(), 1, "{err}");
+
+    // Names Docker refuses and ports two services would share are usage errors.
+    let (code, _, err) = devstack(state.path(), &["status", "--project", "My Stack"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--project") && err.contains("lowercase letters"), "{err}");
+    let (code, _, err) = devstack(state.path(), &["doctor", "--dex-port", "4317"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--dex-port 4317 is also --otlp-grpc-port"), "{err}");
 
     let (code, _, err) = devstack(state.path(), &["up", "--pull", "sometimes"]);
     assert_eq!(code, 2, "usage error");

@@ -128,6 +128,10 @@ fn render_writes_configs_a_compose_file_and_keeps_the_identity_private() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&Identity::path(state.path())), 0o600);
     assert_eq!(mode(state.path()), 0o700);
+    // The client secret and password hash: the folder is the owner's alone (the file stays
+    // readable for Dex's own user in its container, which gets it by a file mount).
+    assert_eq!(mode(&out.path().join("dex")), 0o700);
+    assert_eq!(mode(&out.path().join("signoz")), 0o700);
     assert!(bcrypt::verify(&identity.password, &identity.password_hash).unwrap());
     assert_eq!(identity.email, "dev@local.prism");
     assert_eq!(identity.groups, [ADMIN_GROUP]);

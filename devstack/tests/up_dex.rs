@@ -111,6 +111,14 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
         return;
     };
     let (run, port) = (|args: &[&str]| dex.run(args), dex.port);
+    let env = run(&["env"]);
+    assert_eq!(env.code, 0, "Dex answers: {}", env.stderr);
+    assert!(
+        env.stdout
+            .contains(&format!("export PRISM_OIDC_ISSUER='http://127.0.0.1:{port}/dex'")),
+        "{}",
+        env.stdout
+    );
     let logs = run(&["logs", "dex", "--tail", "50"]);
     let pinned = devstack::versions::DEX.rsplit(':').next().unwrap();
     assert!(

@@ -43,7 +43,7 @@ pub struct Args {
 #[derive(clap::Args, Debug)]
 pub struct Global {
     /// Prefix of every container, volume and network this tool creates.
-    #[arg(long, global = true, env = "DEVSTACK_PROJECT", default_value = "devstack")]
+    #[arg(long, global = true, env = "DEVSTACK_PROJECT", default_value = "devstack", value_parser = project_name)]
     project: String,
     /// `bridge`: a private network, ports published on 127.0.0.1 (Docker's usual setup);
     /// `host`: the host's network (for engines without a bridge).
@@ -67,7 +67,39 @@ pub struct Global {
     ui_port: u16,
 }
 
+/// A project name Docker and compose accept in container, volume and project names.
+fn project_name(name: &str) -> Result<String, String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if first_ok && rest_ok {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{name:?} cannot name Docker containers and volumes: use lowercase letters, digits, - and _, starting with a letter or digit (e.g. my-stack)"
+        ))
+    }
+}
+
 impl Global {
+    /// Two services on one host port would fail at `up`, and `doctor` could not tell.
+    fn check_ports(&self) -> Result<(), String> {
+        let ports = [
+            ("--dex-port", self.dex_port),
+            ("--otlp-grpc-port", self.otlp_grpc_port),
+            ("--otlp-http-port", self.otlp_http_port),
+            ("--ui-port", self.ui_port),
+        ];
+        for (i, (a, pa)) in ports.iter().enumerate() {
+            if let Some((b, _)) = ports[i + 1..].iter().find(|(_, pb)| pb == pa) {
+                return Err(format!("{a} {pa} is also {b}: each service needs a port of its own"));
+            }
+        }
+        Ok(())
+    }
+
     fn settings(&self) -> Settings {
         Settings {
             project: self.project.clone(),
@@ -94,13 +126,18 @@ pub enum Command {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Err(e) = args.global.check_ports() {
+        // A usage error, as clap's are.
+        eprintln!("error: {e}");
+        return Ok(ExitCode::from(2));
+    }
     let settings = args.global.settings();
     match args.command {
         Command::Up(a) => up::run(&settings, a).await,
         Command::Down(a) => down::run(&settings, a).await,
         Command::Status(a) => status::run(&settings, a).await,
         Command::Logs(a) => logs::run(&settings, a).await,
-        Command::Env(a) => env::run(&settings, a),
+        Command::Env(a) => env::run(&settings, a).await,
         Command::Token(a) => token::run(&settings, a).await,
         Command::Doctor(a) => doctor::run(&settings, a).await,
         Command::Render(a) => render::run(&settings, a),

@@ -14,9 +14,13 @@ pub fn write_files(stack: &Stack, dir: &Path) -> Result<Vec<PathBuf>, StateError
     let mut written = Vec::new();
     for file in &stack.files {
         let path = dir.join(&file.path);
-        // Readable by the containers' users (Dex runs as uid 1001); the secrets in it are
-        // a bcrypt hash and a local client secret.
+        // Readable by the containers' users (Dex runs as uid 1001), which read it through
+        // a file mount; its folder (`dex/`, holding a bcrypt hash and the proxy's client
+        // secret) is the owner's alone, so no other local user can.
         state::write_file(&path, file.contents.as_bytes(), 0o644)?;
+        if let Some(folder) = path.parent().filter(|p| *p != dir) {
+            state::ensure_private_dir(folder)?;
+        }
         written.push(path);
     }
     Ok(written)
