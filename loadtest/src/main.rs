@@ -35,7 +35,16 @@ enum Command {
     /// series.csv and thresholds.xml (JUnit) to the output folder.
     ///
     /// With no `target` in the scenario, the proxy with memstore is started in-process
-    /// (it then shares the machine's cores with the generator).
+    /// (it then shares the machine's cores with the generator). A file with `scenarios:`
+    /// runs them all at once; results are per operation (`<scenario>/<op>`), per scenario
+    /// and in total.
+    ///
+    /// With OTEL_EXPORTER_OTLP_ENDPOINT set (`eval "$(devstack env)"`), the run's metrics
+    /// are pushed over OTLP every second while it goes (loadtest.requests, loadtest.errors,
+    /// loadtest.latency, with the run id of run.json).
+    ///
+    /// Exit codes: 0 passed, 1 error while running, 2 a check failed (a threshold, or
+    /// nothing measured), 3 bad input (the scenario does not validate).
     Run {
         /// The scenario file (see loadtest/README.md and scenarios/).
         scenario: PathBuf,
