@@ -190,6 +190,18 @@ async fn standins_start_in_order_and_a_second_up_changes_nothing() {
     assert_eq!(status[0].state, State::Running);
     assert_eq!((status[1].state.clone(), status[1].exit_code), (State::Exited, Some(0)));
     assert_eq!(status[0].health.as_deref(), Some("healthy"));
+    // Services come back after a reboot or a Docker restart; the one-shot is not re-run.
+    let policy = |service: &str| {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}"])
+            .arg(stack.container_name(service))
+            .output()
+            .expect("docker inspect");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(policy("db"), "unless-stopped");
+    assert_eq!(policy("app"), "unless-stopped");
+    assert_eq!(policy("migrate"), "no");
 
     // Again: nothing changes, the migration does not run again.
     let report = engine

@@ -140,6 +140,9 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
     assert_eq!(token.code, 0, "{}", token.stderr);
     assert!(token.stderr.contains("refreshed"), "{}", token.stderr);
     let claims = jwt_claims(token.stdout.trim());
+    // Dex signs RS256: the proxy's validator (which checked this token) takes it from a
+    // real provider, not only the ES256 of the in-test issuer.
+    assert_eq!(jwt_part(token.stdout.trim(), 0)["alg"], "RS256");
     assert_eq!(claims["iss"], format!("http://127.0.0.1:{port}/dex"), "{claims}");
     assert_eq!(claims["email"], "dev@local.prism", "{claims}");
     assert!(
@@ -185,12 +188,17 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
 
 /// The claims of a JWT, decoded without checking (devstack checked it).
 fn jwt_claims(jwt: &str) -> serde_json::Value {
+    jwt_part(jwt, 1)
+}
+
+/// Part `i` of a JWT (0: header, 1: claims) as JSON.
+fn jwt_part(jwt: &str, i: usize) -> serde_json::Value {
     use base64::Engine as _;
-    let payload = jwt.split('.').nth(1).expect("a JWT");
+    let part = jwt.split('.').nth(i).expect("a JWT");
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .expect("base64url claims");
-    serde_json::from_slice(&bytes).expect("JSON claims")
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
 }
 
 #[test]

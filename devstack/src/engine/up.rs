@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, VolumeCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -317,13 +317,27 @@ impl Engine {
 /// mode and the contents of the files it mounts.
 fn definition_hash(stack: &Stack, service: &Service, files_dir: &Path) -> String {
     let mut hasher = Sha256::new();
-    hasher.update(format!("{service:?}|{:?}|{}", stack.network, files_dir.display()));
+    hasher.update(format!(
+        "{service:?}|{:?}|{}|{:?}",
+        stack.network,
+        files_dir.display(),
+        restart_policy(service)
+    ));
     for mount in &service.files {
         if let Some(file) = stack.files.iter().find(|f| f.path == mount.file) {
             hasher.update(&file.contents);
         }
     }
     hasher.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Services come back after a reboot or a Docker restart (`unless-stopped`: not after
+/// `down`, which removes them); a one-shot is not restarted, its exit code is its result.
+fn restart_policy(service: &Service) -> RestartPolicyNameEnum {
+    match service.ready {
+        Ready::Completed => RestartPolicyNameEnum::NO,
+        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+    }
 }
 
 fn container_body(stack: &Stack, service: &Service, hash: &str, files_dir: &Path) -> ContainerCreateBody {
@@ -356,6 +370,10 @@ fn container_body(stack: &Stack, service: &Service, hash: &str, files_dir: &Path
     }));
     let mut host_config = HostConfig {
         mounts: Some(mounts),
+        restart_policy: Some(RestartPolicy {
+            name: Some(restart_policy(service)),
+            maximum_retry_count: None,
+        }),
         ..Default::default()
     };
     let mut body = ContainerCreateBody {
