@@ -223,12 +223,11 @@ async fn read_stream(
     let mut stream = client
         .server_stream_encoded(&call.method.path, message, &call.metadata)
         .await?;
-    let counted = sink.measured;
-    if counted {
+    if sink.measured {
         sink.stats.lock().stream(sink.op, true);
     }
     let read = read_messages(&mut stream, call, metrics, opened, &sink).await;
-    if counted {
+    if sink.measured {
         sink.stats.lock().stream(sink.op, false);
     }
     // Dropping the stream cancels it when messages are left.
@@ -374,7 +373,7 @@ impl Engine {
         let (end, abort) = (Instant::now() + scenario.duration(), self.abort.clone());
         timer.spawn(async move {
             while Instant::now() < end && !abort.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(50).min(end - Instant::now())).await;
+                tokio::time::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now()))).await;
             }
         });
         self.tick_until_done(timer, scenario, Instant::now()).await;

@@ -326,11 +326,7 @@ impl RunReport {
                         unit: unit.into(),
                     };
                 }
-                let judged = merged_report(String::new(), measured, stats, &scope);
-                let mut latency = crate::stats::histogram();
-                for &i in &scope {
-                    let _ = latency.add(&stats.ops[i].corrected);
-                }
+                let (latency, count, errors) = stats.merged(scope);
                 let actual = match t.metric {
                     Metric::AchievedRate => match &t.scenario {
                         Some(name) => scenarios
@@ -341,10 +337,10 @@ impl RunReport {
                         // Validation keeps this for the open model; nothing scheduled achieves nothing.
                         None => achieved_rate.unwrap_or(0.0),
                     },
-                    metric => crate::threshold::value_of(metric, &latency, judged.count, judged.errors),
+                    metric => crate::threshold::value_of(metric, &latency, count, errors),
                 };
                 // A threshold on operations that never ran cannot pass.
-                let ran = (t.operation.is_none() && t.scenario.is_none()) || judged.count > 0;
+                let ran = (t.operation.is_none() && t.scenario.is_none()) || count > 0;
                 Verdict {
                     passed: ran && t.holds(actual),
                     threshold: t.text,
@@ -442,11 +438,11 @@ impl RunReport {
     /// The stages of the `i`th of several scenarios, from its share of each second; a
     /// stage's worst p99 is the worst of its operations' in any one second.
     fn part_stage_summaries(&self, layout: &crate::scenario::Layout, i: usize) -> Vec<StageSummary> {
-        let (Some(span), Some(part)) = (layout.spans.get(i), self.scenario.parts().into_iter().nth(i)) else {
+        let (Some(span), Some(part)) = (layout.spans.get(i), self.scenario.part_refs().into_iter().nth(i)) else {
             return Vec::new();
         };
         let shift = span.shift(layout).as_secs_f64();
-        stage_rows(&part.scenario.load, shift, &self.time_series, |s| {
+        stage_rows(part.load, shift, &self.time_series, |s| {
             let p = s.scenarios.get(i).cloned().unwrap_or_default();
             let p99 = s.op_p99_us.get(span.ops.clone()).and_then(|v| v.iter().max().copied());
             (p.target, p.completed, p.errors, p.dropped, p99.unwrap_or(0))
@@ -783,11 +779,7 @@ fn stage_rows(
 /// machine shows in the report instead of in inflated numbers. Returns the second.
 fn lag_warnings(scenario: &Scenario, lag: &Percentiles, latency: &Percentiles, warnings: &mut Vec<String>) -> bool {
     // Several open scenarios send at once: their peaks add up.
-    let peaks: Vec<f64> = scenario
-        .parts()
-        .iter()
-        .filter_map(|p| p.scenario.load.peak_rate())
-        .collect();
+    let peaks: Vec<f64> = scenario.part_refs().iter().filter_map(|p| p.load.peak_rate()).collect();
     if peaks.is_empty() {
         return false;
     }

@@ -225,20 +225,17 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         stats.live = None;
     }
     if let Some(traces) = embedded_traces {
-        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+        flush("the embedded proxy's traces", move || {
+            traces.shutdown();
+            Ok(())
+        })
+        .await;
     }
     if let Some(tracing) = tracing {
-        let flushed = tokio::task::spawn_blocking(move || tracing.finish()).await;
-        if let Ok(Err(e)) | Err(e) = flushed.map_err(|e| e.to_string()) {
-            eprintln!("loadtest: warning: traces: the last export failed: {e}");
-        }
+        flush("traces", move || tracing.finish()).await;
     }
     if let Some(live) = live {
-        // Exporting the last second may wait on the network: not on a runtime thread.
-        let flushed = tokio::task::spawn_blocking(move || live.finish()).await;
-        if let Ok(Err(e)) | Err(e) = flushed.map_err(|e| e.to_string()) {
-            eprintln!("loadtest: warning: live metrics: the last export failed: {e}");
-        }
+        flush("live metrics", move || live.finish()).await;
     }
     let stats = stats.lock();
     let mut report = RunReport::build(
@@ -261,6 +258,17 @@ pub async fn run(options: &RunOptions) -> anyhow::Result<bool> {
         .unwrap_or_else(|| default_out(&scenario.name, options.shard, started_unix_ms));
     write_results(&report, &dir, &stats, &op_names)?;
     Ok(report.passed)
+}
+
+/// An exporter's last flush, off the runtime's threads (it may wait on the network); a
+/// failure is a warning: the run's own results are written either way.
+async fn flush(what: &str, finish: impl FnOnce() -> Result<(), String> + Send + 'static) {
+    let why = match tokio::task::spawn_blocking(finish).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e,
+        Err(e) => e.to_string(),
+    };
+    eprintln!("loadtest: warning: {what}: the last export failed: {why}");
 }
 
 /// With `abort_on_fail` thresholds: a task that checks them every second of the measured

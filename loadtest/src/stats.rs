@@ -381,21 +381,25 @@ impl Stats {
         second.op_p99_us = op_p99;
         self.last_p99 = p99;
         self.current.reset();
-        if let Some(live) = &self.live {
-            // Handed over whole (a fresh histogram takes each one's place), so the
-            // export thread does the work, not the request path.
-            let ops = self
-                .current_ops
-                .iter_mut()
-                .zip(&self.current_counts)
-                .map(|(h, &(n, e))| (n, e, std::mem::replace(h, histogram())))
-                .collect();
-            if live.send(crate::live::Second { ops }).is_err() {
-                self.live = None;
+        match &self.live {
+            Some(live) => {
+                // Handed over whole (a fresh histogram takes each one's place), so the
+                // export thread does the work, not the request path.
+                let ops = self
+                    .current_ops
+                    .iter_mut()
+                    .zip(&self.current_counts)
+                    .map(|(h, &(n, e))| (n, e, std::mem::replace(h, histogram())))
+                    .collect();
+                if live.send(crate::live::Second { ops }).is_err() {
+                    self.live = None;
+                }
             }
-        }
-        for h in &mut self.current_ops {
-            h.reset();
+            None => {
+                for h in &mut self.current_ops {
+                    h.reset();
+                }
+            }
         }
         self.current_counts.fill((0, 0));
     }
@@ -407,9 +411,15 @@ impl Stats {
 
     /// All operations merged.
     pub fn total(&self) -> (Histogram<u64>, u64, u64) {
+        self.merged(0..self.ops.len())
+    }
+
+    /// The operations `ops` merged: their successful responses' corrected latencies,
+    /// their responses and failures.
+    pub fn merged(&self, ops: impl IntoIterator<Item = usize>) -> (Histogram<u64>, u64, u64) {
         let mut all = histogram();
         let (mut count, mut errors) = (0, 0);
-        for o in &self.ops {
+        for o in ops.into_iter().filter_map(|i| self.ops.get(i)) {
             let _ = all.add(&o.corrected);
             count += o.count();
             errors += o.errors();

@@ -181,25 +181,24 @@ fn live_run(protocol: &str) {
     let endpoint = stand_in_collector(protocol, received.clone());
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "live.yaml", TWO);
-    let out = dir.path().join("out");
     let began = Instant::now();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["run", &path, "--out", out.to_str().unwrap(), "--quiet"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
-        // As `devstack env` sets it, for the proxy: loadtest stays `loadtest`.
-        .env("OTEL_SERVICE_NAME", "prism-proxy")
-        .env_remove("OTEL_METRIC_EXPORT_INTERVAL")
-        .output()
-        .unwrap();
+    let (code, _, stderr, run) = support::run_with_env(
+        &path,
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            // As `devstack env` sets it, for the proxy: loadtest stays `loadtest`.
+            ("OTEL_SERVICE_NAME", "prism-proxy"),
+        ],
+    );
     let ended = Instant::now();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{protocol}: {stderr}");
+    assert_eq!(code, Some(0), "{protocol}: {stderr}");
     assert!(
         stderr.contains(&format!("over OTLP ({protocol}) to {endpoint}")),
         "{stderr}"
     );
-    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run.unwrap();
 
     // Live: exports every second while the run went, not only at its end.
     let times: Vec<Instant> = received.lock().unwrap().iter().map(|(t, _)| *t).collect();
@@ -288,25 +287,22 @@ fn live_metrics_reach_a_real_otlp_receiver() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "live.yaml", TWO);
-    let out = dir.path().join("out");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["run", &path, "--out", out.to_str().unwrap(), "--quiet"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{port}"))
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-        .output()
-        .unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let (code, _, stderr, run) = support::run_with_env(
+        &path,
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    );
     // What it received is printed as it arrives; give the last export time to print.
     std::thread::sleep(Duration::from_secs(1));
     let _ = receiver.kill();
     let _ = receiver.wait();
     let printed = reader.join().unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let run = run.unwrap();
 
     let mut last: BTreeMap<(String, String), u64> = BTreeMap::new();
     for line in printed.iter().filter(|l| l.starts_with('{')) {
@@ -356,18 +352,18 @@ fn sampled_requests_carry_traceparent_and_the_proxy_spans_join_them() {
     let endpoint = stand_in_collector_with_traces("grpc", received, spans.clone());
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "traced.yaml", &format!("trace_sample: 30%\n{TWO}"));
-    let out = dir.path().join("out");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["run", &path, "--out", out.to_str().unwrap(), "--quiet"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
-        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
-        .env("OTEL_SERVICE_NAME", "prism-proxy")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let (code, _, stderr, run) = support::run_with_env(
+        &path,
+        dir.path(),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_SERVICE_NAME", "prism-proxy"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("traceparent on 30.000% of requests"), "{stderr}");
-    let run: Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    let run = run.unwrap();
     let spans = spans.lock().unwrap();
     let client: Vec<_> = spans
         .iter()

@@ -439,17 +439,18 @@ impl Scenario {
 
     /// Whether the `grpc.*` operations need descriptors from the server's reflection.
     pub fn needs_reflection(&self) -> bool {
-        self.each_operation()
+        self.part_refs()
             .iter()
-            .any(|(_, o, _)| crate::workload::is_grpc(&o.op) && o.call.is_none())
+            .flat_map(|p| p.operations)
+            .any(|o| crate::workload::is_grpc(&o.op) && o.call.is_none())
     }
 
     /// The services the `grpc.*` operations call.
     pub fn grpc_services(&self) -> Vec<String> {
         let mut services: Vec<String> = self
-            .each_operation()
-            .into_iter()
-            .map(|(_, o, _)| o)
+            .part_refs()
+            .iter()
+            .flat_map(|p| p.operations)
             .filter(|o| crate::workload::is_grpc(&o.op))
             .filter_map(|o| o.method.as_deref().and_then(crate::grpc::service_of))
             .map(str::to_string)
@@ -531,7 +532,8 @@ impl Scenario {
                 );
             }
         }
-        for (list, load, operations) in self.loads_and_operations() {
+        for part in self.part_refs() {
+            let (list, load, operations) = (part.operations_path(), part.load, part.operations);
             if operations.is_empty() {
                 p.add(list.clone(), "at least one operation is needed");
             }
@@ -595,18 +597,6 @@ impl Scenario {
             );
         } else {
             self.load.problems("load", p);
-        }
-    }
-
-    /// Each operation list with its field path and the load it runs under.
-    fn loads_and_operations(&self) -> Vec<(String, &Load, &Vec<Operation>)> {
-        if self.is_multi() {
-            self.scenarios
-                .iter()
-                .map(|(name, part)| (format!("scenarios.{name}.operations"), &part.load, &part.operations))
-                .collect()
-        } else {
-            vec![("operations".to_string(), &self.load, &self.operations)]
         }
     }
 
@@ -829,36 +819,15 @@ impl Scenario {
     /// any publish has subscribers; with several scenarios, each scenario's as
     /// `<scenario>/<operation>`, in the order of [`Scenario::layout`].
     pub fn reported_operations(&self) -> Vec<String> {
-        if !self.is_multi() {
-            return self.part_operations();
-        }
-        self.parts()
+        self.part_refs()
             .into_iter()
             .flat_map(|p| {
-                let name = p.name.unwrap_or_default();
-                p.scenario
-                    .part_operations()
+                let prefix = p.name.map(|n| format!("{n}/")).unwrap_or_default();
+                reported_names(p.operations)
                     .into_iter()
-                    .map(move |o| format!("{name}/{o}"))
+                    .map(move |o| format!("{prefix}{o}"))
             })
             .collect()
-    }
-
-    /// The reported operations of one part (a file of one scenario, or one of `parts`),
-    /// in the order its engine's indices follow.
-    fn part_operations(&self) -> Vec<String> {
-        // An HTTP operation is named with its path (`http.get:/healthz`): a scenario often
-        // has several.
-        let mut names: Vec<String> = self.operations.iter().map(Operation::reported_name).collect();
-        if self.operations.iter().any(|o| o.subscribers.unwrap_or(0) > 0) {
-            names.push(DELIVERY_OP.to_string());
-        }
-        for o in self.operations.iter().filter(|o| o.op == "grpc.server_stream") {
-            let name = o.reported_name();
-            names.push(format!("{name}{FIRST_MESSAGE}"));
-            names.push(format!("{name}{MESSAGE}"));
-        }
-        names
     }
 
     /// For the server-streaming operation `operations[i]`: where its time-to-first-message
@@ -893,6 +862,23 @@ impl Scenario {
         }
         self.load.duration()
     }
+}
+
+/// The reported operations of one part's `operations`, in the order its engine's indices
+/// follow.
+fn reported_names(operations: &[Operation]) -> Vec<String> {
+    // An HTTP operation is named with its path (`http.get:/healthz`): a scenario often
+    // has several.
+    let mut names: Vec<String> = operations.iter().map(Operation::reported_name).collect();
+    if operations.iter().any(|o| o.subscribers.unwrap_or(0) > 0) {
+        names.push(DELIVERY_OP.to_string());
+    }
+    for o in operations.iter().filter(|o| o.op == "grpc.server_stream") {
+        let name = o.reported_name();
+        names.push(format!("{name}{FIRST_MESSAGE}"));
+        names.push(format!("{name}{MESSAGE}"));
+    }
+    names
 }
 
 /// Resolves the `grpc.*` operation at field path `at` in `pool` and compiles its request.

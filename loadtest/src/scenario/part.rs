@@ -62,6 +62,25 @@ pub(super) fn deserialize_parts<'de, D: Deserializer<'de>>(d: D) -> Result<BTree
     d.deserialize_map(Visitor)
 }
 
+/// One part as the file has it, borrowed.
+pub(crate) struct PartRef<'a> {
+    /// Its name under `scenarios`; `None` for a file of one scenario.
+    pub name: Option<&'a str>,
+    pub start: Duration,
+    pub load: &'a Load,
+    pub operations: &'a [Operation],
+}
+
+impl PartRef<'_> {
+    /// The field path of its operations (`operations`, `scenarios.probe.operations`).
+    pub fn operations_path(&self) -> String {
+        match self.name {
+            Some(name) => format!("scenarios.{name}.operations"),
+            None => "operations".to_string(),
+        }
+    }
+}
+
 /// One part as it runs: a scenario of its own, started `start` after the run.
 #[derive(Debug, Clone)]
 pub struct RunPart {
@@ -175,49 +194,49 @@ impl Scenario {
             .collect()
     }
 
+    /// Each part as written, borrowed: the file's own `load` and `operations`, or each of
+    /// `scenarios` (in name order, as [`Scenario::parts`]).
+    pub(crate) fn part_refs(&self) -> Vec<PartRef<'_>> {
+        if !self.is_multi() {
+            return vec![PartRef {
+                name: None,
+                start: Duration::ZERO,
+                load: &self.load,
+                operations: &self.operations,
+            }];
+        }
+        self.scenarios
+            .iter()
+            .map(|(name, part)| PartRef {
+                name: Some(name),
+                start: part.start,
+                load: &part.load,
+                operations: &part.operations,
+            })
+            .collect()
+    }
+
     /// Where each part's operations are among [`Scenario::reported_operations`].
     pub fn layout(&self) -> Layout {
         let mut next = 0;
         let spans = self
-            .parts()
+            .part_refs()
             .into_iter()
             .map(|p| {
-                let n = p.scenario.part_operations().len();
+                let n = super::reported_names(p.operations).len();
                 let span = Span {
-                    name: p.name,
+                    name: p.name.map(str::to_string),
                     ops: next..next + n,
                     start: p.start,
-                    warmup: p.scenario.warmup(),
-                    duration: p.scenario.duration(),
-                    open: matches!(p.scenario.load, Load::Open { .. }),
+                    warmup: p.load.warmup(),
+                    duration: p.load.duration(),
+                    open: matches!(p.load, Load::Open { .. }),
                 };
                 next += n;
                 span
             })
             .collect();
         Layout { spans }
-    }
-
-    /// Every operation of the file with its field path (`operations[0]`,
-    /// `scenarios.probe.operations[0]`) and the load it runs under.
-    pub(super) fn each_operation(&self) -> Vec<(String, &Operation, &Load)> {
-        if !self.is_multi() {
-            return self
-                .operations
-                .iter()
-                .enumerate()
-                .map(|(i, o)| (format!("operations[{i}]"), o, &self.load))
-                .collect();
-        }
-        self.scenarios
-            .iter()
-            .flat_map(|(name, part)| {
-                part.operations
-                    .iter()
-                    .enumerate()
-                    .map(move |(i, o)| (format!("scenarios.{name}.operations[{i}]"), o, &part.load))
-            })
-            .collect()
     }
 
     /// The operation lists of the file, each with its field path's prefix.

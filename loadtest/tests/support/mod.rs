@@ -6,17 +6,31 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Runs the `loadtest` binary: exit code, stdout, stderr.
-pub fn loadtest(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(args)
-        .output()
-        .expect("run loadtest");
+/// The `loadtest` binary with `args` and `env`, and no other `OTEL_*` variables: the
+/// test's shell may have some (`devstack env` sets them), which would turn on export.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    command.args(args);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("OTEL_")) {
+        command.env_remove(key);
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// Runs `command`: exit code, stdout, stderr.
+fn output(mut command: Command) -> (Option<i32>, String, String) {
+    let out = command.output().expect("run loadtest");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Runs the `loadtest` binary: exit code, stdout, stderr.
+pub fn loadtest(args: &[&str]) -> (Option<i32>, String, String) {
+    output(command(args, &[]))
 }
 
 /// Writes `text` to `dir/name`; returns the path.
@@ -29,8 +43,20 @@ pub fn write(dir: &Path, name: &str, text: &str) -> String {
 /// Runs `scenario` with `--out dir/out --quiet`: exit code, stdout, stderr, and the
 /// run.json when one was written.
 pub fn run(scenario: &str, dir: &Path) -> (Option<i32>, String, String, Option<serde_json::Value>) {
+    run_with_env(scenario, dir, &[])
+}
+
+/// As [`run`], with `env` set (and no other `OTEL_*` variable).
+pub fn run_with_env(
+    scenario: &str,
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String, Option<serde_json::Value>) {
     let out = dir.join("out");
-    let (code, stdout, stderr) = loadtest(&["run", scenario, "--out", out.to_str().unwrap(), "--quiet"]);
+    let (code, stdout, stderr) = output(command(
+        &["run", scenario, "--out", out.to_str().unwrap(), "--quiet"],
+        env,
+    ));
     let run = std::fs::read(out.join("run.json"))
         .ok()
         .map(|b| serde_json::from_slice(&b).unwrap());
