@@ -27,6 +27,8 @@ pub struct Settings {
     pub otlp_grpc_port: u16,
     pub otlp_http_port: u16,
     pub ui_port: u16,
+    /// Data servers started too (`up --with`), each on its own port.
+    pub backends: Vec<crate::stack::backends::Backend>,
 }
 
 /// Default host ports (the CLI's defaults too).
@@ -83,6 +85,7 @@ impl Settings {
             otlp_grpc_port: DEFAULT_OTLP_GRPC_PORT,
             otlp_http_port: DEFAULT_OTLP_HTTP_PORT,
             ui_port: DEFAULT_UI_PORT,
+            backends: Vec::new(),
         }
     }
 }

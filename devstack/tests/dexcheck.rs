@@ -119,7 +119,10 @@ fn render_writes_configs_a_compose_file_and_keeps_the_identity_private() {
         "dex/config.yaml",
         "signoz/otel-collector.yaml",
         "signoz/clickhouse-cluster.xml",
-        "signoz/prometheus.yml",
+        "signoz/clickhouse-functions.xml",
+        "signoz/custom-function.xml",
+        "signoz/otel-collector-opamp.yaml",
+        "proxy.yaml",
         "compose.yaml",
     ] {
         assert!(out.path().join(file).is_file(), "{file} written");
@@ -144,9 +147,24 @@ fn render_writes_configs_a_compose_file_and_keeps_the_identity_private() {
     let ui = &compose["services"]["signoz"];
     assert_eq!(ui["ports"][0], "127.0.0.1:3301:8080");
     assert_eq!(
-        ui["depends_on"]["schema-migrator-async"]["condition"],
+        ui["depends_on"]["telemetrystore-migrator"]["condition"],
         "service_completed_successfully"
     );
+    // What upstream's compose sets and the engine sets too: restart policies, ClickHouse's
+    // limits, the migrator retried.
+    assert_eq!(ui["restart"], "unless-stopped");
+    assert_eq!(
+        compose["services"]["telemetrystore-migrator"]["restart"],
+        "on-failure:5"
+    );
+    assert_eq!(compose["services"]["dex"]["restart"], "unless-stopped");
+    assert_eq!(compose["services"]["clickhouse"]["ulimits"]["nofile"]["soft"], 262144);
+    assert_eq!(
+        compose["services"]["clickhouse"]["environment"]["CLICKHOUSE_SKIP_USER_SETUP"],
+        "1"
+    );
+    let functions = std::fs::read_to_string(out.path().join("signoz/custom-function.xml")).unwrap();
+    assert!(functions.contains("<name>histogramQuantile</name>"), "{functions}");
     assert_eq!(
         compose["services"]["clickhouse"]["depends_on"]["zookeeper"]["condition"],
         "service_healthy"

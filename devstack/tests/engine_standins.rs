@@ -123,7 +123,7 @@ fn options(dir: &tempfile::TempDir) -> UpOptions {
     UpOptions {
         pull: PullPolicy::Never,
         timeout: Duration::from_secs(60),
-        files_dir: dir.path().to_path_buf(),
+        ..UpOptions::new(dir.path().to_path_buf())
     }
 }
 
@@ -419,4 +419,122 @@ async fn missing_image_with_pull_never_is_named() {
         "{err}"
     );
     assert!(err.to_string().contains("--pull never"), "{err}");
+}
+
+/// A one-shot that fails on its first run and succeeds on its second (a counter in its
+/// volume), the way a migrator fails while ClickHouse settles.
+fn flaky_one_shot(project: &str, image: &str, retries: u32) -> Stack {
+    let mut once = standin(
+        image,
+        "migrate",
+        "echo try >> /data/tries; test $(wc -l < /data/tries) -ge 2 || { echo not yet; exit 7; }; echo migrated".into(),
+        Ready::Completed,
+    );
+    once.volumes = vec![VolumeMount {
+        volume: "data".into(),
+        target: "/data".into(),
+    }];
+    once.retries = retries;
+    Stack {
+        project: project.into(),
+        network: network(),
+        services: vec![once],
+        files: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_with_retries_is_started_again_after_a_failure() {
+    let Some((engine, image)) = engine().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+
+    let stack = flaky_one_shot(&project("retry"), &image, 2);
+    let _cleanup = Cleanup(engine.clone(), stack.clone());
+    engine
+        .up(&stack, &options(&dir), &|_| {})
+        .await
+        .expect("the second attempt succeeds");
+    let status = engine.status(&stack).await.unwrap();
+    assert_eq!((status[0].state.clone(), status[0].exit_code), (State::Exited, Some(0)));
+
+    // Without retries the first failure is the result, with its exit code.
+    let stack = flaky_one_shot(&project("noretry"), &image, 0);
+    let _cleanup = Cleanup(engine.clone(), stack.clone());
+    let err = engine.up(&stack, &options(&dir), &|_| {}).await.unwrap_err();
+    let EngineError::ServiceFailed(failure) = &err else {
+        panic!("{err}")
+    };
+    assert!(failure.reason.contains("exited with code 7"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_of_an_older_image_stops_up_until_reset_or_upgrade() {
+    let Some((engine, image)) = engine().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Another "version" of the same server: the stand-in under a second tag.
+    let newer = format!("{}-newer", image);
+    let tagged = std::process::Command::new("docker")
+        .args(["tag", &image, &newer])
+        .status()
+        .expect("docker tag");
+    assert!(tagged.success());
+
+    let mut stack = flaky_one_shot(&project("volver"), &image, 2);
+    let _cleanup = Cleanup(engine.clone(), stack.clone());
+    let first = engine.up(&stack, &options(&dir), &|_| {}).await.expect("first up");
+    let volume = stack.volume_name("data");
+    assert_eq!(first.volumes[&volume].image, image, "{:?}", first.volumes);
+
+    // The pinned image moved on: refused before anything is touched, naming the volume,
+    // both versions and the two ways out.
+    stack.services[0].image = newer.clone();
+    let with_records = UpOptions {
+        volumes: first.volumes.clone(),
+        ..options(&dir)
+    };
+    let err = engine.up(&stack, &with_records, &|_| {}).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, EngineError::OlderVolumes(_)), "{message}");
+    for part in [
+        volume.as_str(),
+        image.as_str(),
+        newer.as_str(),
+        "down --reset",
+        "--upgrade",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from: {message}");
+    }
+    let status = engine.status(&stack).await.unwrap();
+    assert_eq!(status[0].exit_code, Some(0), "the old container was left alone");
+
+    // --upgrade goes ahead and records the new version; the next up is not refused.
+    let upgrade = UpOptions {
+        upgrade: true,
+        ..with_records.clone()
+    };
+    let lines = Lines::default();
+    let upgraded = engine.up(&stack, &upgrade, &|l| lines.push(l)).await.expect("upgrade");
+    assert_eq!(upgraded.volumes[&volume].image, newer);
+    assert!(
+        lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("upgrading: volume"))
+    );
+    let again = UpOptions {
+        volumes: upgraded.volumes.clone(),
+        ..options(&dir)
+    };
+    engine.up(&stack, &again, &|_| {}).await.expect("up after the upgrade");
+
+    // A reset volume is a new volume: its old record does not apply.
+    engine.down(&stack, true).await.unwrap();
+    stack.services[0].image = image.clone();
+    engine
+        .up(&stack, &again, &|_| {})
+        .await
+        .expect("a fresh volume is not judged by an old record");
+    let _ = std::process::Command::new("docker").args(["rmi", &newer]).status();
 }

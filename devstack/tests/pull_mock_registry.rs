@@ -168,7 +168,7 @@ async fn pulls_from_a_mock_registry_once_with_progress_and_names_a_missing_tag()
     let options = |pull| UpOptions {
         pull,
         timeout: Duration::from_secs(60),
-        files_dir: dir.path().to_path_buf(),
+        ..UpOptions::new(dir.path().to_path_buf())
     };
     let lines = std::sync::Mutex::new(Vec::<String>::new());
     let progress = |l: &str| lines.lock().unwrap().push(l.to_string());

@@ -26,10 +26,10 @@ fn services_start_after_what_they_depend_on() {
     let order = names(&stack.ordered().unwrap());
     let at = |n: &str| order.iter().position(|s| s == n).unwrap();
     assert!(at("zookeeper") < at("clickhouse"));
-    assert!(at("clickhouse") < at("schema-migrator-sync"));
-    assert!(at("schema-migrator-sync") < at("schema-migrator-async"));
-    assert!(at("schema-migrator-async") < at("otel-collector"));
-    assert!(at("schema-migrator-async") < at("signoz"));
+    assert!(at("init-clickhouse") < at("clickhouse"));
+    assert!(at("clickhouse") < at("telemetrystore-migrator"));
+    assert!(at("telemetrystore-migrator") < at("otel-collector"));
+    assert!(at("telemetrystore-migrator") < at("signoz"));
 }
 
 #[test]
@@ -42,9 +42,9 @@ fn only_takes_a_part_with_its_dependencies() {
         names(&collector.ordered().unwrap()),
         [
             "zookeeper",
+            "init-clickhouse",
             "clickhouse",
-            "schema-migrator-sync",
-            "schema-migrator-async",
+            "telemetrystore-migrator",
             "otel-collector"
         ]
     );
@@ -113,4 +113,55 @@ fn the_issuer_and_addresses_follow_the_settings() {
         .find(|f| f.path.ends_with("clickhouse-cluster.xml"))
         .unwrap();
     assert!(bridge_ch.contents.contains("<host>zookeeper</host>"));
+}
+
+/// `proxy.yaml` for every backend parses as the proxy's own config, naming each
+/// backend's URL and port, with OIDC against the stack's Dex and OTLP into its collector.
+#[test]
+fn the_proxy_config_parses_with_a_namespace_per_backend() {
+    use devstack::stack::backends::{self, Backend};
+    let with: Vec<Backend> = ["redis", "postgres:5433", "nats", "clickhouse"]
+        .iter()
+        .map(|b| Backend::parse(b).unwrap())
+        .collect();
+    let settings = Settings {
+        backends: with.clone(),
+        ..Settings::with_defaults("devstack", NetworkMode::Bridge, PathBuf::from("/nonexistent"))
+    };
+    let identity = Identity::generate().unwrap();
+    let stack = stack::devstack(&settings, &identity);
+    for b in &with {
+        assert!(stack.service(&b.kind.service()).is_some(), "{b:?}");
+    }
+    stack.ordered().expect("no port used twice");
+    let text = backends::proxy_config(&stack, &settings, &with);
+    let config = prism_proxy::config::Config::parse(&text, std::path::Path::new("proxy.yaml"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let names: Vec<&str> = config.namespaces.keys().map(String::as_str).collect();
+    assert_eq!(names, ["admin", "clickhouse", "default", "nats", "postgres", "redis"]);
+    assert!(text.contains("postgres://postgres@127.0.0.1:5433/postgres"), "{text}");
+    assert!(text.contains("http://127.0.0.1:8124"), "{text}");
+    let prism_proxy::config::AuthMode::Oidc(oidc) = &config.auth else {
+        panic!("oidc")
+    };
+    assert_eq!(oidc.issuer, settings.issuer());
+    let otlp = config.telemetry.otlp.expect("otlp");
+    assert_eq!(
+        (otlp.endpoint.as_str(), otlp.protocol.as_str()),
+        ("http://127.0.0.1:4317", "grpc")
+    );
+    assert_eq!(
+        config.namespaces["admin"].groups.as_deref(),
+        Some(&["prism:admin".to_string()][..])
+    );
+
+    // Only Dex (`up --only dex --with redis`): no collector, so no export.
+    let dex_only = stack.only(&["dex".into(), "backends".into()]).unwrap();
+    let text = backends::proxy_config(&dex_only, &settings, &with);
+    assert!(!text.contains("telemetry"), "{text}");
+
+    for bad in ["mysql", "redis:0", "redis:http", "nats:70000"] {
+        let err = Backend::parse(bad).unwrap_err();
+        assert!(err.contains(bad.split(':').next_back().unwrap()), "{bad}: {err}");
+    }
 }

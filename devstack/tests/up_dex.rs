@@ -10,28 +10,15 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
+use support::Run;
 
 fn devstack(state: &Path, project: &str, port: u16, image: &str, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_devstack"))
-        .args(args)
-        .env("DEVSTACK_STATE_DIR", state)
-        .env("DEVSTACK_PROJECT", project)
-        .env("DEVSTACK_DEX_PORT", port.to_string())
-        .env("DEVSTACK_IMAGE_DEX", image)
-        .output()
-        .expect("run devstack");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let env = [
+        ("DEVSTACK_DEX_PORT", port.to_string()),
+        ("DEVSTACK_IMAGE_DEX", image.to_string()),
+    ];
+    support::devstack(state, project, &env, args)
 }
 
 /// A stack of Dex alone, up and logged in, taken down (`down --reset`) when dropped.

@@ -67,6 +67,9 @@ pub struct Config {
     /// Bounds on connections and HTTP/2 on the gRPC listener.
     #[serde(default)]
     pub transport: TransportConfig,
+    /// Where request spans go; the `OTEL_EXPORTER_OTLP_*` variables, when set, win.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The namespaces by name.
     #[serde(deserialize_with = "unique_namespaces")]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
@@ -104,6 +107,31 @@ pub struct TlsConfig {
     pub cert_file: PathBuf,
     /// Its private key, PEM.
     pub key_file: PathBuf,
+}
+
+/// `telemetry: { otlp: { endpoint: http://127.0.0.1:4317, protocol: grpc } }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Export request spans over OTLP; absent, none are (unless the variables say so).
+    #[serde(default)]
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// An OTLP collector, as the standard variables would name it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// The collector's base URL (`http://host:4317` for gRPC, `http://host:4318` for
+    /// HTTP, where `/v1/traces` is added), as `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    /// `grpc` or `http/protobuf` (the default), as `OTEL_EXPORTER_OTLP_PROTOCOL`.
+    #[serde(default = "default_otlp_protocol")]
+    pub protocol: String,
+}
+
+fn default_otlp_protocol() -> String {
+    "http/protobuf".into()
 }
 
 /// `auth: none` or `auth: { oidc: { issuer, audience, ... } }` (the YAML tag form
@@ -259,6 +287,7 @@ impl Config {
             auth: AuthMode::None,
             tls: None,
             transport: TransportConfig::default(),
+            telemetry: TelemetryConfig::default(),
             namespaces: namespaces.into_iter().collect(),
         }
     }
@@ -272,6 +301,21 @@ impl Config {
             && let Some(problem) = crate::auth::issuer_problem(&oidc.issuer)
         {
             problems.add("auth.oidc.issuer", problem);
+        }
+        if let Some(otlp) = &self.telemetry.otlp {
+            if !matches!(otlp.protocol.as_str(), "grpc" | "http/protobuf") {
+                problems.add(
+                    "telemetry.otlp.protocol",
+                    format!("{:?}: expected grpc or http/protobuf", otlp.protocol),
+                );
+            }
+            match otlp.endpoint.parse::<http::Uri>() {
+                Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+                _ => problems.add(
+                    "telemetry.otlp.endpoint",
+                    format!("{:?}: expected a URL such as http://127.0.0.1:4317", otlp.endpoint),
+                ),
+            }
         }
         if let Some(tls) = &self.tls {
             for (field, file) in [("tls.cert_file", &tls.cert_file), ("tls.key_file", &tls.key_file)] {
@@ -500,6 +544,36 @@ mod shipped_configs {
                 (driver.kind, Config::load(&path).unwrap_or_else(|e| panic!("{e}")))
             })
             .collect()
+    }
+
+    /// `telemetry.otlp`: read as written, and a bad protocol or endpoint named by field.
+    #[test]
+    fn telemetry_otlp_is_read_and_checked() {
+        let ns = "namespaces: { a: { backend: { type: memstore } } }\n";
+        let ok = format!("telemetry:\n  otlp: {{ endpoint: 'http://127.0.0.1:4317', protocol: grpc }}\n{ns}");
+        let config = Config::parse(&ok, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        let otlp = config.telemetry.otlp.expect("otlp");
+        assert_eq!(
+            (otlp.endpoint.as_str(), otlp.protocol.as_str()),
+            ("http://127.0.0.1:4317", "grpc")
+        );
+        let default = format!("telemetry: {{ otlp: {{ endpoint: 'http://c:4318' }} }}\n{ns}");
+        let config = Config::parse(&default, Path::new("t.yaml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.telemetry.otlp.expect("otlp").protocol, "http/protobuf");
+
+        let bad = format!("telemetry:\n  otlp: {{ endpoint: 'localhost 4317', protocol: udp }}\n{ns}");
+        let err = Config::parse(&bad, Path::new("t.yaml")).unwrap_err().to_string();
+        for part in [
+            "telemetry.otlp.protocol",
+            "\"udp\"",
+            "telemetry.otlp.endpoint",
+            "t.yaml:2",
+        ] {
+            assert!(err.contains(part), "{part:?} missing from: {err}");
+        }
+        let unknown = format!("telemetry: {{ otlp: {{ endpoint: 'http://c:1', headers: x }} }}\n{ns}");
+        let err = Config::parse(&unknown, Path::new("t.yaml")).unwrap_err().to_string();
+        assert!(err.contains("headers"), "{err}");
     }
 
     /// Every driver has an example config that parses and configures that driver; with

@@ -70,10 +70,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Read before telemetry starts: the file may name the collector.
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Inside the runtime: the gRPC trace exporter needs one.
     let telemetry = {
         let _runtime = runtime.enter();
-        match prism_proxy::telemetry::init() {
+        match prism_proxy::telemetry::init(&config.telemetry) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -81,7 +89,7 @@ fn main() -> ExitCode {
             }
         }
     };
-    let code = match runtime.block_on(run(args)) {
+    let code = match runtime.block_on(run(config)) {
         Ok(DrainOutcome::Clean) => ExitCode::SUCCESS,
         Ok(DrainOutcome::TimedOut) => ExitCode::FAILURE,
         Err(e) => {
@@ -95,7 +103,9 @@ fn main() -> ExitCode {
     code
 }
 
-async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
+/// The config file (or one memstore namespace), the environment's OIDC settings and the
+/// command line's overrides applied.
+fn load_config(args: &Args) -> anyhow::Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
         None => Config::single_memstore("default"),
@@ -110,6 +120,10 @@ async fn run(args: Args) -> anyhow::Result<DrainOutcome> {
     if let Some(timeout) = args.drain_timeout {
         config.drain_timeout = timeout;
     }
+    Ok(config)
+}
+
+async fn run(config: Config) -> anyhow::Result<DrainOutcome> {
     // Listening for signals before anyone can learn the proxy is up: a SIGTERM sent right
     // after the ready line must drain, not kill.
     let shutdown = shutdown_signal().context("cannot listen for shutdown signals")?;

@@ -92,16 +92,35 @@ fn attribute(span: &Span, key: &str) -> Option<String> {
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN: &str = "00f067aa0ba902b7";
 
-async fn export_through(protocol: &str, endpoint: &str, received: Received) {
-    let proxy = Proxy::start_with_env(
-        common::CONFIG,
-        &[],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
-            ("OTEL_SERVICE_NAME", "prism-proxy-under-test"),
-        ],
-    );
+/// Where the proxy learns the collector: the standard variables, or its config file's
+/// `telemetry.otlp` (what `devstack render` writes).
+#[derive(Clone, Copy)]
+enum Via {
+    Env,
+    File,
+}
+
+async fn export_through(protocol: &str, endpoint: &str, received: Received, via: Via) {
+    let service = [("OTEL_SERVICE_NAME", "prism-proxy-under-test")];
+    let proxy = match via {
+        Via::Env => Proxy::start_with_env(
+            common::CONFIG,
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                service[0],
+            ],
+        ),
+        Via::File => Proxy::start_with_env(
+            &format!(
+                "telemetry:\n  otlp: {{ endpoint: '{endpoint}', protocol: '{protocol}' }}\n{}",
+                common::CONFIG
+            ),
+            &[],
+            &service,
+        ),
+    };
     let client = PrismClient::connect(&proxy.endpoint(), "default")
         .await
         .unwrap()
@@ -165,14 +184,26 @@ fn hex(bytes: &[u8]) -> String {
 async fn spans_reach_a_grpc_collector() {
     let received = Received::default();
     let endpoint = grpc_collector(received.clone()).await;
-    export_through("grpc", &endpoint, received).await;
+    export_through("grpc", &endpoint, received, Via::Env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_the_collector_the_config_file_names() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let received = Received::default();
+        let endpoint = match protocol {
+            "grpc" => grpc_collector(received.clone()).await,
+            _ => http_collector(received.clone()).await,
+        };
+        export_through(protocol, &endpoint, received, Via::File).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_an_http_protobuf_collector() {
     let received = Received::default();
     let endpoint = http_collector(received.clone()).await;
-    export_through("http/protobuf", &endpoint, received).await;
+    export_through("http/protobuf", &endpoint, received, Via::Env).await;
 }
 
 #[test]

@@ -26,14 +26,26 @@ enum Format {
 }
 
 /// The variables, in order.
-pub fn variables(settings: &Settings) -> Vec<(&'static str, String)> {
-    vec![
+pub fn variables(settings: &Settings) -> Vec<(String, String)> {
+    let mut vars: Vec<(String, String)> = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", settings.otlp_grpc_endpoint()),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()),
         ("OTEL_SERVICE_NAME", "prism-proxy".into()),
         ("PRISM_OIDC_ISSUER", settings.issuer()),
         ("PRISM_OIDC_AUDIENCE", devstack::settings::PROXY_CLIENT_ID.into()),
     ]
+    .map(|(k, v)| (k.to_string(), v))
+    .to_vec();
+    // The backends the last `up --with` started, and the proxy config naming them all.
+    vars.extend(settings.backends.iter().map(|b| (b.env_var(), b.url())));
+    let proxy_config = settings
+        .state_dir
+        .join("config")
+        .join(devstack::stack::backends::PROXY_CONFIG);
+    if proxy_config.is_file() {
+        vars.push(("PRISM_DEVSTACK_PROXY_CONFIG".into(), proxy_config.display().to_string()));
+    }
+    vars
 }
 
 pub async fn run(settings: &Settings, args: EnvArgs) -> anyhow::Result<ExitCode> {

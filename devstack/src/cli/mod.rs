@@ -109,6 +109,7 @@ impl Global {
             otlp_grpc_port: self.otlp_grpc_port,
             otlp_http_port: self.otlp_http_port,
             ui_port: self.ui_port,
+            backends: Vec::new(),
         }
     }
 }
@@ -131,7 +132,9 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("error: {e}");
         return Ok(ExitCode::from(2));
     }
-    let settings = args.global.settings();
+    let mut settings = args.global.settings();
+    // Commands that look at what runs see the backends the last `up` started.
+    settings.backends = asked(&settings)?.with;
     match args.command {
         Command::Up(a) => up::run(&settings, a).await,
         Command::Down(a) => down::run(&settings, a).await,
@@ -163,11 +166,14 @@ fn existing_stack(settings: &Settings) -> anyhow::Result<Stack> {
     Ok(devstack::stack::devstack(settings, &identity))
 }
 
-/// The parts `up` was last asked for (`--only`), kept in the state folder: `status`
-/// judges those, not the whole stack.
+/// What `up` was last asked for, kept in the state folder: the parts (`--only`), which
+/// `status` judges rather than the whole stack, and the backends (`--with`), which
+/// `env`, `status`, `logs` and `down` then know.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Asked {
     only: Vec<String>,
+    #[serde(default)]
+    with: Vec<devstack::stack::backends::Backend>,
 }
 
 fn asked_path(settings: &Settings) -> std::path::PathBuf {
@@ -175,15 +181,34 @@ fn asked_path(settings: &Settings) -> std::path::PathBuf {
 }
 
 fn save_asked(settings: &Settings, only: &[String]) -> anyhow::Result<()> {
-    let asked = Asked { only: only.to_vec() };
+    let asked = Asked {
+        only: only.to_vec(),
+        with: settings.backends.clone(),
+    };
     Ok(devstack::state::write_private_json(&asked_path(settings), &asked)?)
 }
 
-/// What `up` was last asked for (empty: all, or never asked).
-fn asked(settings: &Settings) -> anyhow::Result<Vec<String>> {
-    Ok(devstack::state::read_json::<Asked>(&asked_path(settings))?
-        .unwrap_or_default()
-        .only)
+/// What `up` was last asked for (`only` empty: all, or never asked).
+fn asked(settings: &Settings) -> anyhow::Result<Asked> {
+    Ok(devstack::state::read_json::<Asked>(&asked_path(settings))?.unwrap_or_default())
+}
+
+/// `--with redis,postgres:5433`: the backends to start too.
+fn backend_arg(text: &str) -> Result<devstack::stack::backends::Backend, String> {
+    devstack::stack::backends::Backend::parse(text)
+}
+
+fn volumes_path(settings: &Settings) -> std::path::PathBuf {
+    settings.state_dir.join("volumes.json")
+}
+
+/// Which image last used each of the stack's volumes.
+fn volume_records(settings: &Settings) -> anyhow::Result<devstack::engine::VolumeRecords> {
+    Ok(devstack::state::read_json(&volumes_path(settings))?.unwrap_or_default())
+}
+
+fn save_volume_records(settings: &Settings, records: &devstack::engine::VolumeRecords) -> anyhow::Result<()> {
+    Ok(devstack::state::write_private_json(&volumes_path(settings), records)?)
 }
 
 fn forget_asked(settings: &Settings) -> anyhow::Result<()> {

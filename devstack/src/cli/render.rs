@@ -5,19 +5,28 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use devstack::Settings;
-use devstack::stack::{dex, render};
+use devstack::stack::{backends, dex, render};
 
-/// Write every config (Dex, the collector, ClickHouse) and an equivalent compose file to
-/// a folder, and check Dex's config. Nothing is started.
+/// Write every config (Dex, the collector, ClickHouse, `proxy.yaml` for the proxy) and an
+/// equivalent compose file to a folder, and check Dex's config. Nothing is started.
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
     /// The folder to write into (created if needed).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
+    /// Include these data servers, as `up --with` (`redis`, `postgres`, `nats`,
+    /// `clickhouse`, each optionally `:PORT`).
+    #[arg(long, value_name = "BACKEND[:PORT]", value_delimiter = ',', value_parser = super::backend_arg)]
+    with: Vec<devstack::stack::backends::Backend>,
 }
 
 pub fn run(settings: &Settings, args: RenderArgs) -> anyhow::Result<ExitCode> {
-    let (stack, identity) = super::stack(settings)?;
+    let settings = &Settings {
+        backends: args.with.clone(),
+        ..settings.clone()
+    };
+    let (mut stack, identity) = super::stack(settings)?;
+    backends::add_proxy_config(&mut stack, settings, &settings.backends);
     let written =
         render::render(&stack, &args.out).with_context(|| format!("rendering into {}", args.out.display()))?;
     // The check reads back what was written, not what was meant to be.

@@ -28,7 +28,7 @@ enum Format {
 
 pub async fn run(settings: &Settings, args: StatusArgs) -> anyhow::Result<ExitCode> {
     let only = match args.only.is_empty() {
-        true => super::asked(settings)?,
+        true => super::asked(settings)?.only,
         false => args.only,
     };
     let stack = super::existing_stack(settings)?.only(&only)?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use devstack::Settings;
 use devstack::engine::{Engine, PullPolicy, UpOptions};
-use devstack::stack::dex;
+use devstack::stack::{backends, dex};
 
 /// Start Dex and Signoz (or only some of them), wait until each is ready, log in as the
 /// developer and cache the token. Running it again changes nothing that is up to date.
@@ -16,17 +16,39 @@ pub struct UpArgs {
     /// repeatable.
     #[arg(long, value_name = "PART")]
     only: Vec<String>,
-    /// Give up (printing what failed and its last log lines) after this long.
+    /// Give up (printing what failed and its last log lines) when the services are not
+    /// all ready this long after the images are present.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
     /// When to pull images.
     #[arg(long, value_enum, default_value = "missing")]
     pull: PullPolicy,
+    /// Give up pulling images after this long (a first `up` pulls about 1.5 GB).
+    #[arg(long, default_value = "20m", value_parser = humantime::parse_duration)]
+    pull_timeout: Duration,
+    /// Also start these data servers (`redis`, `postgres`, `nats`, `clickhouse`, each
+    /// optionally `:PORT`), comma-separated or repeated; `proxy.yaml` in the state folder
+    /// then has a namespace for each.
+    #[arg(long, value_name = "BACKEND[:PORT]", value_delimiter = ',', value_parser = super::backend_arg)]
+    with: Vec<devstack::stack::backends::Backend>,
+    /// Start even though a volume holds data of an older pinned version (after following
+    /// upstream's upgrade notes); without it `up` stops and says which volume.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let settings = &Settings {
+        backends: args.with.clone(),
+        ..settings.clone()
+    };
     let (full, identity) = super::stack(settings)?;
-    let stack = full.only(&args.only)?;
+    let mut only = args.only.clone();
+    if !only.is_empty() && !settings.backends.is_empty() {
+        only.push("backends".into());
+    }
+    let mut stack = full.only(&only)?;
+    backends::add_proxy_config(&mut stack, settings, &settings.backends);
     let with_dex = stack.service("dex").is_some();
     if let Some(file) = stack.files.iter().find(|f| f.path.to_str() == Some(dex::CONFIG_FILE)) {
         super::check_dex(settings, &identity, &file.contents)?;
@@ -34,7 +56,10 @@ pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> 
     let engine = Engine::connect().await?;
     let options = UpOptions {
         pull: args.pull,
+        pull_timeout: args.pull_timeout,
         timeout: args.timeout,
+        volumes: super::volume_records(settings)?,
+        upgrade: args.upgrade,
         files_dir: settings.state_dir.join("config"),
     };
     eprintln!(
@@ -43,8 +68,9 @@ pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> 
         stack.project
     );
     let report = engine.up(&stack, &options, &super::progress).await?;
+    super::save_volume_records(settings, &report.volumes)?;
     // What was asked to be up, for `status` to judge.
-    super::save_asked(settings, &args.only)?;
+    super::save_asked(settings, &only)?;
     let changed = report
         .services
         .iter()
@@ -82,6 +108,13 @@ pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> 
     if stack.service("signoz").is_some() {
         eprintln!("  Signoz:   {}", settings.ui_url());
     }
+    for backend in &settings.backends {
+        eprintln!("  {:<9} {}", format!("{}:", backend.kind.name()), backend.url());
+    }
+    eprintln!(
+        "  proxy:    prism-proxy --config {}",
+        settings.state_dir.join("config").join(backends::PROXY_CONFIG).display()
+    );
     eprintln!("next: eval \"$(devstack env)\" before starting the proxy; `devstack token` for requests");
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@
 pub mod inspect;
 pub mod ready;
 pub mod up;
+pub mod volumes;
 
 use std::collections::HashMap;
 
@@ -17,6 +18,7 @@ use bollard::Docker;
 
 pub use inspect::{ServiceStatus, State};
 pub use up::{PullPolicy, UpOptions, UpReport};
+pub use volumes::{VersionChange, VolumeRecord, VolumeRecords};
 
 /// The project a container, volume or network belongs to.
 pub const LABEL_PROJECT: &str = "dev.prism.devstack.project";
@@ -75,6 +77,11 @@ pub enum EngineError {
     },
     #[error("image {image} (service {service}) is not present, and --pull never forbids pulling it")]
     ImageMissing { service: String, image: String },
+    #[error(
+        "{}; `devstack down --reset` deletes the old data and starts fresh, or, to keep it, follow upstream's upgrade notes for that version and run `devstack up --upgrade`",
+        .0.iter().map(|c| c.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    OlderVolumes(Vec<VersionChange>),
     #[error("pulling image {image} (service {service}) failed: {message}")]
     Pull {
         service: String,

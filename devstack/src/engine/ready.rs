@@ -52,6 +52,8 @@ pub async fn wait(
                 };
                 return Ok(Outcome::Failed(format!("exited with code {code}{oom}")));
             }
+            // A one-shot with retries, between two attempts.
+            _ if state.restarting == Some(true) => format!("exited with code {code}; being started again"),
             Ready::Completed => "running (a one-shot: waiting for it to exit 0)".to_string(),
             Ready::Running => return Ok(Outcome::Ready),
             Ready::Healthy(test) => {
@@ -80,6 +82,10 @@ pub async fn wait(
                     health.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into())
                 )
             }
+            Ready::Tcp { port, send, expect } => match exchange(*port, send, expect).await {
+                Ok(()) => return Ok(Outcome::Ready),
+                Err(why) => format!("127.0.0.1:{port}: {why}"),
+            },
             Ready::Http { port, path } => {
                 let url = format!("http://127.0.0.1:{port}{path}");
                 match engine.http.get(&url).send().await {
@@ -108,6 +114,32 @@ pub async fn wait(
         tokio::time::sleep(backoff.min(limit.saturating_sub(waited))).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+}
+
+/// Sends `send` to 127.0.0.1:`port` and reads until the answer is as long as `expect`:
+/// through Docker's port proxy a connection is accepted before the server listens, so
+/// only an answer counts.
+async fn exchange(port: u16, send: &[u8], expect: &[u8]) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.write_all(send).await.map_err(|e| e.to_string())?;
+        let mut answer = vec![0u8; expect.len()];
+        stream
+            .read_exact(&mut answer)
+            .await
+            .map_err(|e| format!("no answer ({e})"))?;
+        if answer == expect {
+            Ok(())
+        } else {
+            Err(format!("answered {:?}", String::from_utf8_lossy(&answer)))
+        }
+    };
+    tokio::time::timeout(CHECK_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err("no answer in time".into()))
 }
 
 /// Runs a health check's command in the container (`exec`); true when it exits 0 within

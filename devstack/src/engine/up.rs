@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bollard::models::{
     ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountType, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    NetworkingConfig, PortBinding, ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
@@ -20,12 +20,13 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::ready::{self, Outcome};
+use super::volumes::VolumeRecords;
 use super::{
     Engine, EngineError, LABEL_CONFIG, LABEL_PORTS, LABEL_PROJECT, LABEL_SERVICE, PortUse, Progress, ServiceFailure,
     not_found,
 };
 use crate::settings::NetworkMode;
-use crate::stack::{Ready, Service, Stack, render};
+use crate::stack::{Ready, Restart, Service, Stack, render};
 
 /// When to pull images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -42,10 +43,32 @@ pub enum PullPolicy {
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub pull: PullPolicy,
-    /// The whole `up` gives up after this long (each service also has its own limit).
+    /// Pulling every missing image gives up after this long.
+    pub pull_timeout: Duration,
+    /// Starting the services gives up after this long, counted once the images are
+    /// present (each service also has its own limit).
     pub timeout: Duration,
+    /// Which image last used each volume (from the previous `up`).
+    pub volumes: VolumeRecords,
+    /// Start even where a volume holds another version's data.
+    pub upgrade: bool,
     /// Where the stack's files are written and mounted from.
     pub files_dir: PathBuf,
+}
+
+impl UpOptions {
+    /// The CLI's defaults: pull what is missing within 20 minutes, then 5 minutes to
+    /// start; no volume records, no upgrade.
+    pub fn new(files_dir: PathBuf) -> UpOptions {
+        UpOptions {
+            pull: PullPolicy::Missing,
+            pull_timeout: Duration::from_secs(20 * 60),
+            timeout: Duration::from_secs(300),
+            volumes: VolumeRecords::new(),
+            upgrade: false,
+            files_dir,
+        }
+    }
 }
 
 /// What `up` did to a service.
@@ -62,6 +85,8 @@ pub enum Action {
 pub struct UpReport {
     /// Each service in start order: what was done, and how long until it was ready.
     pub services: Vec<(String, Action, Duration)>,
+    /// The volume records to keep for the next `up`.
+    pub volumes: VolumeRecords,
 }
 
 impl UpReport {
@@ -85,7 +110,6 @@ impl Engine {
         options: &UpOptions,
         progress: Progress<'_>,
     ) -> Result<UpReport, EngineError> {
-        let deadline = Instant::now() + options.timeout;
         let order = stack.ordered()?;
         render::write_files(stack, &options.files_dir)?;
 
@@ -122,12 +146,27 @@ impl Engine {
             });
         }
         self.check_ports(stack, &plan).await?;
+        let changes = self.version_changes(stack, &options.volumes).await?;
+        if !changes.is_empty() && !options.upgrade {
+            return Err(EngineError::OlderVolumes(changes));
+        }
+        for change in &changes {
+            progress(&format!("upgrading: {change}"));
+        }
+        let pulls_end = Instant::now() + options.pull_timeout;
         for step in plan.iter().filter(|p| p.action != Action::Unchanged) {
-            self.ensure_image(step.service, options.pull, progress).await?;
+            self.ensure_image(step.service, options.pull, pulls_end, progress)
+                .await?;
         }
         self.ensure_network_and_volumes(stack).await?;
 
-        let mut report = UpReport { services: Vec::new() };
+        // Counted from here: a first `up` on a slow network spends its pulls' time, not
+        // the services'.
+        let deadline = Instant::now() + options.timeout;
+        let mut report = UpReport {
+            services: Vec::new(),
+            volumes: VolumeRecords::new(),
+        };
         for (i, step) in plan.iter().enumerate() {
             let started = Instant::now();
             if step.action != Action::Unchanged {
@@ -172,6 +211,11 @@ impl Engine {
                         .push((step.service.name.clone(), step.action, started.elapsed()));
                 }
                 Outcome::Failed(reason) => {
+                    let restarts = self.restart_count(&step.container).await;
+                    let reason = match restarts {
+                        Some(n) if n > 0 => format!("{reason} (after {n} restart(s))"),
+                        _ => reason,
+                    };
                     let log_tail = self.log_tail(&step.container, 20).await.unwrap_or_default();
                     return Err(EngineError::ServiceFailed(Box::new(ServiceFailure {
                         service: step.service.name.clone(),
@@ -184,7 +228,12 @@ impl Engine {
                 }
             }
         }
+        report.volumes = self.record_volumes(stack, options.volumes.clone()).await?;
         Ok(report)
+    }
+
+    async fn restart_count(&self, container: &str) -> Option<i64> {
+        self.docker.inspect_container(container, None).await.ok()?.restart_count
     }
 
     /// Fails when a host port a service will listen on is taken — naming the holder when
@@ -220,6 +269,7 @@ impl Engine {
         &self,
         service: &Service,
         pull: PullPolicy,
+        pulls_end: Instant,
         progress: Progress<'_>,
     ) -> Result<(), EngineError> {
         let present = self.has_image(&service.image).await?;
@@ -238,7 +288,19 @@ impl Engine {
         let mut stream = self.docker.create_image(Some(options), None, None);
         let mut layers: HashMap<String, (i64, i64)> = HashMap::new();
         let mut last_print = Instant::now();
-        while let Some(item) = stream.next().await {
+        loop {
+            let left = pulls_end.saturating_duration_since(Instant::now());
+            let item = match tokio::time::timeout(left, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(EngineError::Pull {
+                        service: service.name.clone(),
+                        image: service.image.clone(),
+                        message: "not done within --pull-timeout; a slow network needs a longer one (what was pulled is kept)".into(),
+                    });
+                }
+            };
             let info = item.map_err(|e| EngineError::Pull {
                 service: service.name.clone(),
                 image: service.image.clone(),
@@ -321,7 +383,7 @@ fn definition_hash(stack: &Stack, service: &Service, files_dir: &Path) -> String
         "{service:?}|{:?}|{}|{:?}",
         stack.network,
         files_dir.display(),
-        restart_policy(service)
+        service.restart()
     ));
     for mount in &service.files {
         if let Some(file) = stack.files.iter().find(|f| f.path == mount.file) {
@@ -331,12 +393,15 @@ fn definition_hash(stack: &Stack, service: &Service, files_dir: &Path) -> String
     hasher.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Services come back after a reboot or a Docker restart (`unless-stopped`: not after
-/// `down`, which removes them); a one-shot is not restarted, its exit code is its result.
-fn restart_policy(service: &Service) -> RestartPolicyNameEnum {
-    match service.ready {
-        Ready::Completed => RestartPolicyNameEnum::NO,
-        _ => RestartPolicyNameEnum::UNLESS_STOPPED,
+fn restart_policy(service: &Service) -> RestartPolicy {
+    let (name, retries) = match service.restart() {
+        Restart::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+        Restart::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, Some(i64::from(n))),
+        Restart::No => (RestartPolicyNameEnum::NO, None),
+    };
+    RestartPolicy {
+        name: Some(name),
+        maximum_retry_count: retries,
     }
 }
 
@@ -370,9 +435,17 @@ fn container_body(stack: &Stack, service: &Service, hash: &str, files_dir: &Path
     }));
     let mut host_config = HostConfig {
         mounts: Some(mounts),
-        restart_policy: Some(RestartPolicy {
-            name: Some(restart_policy(service)),
-            maximum_retry_count: None,
+        restart_policy: Some(restart_policy(service)),
+        ulimits: (!service.ulimits.is_empty()).then(|| {
+            service
+                .ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
         }),
         ..Default::default()
     };

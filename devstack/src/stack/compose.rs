@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Ready, Stack};
+use super::{Ready, Restart, Stack};
 use crate::settings::NetworkMode;
 
 /// The compose document (YAML) for `stack`; config files are mounted from `./<path>`.
@@ -54,6 +54,20 @@ pub fn document(stack: &Stack) -> String {
         );
         if !volumes.is_empty() {
             s.insert("volumes".into(), json!(volumes));
+        }
+        let restart = match service.restart() {
+            Restart::UnlessStopped => "unless-stopped".to_string(),
+            Restart::OnFailure(n) => format!("on-failure:{n}"),
+            Restart::No => "no".to_string(),
+        };
+        s.insert("restart".into(), json!(restart));
+        if !service.ulimits.is_empty() {
+            let limits: Map<String, Value> = service
+                .ulimits
+                .iter()
+                .map(|u| (u.name.clone(), json!({"soft": u.soft, "hard": u.hard})))
+                .collect();
+            s.insert("ulimits".into(), Value::Object(limits));
         }
         if let Ready::Healthy(test) = &service.ready {
             s.insert(

@@ -3,6 +3,7 @@
 //! starts it; [`render`] writes it as files and a compose file. [`devstack`] builds ours:
 //! Dex ([`dex`]) and Signoz ([`signoz`]).
 
+pub mod backends;
 pub mod compose;
 pub mod dex;
 pub mod render;
@@ -52,6 +53,40 @@ pub struct Service {
     pub ready: Ready,
     /// How long `up` waits for it to be ready.
     pub timeout: Duration,
+    /// Resource limits (`nofile`, `nproc`) the server needs beyond the engine's defaults.
+    pub ulimits: Vec<Ulimit>,
+    /// A one-shot that fails is started again this many times before `up` gives up
+    /// (upstream restarts its migrators on failure: ClickHouse may still be settling).
+    pub retries: u32,
+}
+
+/// One resource limit, soft and hard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl Ulimit {
+    pub fn new(name: &str, soft: i64, hard: i64) -> Ulimit {
+        Ulimit {
+            name: name.into(),
+            soft,
+            hard,
+        }
+    }
+}
+
+/// What the engine does when a container stops on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Comes back after a reboot or a Docker restart; not after `down`, which removes it.
+    UnlessStopped,
+    /// A one-shot started again after a failure, at most this many times.
+    OnFailure(u32),
+    /// A one-shot whose exit code is its result.
+    No,
 }
 
 impl Service {
@@ -72,6 +107,16 @@ impl Service {
             depends_on: Vec::new(),
             ready: Ready::Running,
             timeout: Duration::from_secs(120),
+            ulimits: Vec::new(),
+            retries: 0,
+        }
+    }
+
+    pub fn restart(&self) -> Restart {
+        match (&self.ready, self.retries) {
+            (Ready::Completed, 0) => Restart::No,
+            (Ready::Completed, n) => Restart::OnFailure(n),
+            _ => Restart::UnlessStopped,
         }
     }
 }
@@ -124,6 +169,10 @@ pub enum Ready {
     /// 500 (for images without a shell). HTTP rather than a bare TCP connect: with port
     /// publishing, Docker's proxy accepts connections before the server inside listens.
     Http { port: u16, path: String },
+    /// A protocol exchange on this published port, from the host: `send` these bytes (or
+    /// nothing), and the first answer starts with `expect` (Redis `PING`, NATS `INFO`, a
+    /// PostgreSQL SSL request), for servers that speak no HTTP and ship no shell.
+    Tcp { port: u16, send: Vec<u8>, expect: Vec<u8> },
     /// A one-shot: it has exited with code 0.
     Completed,
     /// It is running.
@@ -269,8 +318,8 @@ impl Stack {
     }
 }
 
-/// Our stack: Dex, then Signoz (ZooKeeper, ClickHouse, the schema migrators, the
-/// collector and the UI).
+/// Our stack: Dex, then Signoz (ZooKeeper, ClickHouse, the telemetry-store migrator,
+/// the collector and the UI), then the backends `settings` asks for.
 pub fn devstack(settings: &Settings, identity: &Identity) -> Stack {
     let mut stack = Stack {
         project: settings.project.clone(),
@@ -280,6 +329,7 @@ pub fn devstack(settings: &Settings, identity: &Identity) -> Stack {
     };
     dex::add(&mut stack, settings, identity);
     signoz::add(&mut stack, settings);
+    backends::add(&mut stack, &settings.backends);
     stack
 }
 

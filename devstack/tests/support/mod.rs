@@ -21,3 +21,27 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port")
 }
+
+/// What a run of the devstack binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the devstack binary with `args`, its state in `state`, project `project` and the
+/// extra variables `env` (ports, images).
+pub fn devstack(state: &std::path::Path, project: &str, env: &[(&str, String)], args: &[&str]) -> Run {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_devstack"))
+        .args(args)
+        .env("DEVSTACK_STATE_DIR", state)
+        .env("DEVSTACK_PROJECT", project)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("run devstack");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -58,8 +58,9 @@ impl Telemetry {
     }
 }
 
-/// Installs the process's subscriber: stderr logs, plus OTLP traces when configured.
-pub fn init() -> Result<Telemetry, TelemetryError> {
+/// Installs the process's subscriber: stderr logs, plus OTLP traces when the
+/// `OTEL_EXPORTER_OTLP_*` variables or else the config's `telemetry` name a collector.
+pub fn init(config: &crate::config::TelemetryConfig) -> Result<Telemetry, TelemetryError> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = match std::env::var("PRISM_LOG_FORMAT").as_deref() {
@@ -78,7 +79,11 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
     let registry = tracing_subscriber::registry().with(logs);
     #[cfg(feature = "otlp")]
     {
-        let provider = otlp::OtlpSettings::from_env()?
+        let settings = match otlp::OtlpSettings::from_env()? {
+            Some(from_env) => Some(from_env),
+            None => config.otlp.as_ref().map(otlp::OtlpSettings::from_config),
+        };
+        let provider = settings
             .as_ref()
             .map(|s| s.tracer_provider("prism-proxy"))
             .transpose()?;
@@ -90,6 +95,7 @@ pub fn init() -> Result<Telemetry, TelemetryError> {
     }
     #[cfg(not(feature = "otlp"))]
     {
+        let _ = config;
         registry.init();
         Ok(Telemetry {})
     }

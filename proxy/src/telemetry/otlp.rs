@@ -116,6 +116,24 @@ impl OtlpSettings {
         }))
     }
 
+    /// For traces, from the config's `telemetry.otlp` (validated when it was loaded). The
+    /// HTTP exporter takes a signal's full URL, so `/v1/traces` is added to the base URL
+    /// as the standard variable's reader does.
+    pub(crate) fn from_config(otlp: &crate::config::OtlpConfig) -> OtlpSettings {
+        let (protocol, endpoint) = match otlp.protocol.as_str() {
+            "grpc" => (OtlpProtocol::Grpc, otlp.endpoint.clone()),
+            _ => (
+                OtlpProtocol::HttpProtobuf,
+                format!("{}/v1/traces", otlp.endpoint.trim_end_matches('/')),
+            ),
+        };
+        OtlpSettings {
+            protocol,
+            endpoint: Some(endpoint),
+            service_from_env: true,
+        }
+    }
+
     /// The resource: `OTEL_SERVICE_NAME` (when read), else `service`.
     fn resource(&self, service: &str) -> opentelemetry_sdk::Resource {
         let service = match std::env::var("OTEL_SERVICE_NAME") {
