@@ -134,7 +134,7 @@ fn the_proxy_config_parses_with_a_namespace_per_backend() {
         assert!(stack.service(&b.kind.service()).is_some(), "{b:?}");
     }
     stack.ordered().expect("no port used twice");
-    let text = backends::proxy_config(&stack, &settings, &with);
+    let text = backends::proxy_config(&stack, &settings);
     let config = prism_proxy::config::Config::parse(&text, std::path::Path::new("proxy.yaml"))
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
     let names: Vec<&str> = config.namespaces.keys().map(String::as_str).collect();
@@ -157,7 +157,7 @@ fn the_proxy_config_parses_with_a_namespace_per_backend() {
 
     // Only Dex (`up --only dex --with redis`): no collector, so no export.
     let dex_only = stack.only(&["dex".into(), "backends".into()]).unwrap();
-    let text = backends::proxy_config(&dex_only, &settings, &with);
+    let text = backends::proxy_config(&dex_only, &settings);
     assert!(!text.contains("telemetry"), "{text}");
 
     for bad in ["mysql", "redis:0", "redis:http", "nats:70000"] {

@@ -193,11 +193,6 @@ fn asked(settings: &Settings) -> anyhow::Result<Asked> {
     Ok(devstack::state::read_json::<Asked>(&asked_path(settings))?.unwrap_or_default())
 }
 
-/// `--with redis,postgres:5433`: the backends to start too.
-fn backend_arg(text: &str) -> Result<devstack::stack::backends::Backend, String> {
-    devstack::stack::backends::Backend::parse(text)
-}
-
 fn volumes_path(settings: &Settings) -> std::path::PathBuf {
     settings.state_dir.join("volumes.json")
 }

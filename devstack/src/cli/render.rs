@@ -16,7 +16,7 @@ pub struct RenderArgs {
     out: PathBuf,
     /// Include these data servers, as `up --with` (`redis`, `postgres`, `nats`,
     /// `clickhouse`, each optionally `:PORT`).
-    #[arg(long, value_name = "BACKEND[:PORT]", value_delimiter = ',', value_parser = super::backend_arg)]
+    #[arg(long, value_name = "BACKEND[:PORT]", value_delimiter = ',', value_parser = devstack::stack::backends::Backend::parse)]
     with: Vec<devstack::stack::backends::Backend>,
 }
 
@@ -26,7 +26,7 @@ pub fn run(settings: &Settings, args: RenderArgs) -> anyhow::Result<ExitCode> {
         ..settings.clone()
     };
     let (mut stack, identity) = super::stack(settings)?;
-    backends::add_proxy_config(&mut stack, settings, &settings.backends);
+    backends::add_proxy_config(&mut stack, settings);
     let written =
         render::render(&stack, &args.out).with_context(|| format!("rendering into {}", args.out.display()))?;
     // The check reads back what was written, not what was meant to be.

@@ -29,7 +29,7 @@ pub struct UpArgs {
     /// Also start these data servers (`redis`, `postgres`, `nats`, `clickhouse`, each
     /// optionally `:PORT`), comma-separated or repeated; `proxy.yaml` in the state folder
     /// then has a namespace for each.
-    #[arg(long, value_name = "BACKEND[:PORT]", value_delimiter = ',', value_parser = super::backend_arg)]
+    #[arg(long, value_name = "BACKEND[:PORT]", value_delimiter = ',', value_parser = devstack::stack::backends::Backend::parse)]
     with: Vec<devstack::stack::backends::Backend>,
     /// Start even though a volume holds data of an older pinned version (after following
     /// upstream's upgrade notes); without it `up` stops and says which volume.
@@ -48,7 +48,7 @@ pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> 
         only.push("backends".into());
     }
     let mut stack = full.only(&only)?;
-    backends::add_proxy_config(&mut stack, settings, &settings.backends);
+    backends::add_proxy_config(&mut stack, settings);
     let with_dex = stack.service("dex").is_some();
     if let Some(file) = stack.files.iter().find(|f| f.path.to_str() == Some(dex::CONFIG_FILE)) {
         super::check_dex(settings, &identity, &file.contents)?;

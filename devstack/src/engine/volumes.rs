@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::{Engine, EngineError, not_found};
-use crate::stack::Stack;
+use crate::stack::{Service, Stack};
 
 /// One volume: when Docker created it, and the image of the service that last used it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,8 +55,8 @@ impl Engine {
         Ok(found)
     }
 
-    /// Existing volumes whose record names another image than the service mounting them
-    /// now runs. A volume with no record (made before records were kept) is not judged.
+    /// Existing volumes whose record names another image than the one using them now.
+    /// A volume with no record (made before records were kept) is not judged.
     pub(crate) async fn version_changes(
         &self,
         stack: &Stack,
@@ -64,23 +64,19 @@ impl Engine {
     ) -> Result<Vec<VersionChange>, EngineError> {
         let existing = self.existing_volumes(stack).await?;
         let mut changes = Vec::new();
-        for service in &stack.services {
-            for mount in &service.volumes {
-                let name = stack.volume_name(&mount.volume);
-                let (Some(created), Some(record)) = (existing.get(&name), records.get(&name)) else {
-                    continue;
-                };
-                if &record.created == created && record.image != service.image {
-                    changes.push(VersionChange {
-                        volume: name,
-                        service: service.name.clone(),
-                        was: record.image.clone(),
-                        now: service.image.clone(),
-                    });
-                }
+        for (name, service) in owners(stack) {
+            let (Some(created), Some(record)) = (existing.get(&name), records.get(&name)) else {
+                continue;
+            };
+            if &record.created == created && record.image != service.image {
+                changes.push(VersionChange {
+                    volume: name,
+                    service: service.name.clone(),
+                    was: record.image.clone(),
+                    now: service.image.clone(),
+                });
             }
         }
-        changes.dedup_by(|a, b| a.volume == b.volume);
         Ok(changes)
     }
 
@@ -91,20 +87,28 @@ impl Engine {
         mut records: VolumeRecords,
     ) -> Result<VolumeRecords, EngineError> {
         let existing = self.existing_volumes(stack).await?;
-        for service in &stack.services {
-            for mount in &service.volumes {
-                let name = stack.volume_name(&mount.volume);
-                if let Some(created) = existing.get(&name) {
-                    records.insert(
-                        name,
-                        VolumeRecord {
-                            created: created.clone(),
-                            image: service.image.clone(),
-                        },
-                    );
-                }
+        for (name, service) in owners(stack) {
+            if let Some(created) = existing.get(&name) {
+                let record = VolumeRecord {
+                    created: created.clone(),
+                    image: service.image.clone(),
+                };
+                records.insert(name, record);
             }
         }
         Ok(records)
     }
+}
+
+/// Each volume (its full name) with the service whose image it is recorded by: the first
+/// in the stack that mounts it, so a volume two services share (ClickHouse and its init
+/// one-shot) is judged the same way it was recorded.
+fn owners(stack: &Stack) -> BTreeMap<String, &Service> {
+    let mut owners = BTreeMap::new();
+    for service in &stack.services {
+        for mount in &service.volumes {
+            owners.entry(stack.volume_name(&mount.volume)).or_insert(service);
+        }
+    }
+    owners
 }

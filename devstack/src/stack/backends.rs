@@ -201,9 +201,9 @@ fn clickhouse_ports(port: u16) -> String {
 }
 
 /// The proxy's config for what `stack` runs: a memstore `default` namespace and one per
-/// backend; OIDC against the stack's Dex and spans into its collector when those are in
+/// backend of `settings`; OIDC against the stack's Dex and spans into its collector when those are in
 /// it. Namespace `admin` (memstore) takes only group `prism:admin`, to try group checks.
-pub fn proxy_config(stack: &Stack, settings: &Settings, backends: &[Backend]) -> String {
+pub fn proxy_config(stack: &Stack, settings: &Settings) -> String {
     let mut out = String::from(
         "# Written by devstack: a proxy wired to this stack.\n#   prism-proxy --config <this file>\nlisten: 127.0.0.1:50051\nadmin_listen: 127.0.0.1:9090\n",
     );
@@ -228,7 +228,7 @@ pub fn proxy_config(stack: &Stack, settings: &Settings, backends: &[Backend]) ->
             crate::settings::ADMIN_GROUP
         );
     }
-    for backend in backends {
+    for backend in &settings.backends {
         let url = backend.url();
         out += &match backend.kind {
             BackendKind::Redis => {
@@ -247,8 +247,8 @@ pub fn proxy_config(stack: &Stack, settings: &Settings, backends: &[Backend]) ->
 }
 
 /// Adds `proxy.yaml` for `stack` as it is now (after `--only`): call last.
-pub fn add_proxy_config(stack: &mut Stack, settings: &Settings, backends: &[Backend]) {
-    let contents = proxy_config(stack, settings, backends);
+pub fn add_proxy_config(stack: &mut Stack, settings: &Settings) {
+    let contents = proxy_config(stack, settings);
     stack.files.push(StackFile {
         path: PathBuf::from(PROXY_CONFIG),
         contents,
