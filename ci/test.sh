@@ -30,6 +30,7 @@ echo "== installing and starting test servers"
 eval "$(bash ci/install-servers.sh)"
 eval "$(bash ci/build-standins.sh)"
 eval "$(bash ci/build-dex.sh)"
+eval "$(bash ci/install-oidc-provider.sh)"
 
 echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
 cargo test --workspace --locked --all-features "$@"

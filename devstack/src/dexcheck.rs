@@ -19,10 +19,20 @@ pub struct Expected<'a> {
     pub issuer: &'a str,
     pub cli_client: &'a str,
     pub proxy_client: &'a str,
-    /// The developer's email and password, whose hash must be in `staticPasswords`.
-    pub user: Option<(&'a str, &'a str)>,
-    /// A group the developer must be in.
-    pub group: Option<&'a str>,
+    /// Users that must be in `staticPasswords`.
+    pub users: Vec<ExpectedUser<'a>>,
+}
+
+/// A user the rest of the devstack logs in as.
+#[derive(Debug, Clone)]
+pub struct ExpectedUser<'a> {
+    pub email: &'a str,
+    /// The kept password, which the hash must verify.
+    pub password: &'a str,
+    /// A group the user must be in.
+    pub group: &'a str,
+    /// A group the user must not be in (the viewer, so group checks can refuse it).
+    pub not_in: Option<&'a str>,
 }
 
 const STORAGE_TYPES: &[&str] = &["memory", "sqlite3", "postgres", "mysql", "etcd", "kubernetes"];
@@ -241,27 +251,57 @@ fn our_rules(config: &DexConfig, expected: &Expected<'_>, bad: &mut impl FnMut(&
         }
         Some(_) => {}
     }
-    if let Some((email, password)) = expected.user {
-        match config.static_passwords.iter().position(|u| u.email == email) {
-            None => bad("staticPasswords", format!("no user {email:?}")),
-            Some(i) => {
-                let user = &config.static_passwords[i];
-                if !bcrypt::verify(password, &user.hash).unwrap_or(false) {
-                    bad(
-                        &format!("staticPasswords[{i}].hash"),
-                        "does not verify the developer's kept password".into(),
-                    );
-                }
-                if let Some(group) = expected.group
-                    && !user.groups.iter().any(|g| g == group)
-                {
-                    bad(
-                        &format!("staticPasswords[{i}].groups"),
-                        format!("must include {group:?}"),
-                    );
-                }
-            }
+    for want in &expected.users {
+        let Some(i) = config.static_passwords.iter().position(|u| u.email == want.email) else {
+            bad("staticPasswords", format!("no user {:?}", want.email));
+            continue;
+        };
+        let user = &config.static_passwords[i];
+        if !bcrypt::verify(want.password, &user.hash).unwrap_or(false) {
+            bad(
+                &format!("staticPasswords[{i}].hash"),
+                format!("does not verify the kept password of {}", want.email),
+            );
         }
+        let member = |group: &str| user.groups.iter().any(|g| g == group);
+        if !member(want.group) {
+            bad(
+                &format!("staticPasswords[{i}].groups"),
+                format!("must include {:?}", want.group),
+            );
+        }
+        if let Some(group) = want.not_in.filter(|g| member(g)) {
+            bad(
+                &format!("staticPasswords[{i}].groups"),
+                format!(
+                    "must not include {group:?}, or {} could do what {group} may",
+                    want.email
+                ),
+            );
+        }
+    }
+}
+
+/// What the devstack expects of Dex for `issuer` and the kept `identity`.
+pub fn expected<'a>(issuer: &'a str, identity: &'a crate::identity::Identity) -> Expected<'a> {
+    use crate::settings::{ADMIN_GROUP, CLI_CLIENT_ID, PROXY_CLIENT_ID, VIEWER_GROUP};
+    let developer = ExpectedUser {
+        email: &identity.developer.email,
+        password: &identity.developer.password,
+        group: ADMIN_GROUP,
+        not_in: None,
+    };
+    let viewer = identity.viewer().map(|v| ExpectedUser {
+        email: &v.email,
+        password: &v.password,
+        group: VIEWER_GROUP,
+        not_in: Some(ADMIN_GROUP),
+    });
+    Expected {
+        issuer,
+        cli_client: CLI_CLIENT_ID,
+        proxy_client: PROXY_CLIENT_ID,
+        users: std::iter::once(developer).chain(viewer).collect(),
     }
 }
 

@@ -43,6 +43,8 @@ pub const PROXY_CLIENT_ID: &str = "prism-proxy";
 pub const CLI_CLIENT_ID: &str = "prism-cli";
 /// The group the developer is in; namespaces can require it (`groups: [prism:admin]`).
 pub const ADMIN_GROUP: &str = "prism:admin";
+/// The only group of the viewer, a second user for trying group checks both ways.
+pub const VIEWER_GROUP: &str = "prism:viewer";
 
 impl Settings {
     /// The issuer URL: byte for byte the same in Dex's config, the tokens, the proxy's

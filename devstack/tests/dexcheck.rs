@@ -10,7 +10,7 @@ use std::process::Command;
 
 use devstack::dexcheck::{Expected, Problem, check, check_text};
 use devstack::identity::Identity;
-use devstack::settings::{ADMIN_GROUP, CLI_CLIENT_ID, PROXY_CLIENT_ID};
+use devstack::settings::{ADMIN_GROUP, CLI_CLIENT_ID, VIEWER_GROUP};
 use devstack::stack::dex::DexConfig;
 
 const ISSUER: &str = "http://127.0.0.1:5556/dex";
@@ -31,13 +31,7 @@ fn render(state: &Path, out: &Path) -> (String, Identity) {
 }
 
 fn expected(identity: &Identity) -> Expected<'_> {
-    Expected {
-        issuer: ISSUER,
-        cli_client: CLI_CLIENT_ID,
-        proxy_client: PROXY_CLIENT_ID,
-        user: Some((&identity.email, &identity.password)),
-        group: Some(ADMIN_GROUP),
-    }
+    devstack::dexcheck::expected(ISSUER, identity)
 }
 
 fn fields(problems: &[Problem]) -> Vec<&str> {
@@ -96,6 +90,16 @@ fn rendered_config_passes_and_every_broken_rule_is_named() {
         }),
         ("staticPasswords[0].userID", |c| c.static_passwords[0].user_id.clear()),
         ("staticPasswords[0].groups", |c| c.static_passwords[0].groups.clear()),
+        // The viewer: its own password, and never an admin.
+        ("staticPasswords[1].hash", |c| {
+            c.static_passwords[1].hash = c.static_passwords[0].hash.clone()
+        }),
+        ("staticPasswords[1].groups", |c| {
+            c.static_passwords[1].groups.push(ADMIN_GROUP.into())
+        }),
+        ("staticPasswords", |c| {
+            c.static_passwords.pop();
+        }),
     ];
     for (field, mutate) in cases {
         let mut config = good.clone();
@@ -135,9 +139,15 @@ fn render_writes_configs_a_compose_file_and_keeps_the_identity_private() {
     // readable for Dex's own user in its container, which gets it by a file mount).
     assert_eq!(mode(&out.path().join("dex")), 0o700);
     assert_eq!(mode(&out.path().join("signoz")), 0o700);
-    assert!(bcrypt::verify(&identity.password, &identity.password_hash).unwrap());
-    assert_eq!(identity.email, "dev@local.prism");
-    assert_eq!(identity.groups, [ADMIN_GROUP]);
+    let dev = &identity.developer;
+    assert!(bcrypt::verify(&dev.password, &dev.password_hash).unwrap());
+    assert_eq!(dev.email, "dev@local.prism");
+    assert_eq!(dev.groups, [ADMIN_GROUP]);
+    let viewer = identity.viewer().expect("a viewer");
+    assert!(bcrypt::verify(&viewer.password, &viewer.password_hash).unwrap());
+    assert_eq!(viewer.email, "viewer@local.prism");
+    assert_eq!(viewer.groups, [VIEWER_GROUP]);
+    assert_ne!(viewer.password, dev.password);
 
     // The compose file: every service, start conditions from readiness, files mounted.
     let compose: serde_yaml::Value =
@@ -183,4 +193,27 @@ fn render_writes_configs_a_compose_file_and_keeps_the_identity_private() {
         std::fs::read(out.path().join("dex/config.yaml")).unwrap(),
         std::fs::read(again.path().join("dex/config.yaml")).unwrap()
     );
+}
+
+/// An identity file from before the viewer existed: the developer is kept as it was (same
+/// password, same subject), and a viewer is added and kept.
+#[test]
+fn an_identity_without_a_viewer_gets_one_and_keeps_the_developer() {
+    let state = tempfile::tempdir().unwrap();
+    let fresh = Identity::load_or_create(state.path()).unwrap();
+    let mut older: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(Identity::path(state.path())).unwrap()).unwrap();
+    older
+        .as_object_mut()
+        .unwrap()
+        .remove("viewer")
+        .expect("a viewer was written");
+    std::fs::write(Identity::path(state.path()), older.to_string()).unwrap();
+    assert!(Identity::load(state.path()).unwrap().unwrap().viewer().is_none());
+
+    let upgraded = Identity::load_or_create(state.path()).unwrap();
+    assert_eq!(upgraded.developer, fresh.developer);
+    assert_eq!(upgraded.proxy_client_secret, fresh.proxy_client_secret);
+    let viewer = upgraded.viewer().expect("a viewer added");
+    assert_eq!(Identity::load(state.path()).unwrap().unwrap().viewer(), Some(viewer));
 }

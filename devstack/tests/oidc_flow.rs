@@ -24,10 +24,10 @@ use serde_json::json;
 
 async fn issuer_for(identity: &Identity) -> TestIssuer {
     let user = User {
-        username: identity.email.clone(),
-        password: identity.password.clone(),
-        subject: identity.user_id.clone(),
-        groups: identity.groups.clone(),
+        username: identity.developer.email.clone(),
+        password: identity.developer.password.clone(),
+        subject: identity.developer.user_id.clone(),
+        groups: identity.developer.groups.clone(),
     };
     let clients = vec![
         Client {
@@ -75,7 +75,10 @@ async fn token_logs_in_caches_refreshes_and_the_proxy_accepts_it() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("new login"), "{err}");
     assert_eq!(grants(), (1, 0));
-    let cache = devstack::oidc::token_path(state.path());
+    let cache = devstack::oidc::token_path(
+        state.path(),
+        devstack::oidc::Login::Password(devstack::identity::Who::Dev),
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(
@@ -136,7 +139,7 @@ async fn token_logs_in_caches_refreshes_and_the_proxy_accepts_it() {
     };
     let valid = || {
         let mut claims = issuer.claims(PROXY_CLIENT_ID, &["prism:admin"]);
-        claims["sub"] = json!(identity.user_id);
+        claims["sub"] = json!(identity.developer.user_id);
         claims
     };
     let key = issuer.key();
@@ -164,12 +167,19 @@ async fn a_wrong_password_or_no_identity_fails_with_a_clear_message() {
     let state = tempfile::tempdir().unwrap();
     let identity = Identity::load_or_create(state.path()).unwrap();
     let mut other = identity.clone();
-    other.password = "not-the-password".into();
+    other.developer.password = "not-the-password".into();
     let issuer = issuer_for(&other).await;
     let (code, out, err) = devstack(state.path(), &issuer, &["token"]);
     assert_eq!((code, out.as_str()), (1, ""), "{err}");
     assert!(err.contains("login refused") && err.contains("invalid_grant"), "{err}");
-    assert!(!devstack::oidc::token_path(state.path()).exists(), "nothing cached");
+    assert!(
+        !devstack::oidc::token_path(
+            state.path(),
+            devstack::oidc::Login::Password(devstack::identity::Who::Dev)
+        )
+        .exists(),
+        "nothing cached"
+    );
 
     let empty = tempfile::tempdir().unwrap();
     let (code, _, err) = devstack(empty.path(), &issuer, &["token"]);

@@ -3,7 +3,8 @@
 //! image ci/install-servers.sh packs from Debian's redis-server, standing in for the official
 //! `redis` image a laptop pulls), then the proxy started from the `proxy.yaml` devstack
 //! wrote, over real gRPC: a developer token is let in and its value lands in that Redis,
-//! no token is refused, the `admin` namespace takes the developer's group. `env` exports
+//! no token is refused, the `admin` namespace takes the developer (prism:admin) and refuses the
+//! viewer (PERMISSION_DENIED), who still gets into `redis`. `env` exports
 //! the backend's URL and the config's path; a second `up` changes nothing.
 
 // Helpers here panic on failure as the tests that call them do.
@@ -120,10 +121,13 @@ async fn up_with_redis_wires_a_proxy_from_the_rendered_config() {
     let proxy = prism_proxy::server::start(&config).await.unwrap();
     let endpoint = format!("http://{}", proxy.grpc_addr);
 
-    let token = run(&["token"]);
-    assert_eq!(token.code, 0, "{}", token.stderr);
-    let bearer = format!("Bearer {}", token.stdout.trim());
-    let client = |namespace: &'static str| {
+    let bearer_of = |user: &str| {
+        let token = run(&["token", "--user", user]);
+        assert_eq!(token.code, 0, "{}", token.stderr);
+        format!("Bearer {}", token.stdout.trim())
+    };
+    let (bearer, viewer) = (bearer_of("dev"), bearer_of("viewer"));
+    let client_as = |namespace: &'static str, bearer: &String| {
         let (endpoint, bearer) = (endpoint.clone(), bearer.clone());
         async move {
             PrismClient::connect(&endpoint, namespace)
@@ -133,6 +137,7 @@ async fn up_with_redis_wires_a_proxy_from_the_rendered_config() {
                 .unwrap()
         }
     };
+    let client = |namespace: &'static str| client_as(namespace, &bearer);
     assert_eq!(redis_keys(redis_port, "prism:*"), 0);
     let redis = client("redis").await;
     redis.set(Bytes::from("greeting"), Bytes::from("hello")).await.unwrap();
@@ -148,6 +153,17 @@ async fn up_with_redis_wires_a_proxy_from_the_rendered_config() {
     client("admin")
         .await
         .set(Bytes::from("k"), Bytes::from("v"))
+        .await
+        .unwrap();
+    // The viewer is not: a group check tried both ways, with real Dex tokens.
+    let viewer_admin = client_as("admin", &viewer).await.get(Bytes::from("k")).await;
+    assert!(
+        matches!(viewer_admin, Err(prism_proxy::BackendError::PermissionDenied(_))),
+        "{viewer_admin:?}"
+    );
+    client_as("redis", &viewer)
+        .await
+        .get(Bytes::from("greeting"))
         .await
         .unwrap();
     let anonymous = PrismClient::connect(&endpoint, "redis").await.unwrap();

@@ -5,20 +5,30 @@
 //! given, as `/bin/dex`). The devstack binary renders and mounts Dex's config, starts the
 //! container, waits until discovery answers, logs in with the password grant, verifies
 //! the token with the proxy's validator and caches it; a second `up` changes nothing;
-//! `logs`, `status` and `down --reset` work on it.
+//! `logs`, `status` and `down --reset` work on it. With the real Dex also the viewer, and
+//! `token --device` with a person's part done by `support::browser` on Dex's own pages.
+
+// Helpers here panic on failure as the tests that call them do.
+#![allow(clippy::unwrap_used)]
 
 mod support;
 
 use std::path::Path;
 
+use devstack::identity::{Identity, Who};
+use devstack::oidc::Login;
 use support::Run;
+use support::browser::Browser;
 
-fn devstack(state: &Path, project: &str, port: u16, image: &str, args: &[&str]) -> Run {
-    let env = [
+fn env(port: u16, image: &str) -> [(&'static str, String); 2] {
+    [
         ("DEVSTACK_DEX_PORT", port.to_string()),
         ("DEVSTACK_IMAGE_DEX", image.to_string()),
-    ];
-    support::devstack(state, project, &env, args)
+    ]
+}
+
+fn devstack(state: &Path, project: &str, port: u16, image: &str, args: &[&str]) -> Run {
+    support::devstack(state, project, &env(port, image), args)
 }
 
 /// A stack of Dex alone, up and logged in, taken down (`down --reset`) when dropped.
@@ -61,6 +71,11 @@ impl Dex {
         assert!(dex.up.stderr.contains("dex ready (created"), "{}", dex.up.stderr);
         assert!(
             dex.up.stderr.contains("logged in as dev@local.prism") && dex.up.stderr.contains("groups prism:admin"),
+            "{}",
+            dex.up.stderr
+        );
+        assert!(
+            dex.up.stderr.contains("logged in as viewer@local.prism") && dex.up.stderr.contains("groups prism:viewer"),
             "{}",
             dex.up.stderr
         );
@@ -115,7 +130,7 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
     );
 
     // A spoilt ID token: `token` falls back to the refresh grant, against the real Dex.
-    let cache = devstack::oidc::token_path(dex.state.path());
+    let cache = devstack::oidc::token_path(dex.state.path(), Login::Password(Who::Dev));
     let mut cached: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     assert!(
         cached["refresh_token"].is_string(),
@@ -147,6 +162,15 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
         again.stderr
     );
 
+    // The viewer: its own password login, in prism:viewer and not in prism:admin.
+    let viewer = run(&["token", "--user", "viewer"]);
+    assert_eq!(viewer.code, 0, "{}", viewer.stderr);
+    let claims = jwt_claims(viewer.stdout.trim());
+    assert_eq!(claims["email"], "viewer@local.prism", "{claims}");
+    assert_eq!(claims["groups"], serde_json::json!(["prism:viewer"]), "{claims}");
+
+    device_sign_in_as_the_viewer(&dex);
+
     dex.up_again_changes_nothing();
     // With Dex down and no token cached, `token` says why (the connection's own cause)
     // and what to do.
@@ -171,6 +195,60 @@ fn up_only_dex_with_the_real_dex_logs_in_refreshes_and_a_second_up_changes_nothi
     let down = run(&["down", "--reset"]);
     assert_eq!(down.code, 0, "{}", down.stderr);
     assert!(!cache.exists(), "down --reset drops the cached token");
+}
+
+/// `token --device` against the real Dex: it prints Dex's device page and code and polls;
+/// a browser opens the page, sends the code, signs in as the viewer on Dex's password page
+/// and sees Dex's success page; the command then prints the viewer's verified token and
+/// caches it (a second `token --device` is served from the cache, with no new code).
+fn device_sign_in_as_the_viewer(dex: &Dex) {
+    let identity = Identity::load(dex.state.path()).unwrap().unwrap();
+    let viewer = identity.viewer().expect("a viewer");
+    let login = support::DeviceLogin::start(dex.state.path(), &dex.project, &env(dex.port, &dex.image), &["-v"]);
+    assert!(
+        login
+            .page
+            .starts_with(&format!("http://127.0.0.1:{}/dex/device", dex.port)),
+        "{}",
+        login.page
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let browser = Browser::new();
+        let page = browser.get(&login.page).await;
+        let code = page.form_with("user_code");
+        assert!(
+            code.fields.contains(&("user_code".into(), login.user_code.clone())),
+            "the page has the printed code filled in: {code:?}"
+        );
+        let page = browser.submit(&code).await;
+        let credentials = page
+            .form_with("password")
+            .set("login", &viewer.email)
+            .set("password", &viewer.password);
+        let done = browser.submit(&credentials).await;
+        assert!(
+            done.body.contains("Login Successful"),
+            "Dex's success page ({} {}): {}",
+            done.status,
+            done.url,
+            done.body
+        );
+    });
+    let done = login.finish();
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    assert!(done.stderr.contains("new login"), "{}", done.stderr);
+    let claims = jwt_claims(done.stdout.trim());
+    assert_eq!(claims["email"], viewer.email, "{claims}");
+    assert_eq!(claims["groups"], serde_json::json!(["prism:viewer"]), "{claims}");
+    let again = dex.run(&["token", "--device", "-v"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        again.stderr.contains("cached") && !again.stderr.contains("enter the code"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(again.stdout, done.stdout);
 }
 
 /// The claims of a JWT, decoded without checking (devstack checked it).
@@ -199,7 +277,7 @@ fn up_only_dex_with_a_standin_logs_in_and_a_second_up_changes_nothing() {
         "{}",
         up.stderr
     );
-    let cache = devstack::oidc::token_path(state.path());
+    let cache = devstack::oidc::token_path(state.path(), Login::Password(Who::Dev));
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777, 0o600);
 

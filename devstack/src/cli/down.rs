@@ -20,7 +20,9 @@ pub async fn run(settings: &Settings, args: DownArgs) -> anyhow::Result<ExitCode
     let removed = engine.down(&stack, args.reset).await?;
     super::forget_asked(settings)?;
     if args.reset {
-        devstack::state::remove_file(&devstack::oidc::token_path(&settings.state_dir))?;
+        for cache in devstack::oidc::token_paths(&settings.state_dir) {
+            devstack::state::remove_file(&cache)?;
+        }
     }
     if removed.is_empty() {
         eprintln!("nothing to remove: project {} is not up", stack.project);

@@ -217,16 +217,10 @@ fn progress(line: &str) {
 
 /// Checks Dex's config as rendered; every problem is listed.
 fn check_dex(settings: &Settings, identity: &Identity, text: &str) -> anyhow::Result<()> {
-    let expected = devstack::dexcheck::Expected {
-        issuer: &settings.issuer(),
-        cli_client: devstack::settings::CLI_CLIENT_ID,
-        proxy_client: devstack::settings::PROXY_CLIENT_ID,
-        user: Some((&identity.email, &identity.password)),
-        group: Some(devstack::settings::ADMIN_GROUP),
-    };
+    let issuer = settings.issuer();
     let problems = prism_proxy::validation::Problems {
         source: "dex.yaml".into(),
-        list: devstack::dexcheck::check_text(text, &expected),
+        list: devstack::dexcheck::check_text(text, &devstack::dexcheck::expected(&issuer, identity)),
     };
     problems
         .into_result()

@@ -6,10 +6,12 @@ use std::time::Duration;
 use anyhow::Context;
 use devstack::Settings;
 use devstack::engine::{Engine, PullPolicy, UpOptions};
+use devstack::identity::Who;
+use devstack::oidc::Login;
 use devstack::stack::{backends, dex};
 
 /// Start Dex and Signoz (or only some of them), wait until each is ready, log in as the
-/// developer and cache the token. Running it again changes nothing that is up to date.
+/// developer and the viewer and cache their tokens. Running it again changes nothing that is up to date.
 #[derive(clap::Args, Debug)]
 pub struct UpArgs {
     /// Start only this part (`dex`, `signoz`) or service, with what it depends on;
@@ -82,16 +84,19 @@ pub async fn run(settings: &Settings, args: UpArgs) -> anyhow::Result<ExitCode> 
     );
 
     if with_dex {
-        let (_, caller) = devstack::oidc::login(settings, &identity)
-            .await
-            .context("logging in to Dex as the developer")?;
-        eprintln!(
-            "logged in as {} (subject {}, groups {}); token cached in {}",
-            identity.email,
-            caller.subject.unwrap_or_default(),
-            caller.groups.join(","),
-            devstack::oidc::token_path(&settings.state_dir).display()
-        );
+        for who in [Who::Dev, Who::Viewer] {
+            let Some(user) = identity.user(who) else { continue };
+            let (_, caller) = devstack::oidc::login(settings, &identity, who)
+                .await
+                .with_context(|| format!("logging in to Dex as {}", user.email))?;
+            eprintln!(
+                "logged in as {} (subject {}, groups {}); token cached in {}",
+                user.email,
+                caller.subject.unwrap_or_default(),
+                caller.groups.join(","),
+                devstack::oidc::token_path(&settings.state_dir, Login::Password(who)).display()
+            );
+        }
         eprintln!("  issuer:   {}", settings.issuer());
         eprintln!(
             "  password: in {}",

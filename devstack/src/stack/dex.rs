@@ -166,13 +166,16 @@ pub fn config(settings: &Settings, identity: &Identity) -> DexConfig {
                 ..StaticClient::default()
             },
         ],
-        static_passwords: vec![StaticPassword {
-            email: identity.email.clone(),
-            hash: identity.password_hash.clone(),
-            username: identity.username.clone(),
-            user_id: identity.user_id.clone(),
-            groups: identity.groups.clone(),
-        }],
+        static_passwords: identity
+            .users()
+            .map(|user| StaticPassword {
+                email: user.email.clone(),
+                hash: user.password_hash.clone(),
+                username: user.username.clone(),
+                user_id: user.user_id.clone(),
+                groups: user.groups.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -45,6 +45,9 @@ pub struct Discovery {
     /// Where logins and refreshes go (clients such as `devstack token`; not the proxy).
     #[serde(default)]
     pub token_endpoint: Option<String>,
+    /// Where a device-code login starts (RFC 8628), if the issuer offers one.
+    #[serde(default)]
+    pub device_authorization_endpoint: Option<String>,
 }
 
 /// Reaching the issuer failed, or it names itself differently.
