@@ -5,16 +5,21 @@ use std::process::ExitCode;
 use devstack::Settings;
 use devstack::engine::{Engine, PortUse};
 
-/// Check the engine (reachable, its version and the API version negotiated), its memory
-/// (Signoz wants about 4 GB), the host ports and the images. Exits 1 if anything would
-/// stop `up`.
+/// Check the engine (which one and why, reachable, its version and the API version
+/// negotiated), its memory (Signoz wants about 4 GB), the host ports and the images
+/// (present, or their registry reachable). Exits 1 if anything would stop `up`.
 #[derive(clap::Args, Debug)]
-pub struct DoctorArgs {}
+pub struct DoctorArgs {
+    /// Check only this part (`dex`, `signoz`) or service, with what it depends on, as
+    /// `up --only` would start it; repeatable.
+    #[arg(long, value_name = "PART")]
+    only: Vec<String>,
+}
 
 const SIGNOZ_MEMORY: i64 = 4 * 1024 * 1024 * 1024;
 
-pub async fn run(settings: &Settings, _args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let stack = super::existing_stack(settings)?;
+pub async fn run(settings: &Settings, args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let stack = super::existing_stack(settings)?.only(&args.only)?;
     let mut failed = false;
     let mut line = |status: &str, what: &str, detail: String| {
         failed |= status == "FAIL";
@@ -27,17 +32,40 @@ pub async fn run(settings: &Settings, _args: DoctorArgs) -> anyhow::Result<ExitC
             return Ok(ExitCode::FAILURE);
         }
     };
-    let info = engine.info().await?;
+    let info = match engine.info().await {
+        Ok(info) => info,
+        Err(e) => {
+            line("FAIL", "engine", format!("{}: {e}", engine.endpoint()));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     line(
         "ok",
         "engine",
         format!(
-            "Docker {} (API {}, this client talks {}), {} CPUs",
-            info.version, info.api_version, info.negotiated, info.cpus
+            "Docker {} (API {}, this client talks {}), {} CPUs, at {}",
+            info.version,
+            info.api_version,
+            info.negotiated,
+            info.cpus,
+            engine.endpoint()
         ),
     );
+    if !engine.endpoint().is_local() {
+        // Ports are published on the engine's host, while the issuer and the proxy's
+        // config name 127.0.0.1.
+        line(
+            "warn",
+            "engine",
+            format!(
+                "{} is not this machine: the stack's ports open there, and tokens name the issuer {} (forward the ports, e.g. ssh -L)",
+                engine.endpoint().host,
+                settings.issuer()
+            ),
+        );
+    }
     let gib = info.memory_bytes as f64 / (1024.0 * 1024.0 * 1024.0);
-    if info.memory_bytes >= SIGNOZ_MEMORY {
+    if info.memory_bytes >= SIGNOZ_MEMORY || stack.service("signoz").is_none() {
         line("ok", "memory", format!("{gib:.1} GiB"));
     } else {
         line(
@@ -69,18 +97,34 @@ pub async fn run(settings: &Settings, _args: DoctorArgs) -> anyhow::Result<ExitC
             }
         }
     }
-    for service in &stack.services {
-        if engine.has_image(&service.image).await? {
-            line("ok", "image", format!("{} present", service.image));
+    let mut images: Vec<&str> = stack.services.iter().map(|s| s.image.as_str()).collect();
+    let mut seen = std::collections::HashSet::new();
+    images.retain(|image| seen.insert(*image));
+    let mut missing = Vec::new();
+    for image in images {
+        if engine.has_image(image).await? {
+            line("ok", "image", format!("{image} present"));
         } else {
-            line(
+            missing.push(image);
+        }
+    }
+    // At once: an offline laptop waits out one timeout, not one per image.
+    let reached =
+        futures::future::join_all(missing.iter().map(|image| engine.reach_registry(image, &info.mirrors))).await;
+    for (image, reached) in missing.into_iter().zip(reached) {
+        match reached {
+            Ok(url) => line(
                 "warn",
                 "image",
+                format!("{image} missing: `up` pulls it ({url} answers)"),
+            ),
+            Err(why) => line(
+                "FAIL",
+                "image",
                 format!(
-                    "{} missing: `up` pulls it (DEVSTACK_IMAGE_* names a mirror)",
-                    service.image
+                    "{image} missing and its registry cannot be reached ({why}): `up` would stop; `docker load` it, or name a mirror with DEVSTACK_IMAGE_*"
                 ),
-            );
+            ),
         }
     }
     match devstack::state::ensure_private_dir(&settings.state_dir) {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use devstack::identity::Identity;
 use devstack::stack::Stack;
 use devstack::{NetworkMode, Settings, settings};
@@ -40,7 +40,38 @@ pub struct Args {
     pub command: Command,
 }
 
+/// The command line, parsed; clap's usage errors exit 2.
+pub fn parse() -> Args {
+    let matches = command().get_matches();
+    Args::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The stack options are global (every command takes them) but listed once, in
+/// `devstack --help`: repeated in each command's help they were most of it. clap copies a
+/// global option into a subcommand unless the subcommand has it already, so each gets a
+/// hidden copy, which parses the same.
+fn command() -> clap::Command {
+    let command = Args::command();
+    let globals: Vec<clap::Arg> = command.get_arguments().filter(|a| a.is_global_set()).cloned().collect();
+    let names: Vec<String> = globals
+        .iter()
+        .filter_map(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+        .collect();
+    let note = format!(
+        "Every command also takes the stack options {} (or their DEVSTACK_* variables): see `devstack --help`.",
+        names.join(", ")
+    );
+    command.mut_subcommands(|sub| {
+        globals
+            .iter()
+            .fold(sub, |sub, arg| sub.arg(arg.clone().hide(true)))
+            .after_help(note.clone())
+    })
+}
+
 #[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Stack options (every command takes them)")]
 pub struct Global {
     /// Prefix of every container, volume and network this tool creates.
     #[arg(long, global = true, env = "DEVSTACK_PROJECT", default_value = "devstack", value_parser = project_name)]

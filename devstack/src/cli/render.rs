@@ -25,6 +25,12 @@ pub fn run(settings: &Settings, args: RenderArgs) -> anyhow::Result<ExitCode> {
         backends: args.with.clone(),
         ..settings.clone()
     };
+    if args.out.exists() && !args.out.is_dir() {
+        anyhow::bail!(
+            "--out {}: a file is there; give a folder (it is created if needed)",
+            args.out.display()
+        );
+    }
     let (mut stack, identity) = super::stack(settings)?;
     backends::add_proxy_config(&mut stack, settings);
     let written =

@@ -7,8 +7,10 @@
 //!   until it is ready ([`ready`]); unchanged services are left alone;
 //! - [`inspect`]: `status`, `logs` and `down`.
 
+pub mod endpoint;
 pub mod inspect;
 pub mod ready;
+mod registry;
 pub mod up;
 pub mod volumes;
 
@@ -16,6 +18,7 @@ use std::collections::HashMap;
 
 use bollard::Docker;
 
+pub use endpoint::Endpoint;
 pub use inspect::{ServiceStatus, State};
 pub use up::{PullPolicy, UpOptions, UpReport};
 pub use volumes::{VersionChange, VolumeRecord, VolumeRecords};
@@ -67,9 +70,14 @@ impl std::fmt::Display for ServiceFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(
-        "cannot reach the Docker engine ({0}); is it running, and may this user use its socket? (DOCKER_HOST selects another engine)"
+        "cannot reach the Docker engine at {endpoint} ({source}); is it running, and may this user use its socket? (DOCKER_HOST or DOCKER_CONTEXT selects another engine)"
     )]
-    Unreachable(bollard::errors::Error),
+    Unreachable {
+        endpoint: String,
+        source: bollard::errors::Error,
+    },
+    #[error(transparent)]
+    Endpoint(#[from] endpoint::EndpointError),
     #[error("Docker engine: {action}: {source}")]
     Docker {
         action: String,
@@ -128,6 +136,8 @@ pub struct EngineInfo {
     pub negotiated: String,
     pub memory_bytes: i64,
     pub cpus: i64,
+    /// The engine's mirrors of Docker Hub (`registry-mirrors`), which pulls of Hub images use.
+    pub mirrors: Vec<String>,
 }
 
 /// A connection to the Docker engine.
@@ -136,19 +146,30 @@ pub struct Engine {
     pub(crate) docker: Docker,
     /// For readiness probes from the host.
     pub(crate) http: reqwest::Client,
+    endpoint: Endpoint,
 }
 
 impl Engine {
     /// Connects with the usual defaults (`DOCKER_HOST`, else the local socket) and
     /// negotiates the API version down to what the engine speaks.
     pub async fn connect() -> Result<Engine, EngineError> {
-        let docker = Docker::connect_with_local_defaults().map_err(EngineError::Unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(EngineError::Unreachable)?;
+        let endpoint = Endpoint::from_env()?;
+        let unreachable = |source| EngineError::Unreachable {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let docker = Docker::connect_with_host(&endpoint.host).map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(2))
             .build()
             .unwrap_or_default();
-        Ok(Engine { docker, http })
+        Ok(Engine { docker, http, endpoint })
+    }
+
+    /// The engine this talks to, and why that one.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     pub async fn info(&self) -> Result<EngineInfo, EngineError> {
@@ -161,6 +182,7 @@ impl Engine {
             negotiated: format!("{}.{}", negotiated.major_version, negotiated.minor_version),
             memory_bytes: info.mem_total.unwrap_or(0),
             cpus: info.ncpu.unwrap_or(0),
+            mirrors: info.registry_config.and_then(|r| r.mirrors).unwrap_or_default(),
         })
     }
 
