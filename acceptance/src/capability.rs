@@ -20,6 +20,21 @@ pub enum Capability {
 }
 
 impl Capability {
+    pub const ALL: [Capability; 4] = [
+        Capability::PubsubDeliveredCount,
+        Capability::QueueDeliveryCount,
+        Capability::TtlRemaining,
+        Capability::EnforcesLimits,
+    ];
+
+    /// The capability named `name` (as in registry files), or what the names are.
+    pub fn parse(name: &str) -> Result<Capability, String> {
+        Capability::ALL.into_iter().find(|c| c.as_str() == name).ok_or_else(|| {
+            let known: Vec<&str> = Capability::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown capability {name:?}; known: {}", known.join(", "))
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::PubsubDeliveredCount => "pubsub_delivered_count",

@@ -74,4 +74,16 @@ pub trait BackendDecl: Send + Sync {
     fn server(&self) -> Option<&'static crate::provision::ServerSpec> {
         None
     }
+    /// The server's own version string, for the report; `None` when there is no server
+    /// to ask.
+    async fn server_version(&self, _instance: &Instance) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
+    /// For a target that describes itself over the wire (an out-of-tree endpoint): its
+    /// description, or why it could not be had or does not hold. Then a trial
+    /// `<name>::describes_itself` reports it, so a target that cannot say what it serves
+    /// fails the run instead of passing it with no tests.
+    fn self_description(&self) -> Option<Result<serde_json::Value, String>> {
+        None
+    }
 }

@@ -26,18 +26,27 @@ pub fn dir() -> PathBuf {
 
 /// Loads `<dir>/<backend>.yaml`.
 pub fn load(dir: &Path, backend: &str) -> anyhow::Result<RegistryEntry> {
-    let path = dir.join(format!("{backend}.yaml"));
-    let text = std::fs::read_to_string(&path)
+    load_file(&dir.join(format!("{backend}.yaml")))
+}
+
+/// Loads one registry file (an out-of-tree plugin's claim, for instance).
+pub fn load_file(path: &Path) -> anyhow::Result<RegistryEntry> {
+    let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read registry file {}: {e}", path.display()))?;
     serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Every difference between the YAML claim and the code's declaration.
 pub fn differences(entry: &RegistryEntry, decl: &dyn BackendDecl) -> Vec<String> {
+    differences_from(entry, decl, "the code")
+}
+
+/// The same, `decl`'s claim coming from `source` ("the code", "the server").
+pub fn differences_from(entry: &RegistryEntry, decl: &dyn BackendDecl, source: &str) -> Vec<String> {
     let mut out = Vec::new();
     if entry.backend != decl.name() {
         out.push(format!(
-            "`backend: {}` but the code declares {}",
+            "`backend: {}` but {source} declares {}",
             entry.backend,
             decl.name()
         ));
@@ -47,10 +56,10 @@ pub fn differences(entry: &RegistryEntry, decl: &dyn BackendDecl) -> Vec<String>
     }
     let diff = |what: &str, yaml: BTreeSet<String>, code: BTreeSet<String>, out: &mut Vec<String>| {
         for only in yaml.difference(&code) {
-            out.push(format!("`{what}` lists {only}, which the code does not declare"));
+            out.push(format!("`{what}` lists {only}, which {source} does not declare"));
         }
         for only in code.difference(&yaml) {
-            out.push(format!("the code declares {what} {only}, which the YAML does not list"));
+            out.push(format!("{source} declares {what} {only}, which the YAML does not list"));
         }
     };
     diff(

@@ -1,5 +1,7 @@
 //! The compliance matrix: target (backend, or proxy -> backend) x interface, with
-//! pass/fail/skip counts, provider, durations and every skip reason.
+//! pass/fail/skip counts, provider, durations and every skip reason; what a reader needs
+//! to trust a row (the harness's version and commit, the date, each server's own version
+//! string, an endpoint's own description); and the same outcomes as JUnit XML.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -40,17 +42,71 @@ pub struct Cell {
     pub failures: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Report {
+/// Where a target's rows come from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TargetInfo {
+    pub provider: String,
+    /// Where it was reached, for servers the run did not start itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The server's own version string (Redis `INFO server`, PostgreSQL `SELECT
+    /// version()`, NATS's `INFO`, ClickHouse `version()`), or why it is not known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// An out-of-tree endpoint's own `DescribeNamespace` answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub described: Option<serde_json::Value>,
+}
+
+/// The run as a whole: what produced the matrix, when, and from what.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMeta {
+    /// The acceptance crate's version: the suites' version.
+    pub suite_version: String,
+    /// The harness's git commit at build time (`unknown` outside a checkout).
+    pub harness_commit: String,
+    /// When the run started (RFC 3339, UTC).
+    pub date: String,
     pub filter: Option<String>,
     pub strict: bool,
+    /// backend name -> where its rows come from
+    pub targets: BTreeMap<String, TargetInfo>,
+}
+
+impl RunMeta {
+    /// This harness build, now, with no targets yet.
+    pub fn now(filter: Option<String>, strict: bool) -> RunMeta {
+        RunMeta {
+            suite_version: env!("CARGO_PKG_VERSION").to_string(),
+            harness_commit: option_env!("PRISM_ACCEPT_GIT_COMMIT").unwrap_or("unknown").to_string(),
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            filter,
+            strict,
+            targets: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub meta: RunMeta,
     /// target -> interface -> cell
     pub matrix: BTreeMap<String, BTreeMap<String, Cell>>,
     pub outcomes: Vec<Outcome>,
 }
 
+/// Rows of the provisioning self-tests, which are not part of the matrix.
+const SELF_TEST: &str = "provisioning";
+
+/// Whether a cell is one of the matrix's (an interface's cases), not a self-test (the
+/// provisioning checks, an endpoint describing itself).
+fn in_matrix(interface: &str) -> bool {
+    prism_proxy::Interface::parse(interface).is_some()
+}
+
 impl Report {
-    pub fn new(outcomes: Vec<Outcome>, filter: Option<String>, strict: bool) -> Report {
+    pub fn new(outcomes: Vec<Outcome>, meta: RunMeta) -> Report {
         let mut matrix: BTreeMap<String, BTreeMap<String, Cell>> = BTreeMap::new();
         for o in &outcomes {
             let cell = matrix
@@ -72,18 +128,23 @@ impl Report {
                 }
             }
         }
-        Report {
-            filter,
-            strict,
-            matrix,
-            outcomes,
-        }
+        Report { meta, matrix, outcomes }
     }
 
+    /// Passed, failed and skipped cases of the matrix (self-tests not counted).
     pub fn totals(&self) -> (u32, u32, u32) {
+        self.count(in_matrix)
+    }
+
+    /// The same for the self-tests (provisioning, an endpoint describing itself).
+    pub fn self_test_totals(&self) -> (u32, u32, u32) {
+        self.count(|interface| !in_matrix(interface))
+    }
+
+    fn count(&self, cells: impl Fn(&str) -> bool) -> (u32, u32, u32) {
         self.matrix
             .values()
-            .flat_map(|m| m.values())
+            .flat_map(|row| row.iter().filter(|(interface, _)| cells(interface)).map(|(_, c)| c))
             .fold((0, 0, 0), |(p, f, s), c| (p + c.passed, f + c.failed, s + c.skipped))
     }
 
@@ -108,7 +169,14 @@ impl Report {
             }
         }
         let (p, f, s) = self.totals();
-        let _ = writeln!(out, "total: {p} passed, {f} failed, {s} skipped");
+        let _ = writeln!(out, "matrix: {p} passed, {f} failed, {s} skipped");
+        let (p, f, s) = self.self_test_totals();
+        if p + f + s > 0 {
+            let _ = writeln!(
+                out,
+                "self-tests (not in the matrix): {p} passed, {f} failed, {s} skipped"
+            );
+        }
         out
     }
 
@@ -117,17 +185,21 @@ impl Report {
         let mut out = String::from("# Compliance matrix\n\n");
         let _ = writeln!(
             out,
-            "Written by `cargo test -p acceptance`{}{}. Each cell: passed / failed / skipped cases. \
+            "Written by the acceptance harness {} (commit {}) on {}{}{}. Each cell: passed / failed / skipped cases. \
              `-` means the target does not declare the interface.\n",
-            if self.strict { " in strict mode" } else { "" },
-            self.filter
+            self.meta.suite_version,
+            self.meta.harness_commit,
+            self.meta.date,
+            if self.meta.strict { " in strict mode" } else { "" },
+            self.meta
+                .filter
                 .as_ref()
                 .map(|f| format!(" with filter `{f}`"))
                 .unwrap_or_default()
         );
         let _ = writeln!(out, "| target | provider | {} |", interfaces.join(" | "));
         let _ = writeln!(out, "|---|---|{}", "---|".repeat(interfaces.len()));
-        for (target, row) in self.matrix.iter().filter(|(t, _)| !t.starts_with("provisioning")) {
+        for (target, row) in self.matrix.iter().filter(|(t, _)| !t.starts_with(SELF_TEST)) {
             let provider = row.values().next().map(|c| c.provider.clone()).unwrap_or_default();
             let cells: Vec<String> = interfaces
                 .iter()
@@ -140,7 +212,31 @@ impl Report {
             let _ = writeln!(out, "| {target} | {provider} | {} |", cells.join(" | "));
         }
         let (p, f, s) = self.totals();
-        let _ = writeln!(out, "\nTotal: {p} passed, {f} failed, {s} skipped.\n");
+        let _ = writeln!(
+            out,
+            "\nTotal: {p} passed, {f} failed, {s} skipped (the cases above; the self-tests below are not counted).\n"
+        );
+        if !self.meta.targets.is_empty() {
+            let _ = writeln!(
+                out,
+                "## Servers\n\n| backend | provider | server version | reached at |\n|---|---|---|---|"
+            );
+            for (name, info) in &self.meta.targets {
+                let _ = writeln!(
+                    out,
+                    "| {name} | {} | {} | {} |",
+                    info.provider,
+                    info.server_version.as_deref().unwrap_or("-"),
+                    info.url.as_deref().unwrap_or("-")
+                );
+            }
+            for (name, info) in &self.meta.targets {
+                if let Some(described) = &info.described {
+                    let _ = writeln!(out, "\n`{name}` describes itself as: `{described}`");
+                }
+            }
+            out.push('\n');
+        }
         let mut durations = String::new();
         let mut skips = String::new();
         let mut failures = String::new();
@@ -159,7 +255,7 @@ impl Report {
                 }
             }
         }
-        let provisioning: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.interface == "provisioning").collect();
+        let provisioning: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.interface == SELF_TEST).collect();
         if !provisioning.is_empty() {
             let _ = writeln!(
                 out,
@@ -198,6 +294,38 @@ impl Report {
         std::fs::write(dir.join("compliance.md"), self.markdown())?;
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("compliance.json"), json)
+    }
+
+    /// JUnit XML: a suite per target, a case per trial (`interface::case`), skips as
+    /// skipped with their reason, failures with their message.
+    pub fn junit(&self) -> Result<String, quick_junit::SerializeError> {
+        use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+        let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();
+        for o in &self.outcomes {
+            let status = match &o.status {
+                Status::Passed => TestCaseStatus::success(),
+                Status::Failed(why) => {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(first_line(why)).set_description(why.as_str());
+                    status
+                }
+                Status::Skipped(why) => {
+                    let mut status = TestCaseStatus::skipped();
+                    status.set_message(why.as_str());
+                    status
+                }
+            };
+            let mut case = TestCase::new(format!("{}::{}", o.interface, o.case), status);
+            case.set_classname(o.target.as_str())
+                .set_time(Duration::from_millis(o.duration_ms));
+            suites
+                .entry(o.target.as_str())
+                .or_insert_with(|| TestSuite::new(o.target.as_str()))
+                .add_test_case(case);
+        }
+        let mut report = quick_junit::Report::new("prism-conformance");
+        report.add_test_suites(suites.into_values());
+        report.to_string()
     }
 }
 

@@ -1,6 +1,8 @@
 //! The suites must catch real violations: run them against deliberately broken in-test
 //! backends (memstore with one behaviour sabotaged) and check that exactly the cases
-//! covering that behaviour fail, and every other case still passes.
+//! covering that behaviour fail, and every other case still passes. Among them, an `ack`
+//! that takes a stale receipt: the mutation of the PostgreSQL driver that once passed every
+//! queue case directly and through the proxy.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -102,6 +104,48 @@ impl QueueBasic for QueueDropsUnacked {
     }
 }
 
+/// `ack` takes any receipt the message was ever given, as the current one: the
+/// mutation of the PostgreSQL driver that once passed every queue case.
+struct AckTakesAnyReceipt {
+    inner: Arc<Queues>,
+    /// receipt -> message id, for every receipt handed out
+    issued: parking_lot::Mutex<std::collections::HashMap<String, String>>,
+    /// message id -> its latest receipt
+    latest: parking_lot::Mutex<std::collections::HashMap<String, String>>,
+}
+
+#[async_trait]
+impl QueueBasic for AckTakesAnyReceipt {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+        self.inner.enqueue(queue, payload).await
+    }
+    async fn receive(
+        &self,
+        queue: String,
+        max: u32,
+        vis: Duration,
+        wait: Duration,
+    ) -> BackendResult<Vec<ReceivedMessage>> {
+        let got = self.inner.receive(queue, max, vis, wait).await?;
+        for m in &got {
+            self.issued.lock().insert(m.receipt.clone(), m.message_id.clone());
+            self.latest.lock().insert(m.message_id.clone(), m.receipt.clone());
+        }
+        Ok(got)
+    }
+    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+        let current = self
+            .issued
+            .lock()
+            .get(&receipt)
+            .and_then(|id| self.latest.lock().get(id).cloned());
+        self.inner.ack(queue, current.unwrap_or(receipt)).await
+    }
+    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+        self.inner.nack(queue, receipt).await
+    }
+}
+
 /// A memstore backend with one part replaced by `sabotage`.
 fn broken(sabotage: fn(&MemStore, &mut Backend)) -> Backend {
     let store = MemStore::new();
@@ -192,10 +236,28 @@ async fn queue_that_drops_unacked_messages_is_caught() {
         failing,
         set(&[
             "queue_basic::unacked_message_comes_back_after_visibility_timeout",
+            "queue_basic::stale_receipt_is_refused_and_the_message_stays",
+            "queue_basic::ack_after_visibility_timeout_is_refused",
             "queue_basic::nack_redelivers",
             "queue_basic::consumer_that_dies_loses_nothing",
             "queue_basic::delivery_count_increments",
             "queue_basic::model_random_sequences",
         ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_that_takes_a_stale_receipt_is_caught() {
+    let failing = failing_cases(|store, b| {
+        b.queue_basic = Some(Arc::new(AckTakesAnyReceipt {
+            inner: store.queues.clone(),
+            issued: Default::default(),
+            latest: Default::default(),
+        }))
+    })
+    .await;
+    assert_eq!(
+        failing,
+        set(&["queue_basic::stale_receipt_is_refused_and_the_message_stays"])
     );
 }

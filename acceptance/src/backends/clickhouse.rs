@@ -46,6 +46,14 @@ pub static SERVER: ServerSpec = ServerSpec {
     },
     url: |addr| format!("http://{addr}"),
     ready: |addr| answers(addr, b"GET /ping HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK"),
+    version: |url| {
+        Box::pin(async move {
+            // Without validation: RowBinary, which servers before 24.x (18.16 here) know.
+            let client = clickhouse::Client::default().with_url(url).with_validation(false);
+            let version: String = client.query("SELECT version()").fetch_one().await?;
+            Ok(format!("clickhouse {version}"))
+        })
+    },
     start_timeout: Duration::from_secs(30),
 };
 

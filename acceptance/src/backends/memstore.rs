@@ -45,4 +45,12 @@ impl BackendDecl for Memstore {
     fn proxy_backend(&self, _: &Instance) -> Option<BackendConfig> {
         Some(BackendConfig::memstore())
     }
+
+    async fn server_version(&self, _: &Instance) -> anyhow::Result<Option<String>> {
+        // The proxy crate shares the workspace version.
+        Ok(Some(format!(
+            "prism-proxy {} memstore (in-process)",
+            env!("CARGO_PKG_VERSION")
+        )))
+    }
 }

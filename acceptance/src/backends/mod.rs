@@ -9,7 +9,7 @@ pub(crate) mod redis;
 mod server;
 
 pub use clickhouse::CLICKHOUSE;
-pub use grpc_endpoint::GrpcEndpoint;
+pub use grpc_endpoint::{EndpointOptions, GrpcEndpoint};
 pub use memstore::Memstore;
 pub use nats::NATS;
 pub use postgres::POSTGRES;
@@ -18,15 +18,22 @@ pub use server::ServerBackend;
 
 use crate::BackendDecl;
 
-/// Every backend the run covers. A plugin adds its declaration here.
-pub fn all() -> Vec<Box<dyn BackendDecl>> {
-    let mut backends: Vec<Box<dyn BackendDecl>> = vec![
+/// The backends built into the harness. A plugin with a driver in this repository adds
+/// its declaration here.
+pub fn built_in() -> Vec<Box<dyn BackendDecl>> {
+    vec![
         Box::new(Memstore),
         Box::new(REDIS),
         Box::new(POSTGRES),
         Box::new(NATS),
         Box::new(CLICKHOUSE),
-    ];
+    ]
+}
+
+/// Every backend `cargo test -p acceptance` covers: the built-in ones and the endpoint
+/// `PRISM_ACCEPT_GRPC_ENDPOINT` names.
+pub fn all() -> Vec<Box<dyn BackendDecl>> {
+    let mut backends = built_in();
     if let Some(endpoint) = GrpcEndpoint::from_env() {
         backends.push(Box::new(endpoint));
     }

@@ -23,6 +23,12 @@ pub const NATS: ServerBackend = ServerBackend {
     },
 };
 
+/// The `version` of the server's `INFO` greeting (what `/varz` reports too).
+async fn version(url: String) -> anyhow::Result<String> {
+    let client = async_nats::connect(url).await?;
+    Ok(format!("nats-server {}", client.server_info().version))
+}
+
 /// NATS with JetStream: ready when it greets with INFO.
 pub static SERVER: ServerSpec = ServerSpec {
     backend: "nats",
@@ -43,5 +49,6 @@ pub static SERVER: ServerSpec = ServerSpec {
     },
     url: |addr| format!("nats://{addr}"),
     ready: |addr| answers(addr, b"", b"INFO "),
+    version: |url| Box::pin(version(url)),
     start_timeout: Duration::from_secs(20),
 };

@@ -73,6 +73,14 @@ pub static SERVER: ServerSpec = ServerSpec {
             client.simple_query("SELECT 1").await.is_ok()
         })
     },
+    version: |url| {
+        Box::pin(async move {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            tokio::spawn(connection);
+            let row = client.query_one("SELECT version()", &[]).await?;
+            Ok(row.try_get::<_, String>(0)?)
+        })
+    },
     start_timeout: Duration::from_secs(60),
 };
 

@@ -74,6 +74,12 @@ impl BackendDecl for ServerBackend {
     fn server(&self) -> Option<&'static ServerSpec> {
         Some(self.spec)
     }
+
+    async fn server_version(&self, instance: &Instance) -> anyhow::Result<Option<String>> {
+        let url = instance.url.clone().context("the instance has no URL")?;
+        let asked = tokio::time::timeout(std::time::Duration::from_secs(10), (self.spec.version)(url)).await;
+        Ok(Some(asked.context("no answer within 10 s")??))
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub struct ServerSpec {
     pub url: fn(addr: SocketAddr) -> String,
     /// Answers true once the server at `addr` serves requests.
     pub ready: fn(addr: SocketAddr) -> BoxFuture<'static, bool>,
+    /// The server's own version string, asked of the server at `url` (for the report).
+    pub version: fn(url: String) -> BoxFuture<'static, anyhow::Result<String>>,
     /// Longest wait for `ready`.
     pub start_timeout: Duration,
 }

@@ -1,6 +1,7 @@
 //! The backend instances a run needs, provisioned once before any trial, and the
 //! in-process proxy with a namespace per ready backend.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use prism_proxy::config::{Config, NamespaceConfig};
 use prism_proxy::server::RunningProxy;
 
 use super::{Mode, selected, trials};
+use crate::report::TargetInfo;
 use crate::suites::Case;
-use crate::{BackendDecl, Instance};
+use crate::{BackendDecl, Instance, Provider};
 
 /// One backend's provisioned state for the run.
 pub(super) enum Provisioned {
@@ -59,6 +61,34 @@ pub(super) fn provision(
             Arc::new(state)
         })
         .collect()
+}
+
+/// For the report: how each provisioned backend was had, its server's own version and,
+/// for an endpoint, its own description.
+pub(super) async fn describe(
+    backends: &[Arc<dyn BackendDecl>],
+    states: &[Arc<Provisioned>],
+) -> BTreeMap<String, TargetInfo> {
+    let mut targets = BTreeMap::new();
+    for (decl, state) in backends.iter().zip(states) {
+        let Provisioned::Ready(instance) = state.as_ref() else {
+            continue;
+        };
+        let server_version = match decl.server_version(instance).await {
+            Ok(version) => version,
+            Err(e) => Some(format!("unknown ({e:#})")),
+        };
+        let info = TargetInfo {
+            provider: instance.provider.as_str().to_string(),
+            url: (instance.provider == Provider::External)
+                .then(|| instance.url.clone())
+                .flatten(),
+            server_version,
+            described: decl.self_description().and_then(Result::ok),
+        };
+        targets.insert(decl.name().to_string(), info);
+    }
+    targets
 }
 
 /// One in-process proxy with a namespace per ready backend that it has a driver for;

@@ -18,29 +18,52 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use libtest_mimic::Arguments;
 use parking_lot::Mutex;
 
 use crate::BackendDecl;
-use crate::report::{Outcome, Report};
+use crate::report::{Outcome, Report, RunMeta};
 use crate::suites::{self, Case};
 
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A backend that cannot be provisioned fails the run instead of being skipped.
     pub strict: bool,
-    /// Where the report goes; `None`: the workspace `reports/` (or `reports/runs/` for a
-    /// filtered run, so a partial matrix never replaces the full one).
-    pub report_dir: Option<PathBuf>,
+    /// Where `compliance.md` and `compliance.json` go.
+    pub report_dir: PathBuf,
+    /// Where JUnit XML goes, if anywhere.
+    pub junit: Option<PathBuf>,
 }
 
 impl Options {
-    pub fn from_env() -> Options {
+    /// For `cargo test -p acceptance`: strict mode from `PRISM_ACCEPT_STRICT`, JUnit to
+    /// `PRISM_ACCEPT_JUNIT`, and the report in `PRISM_ACCEPT_REPORT_DIR`; else, for an
+    /// unfiltered run with `PRISM_ACCEPT_UPDATE_MATRIX=1`, the committed `reports/`; else
+    /// a folder of its own under `reports/runs/`, so a local or partial run never
+    /// replaces the committed matrix.
+    pub fn from_env(filtered: bool) -> Options {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let update = var("PRISM_ACCEPT_UPDATE_MATRIX").is_some_and(|v| v == "1" || v == "true");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let reports = manifest.parent().unwrap_or(manifest).join("reports");
+        let report_dir = match var("PRISM_ACCEPT_REPORT_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None if update && !filtered => reports,
+            None => reports.join("runs").join(run_folder_name()),
+        };
         Options {
             strict: crate::provision::strict(),
-            report_dir: std::env::var_os("PRISM_ACCEPT_REPORT_DIR").map(PathBuf::from),
+            report_dir,
+            junit: var("PRISM_ACCEPT_JUNIT").map(PathBuf::from),
         }
     }
+}
+
+/// A folder name for a run: when it started (UTC, to the second) and the process.
+pub fn run_folder_name() -> String {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    format!("{}-{}", now.replace(':', "").trim_end_matches('Z'), std::process::id())
 }
 
 /// Straight to the backend, or through the in-process proxy over gRPC.
@@ -61,18 +84,24 @@ struct Shared {
 /// Entry point of `cargo test -p acceptance`.
 pub fn main() -> ExitCode {
     let args = Arguments::from_args();
-    run(args, crate::backends::all(), Options::from_env())
+    let options = Options::from_env(args.filter.is_some() || !args.skip.is_empty());
+    match run(args, crate::backends::all(), options) {
+        Ok(conclusion) => conclusion.exit_code(),
+        Err(e) => {
+            eprintln!("acceptance: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-/// Runs the trials `args` select over `backends`.
-pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Options) -> ExitCode {
-    let rt = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("acceptance: cannot start a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+/// Runs the trials `args` select over `backends` and writes the report; what libtest
+/// concluded, or why the run could not start.
+pub fn run(
+    args: Arguments,
+    backends: Vec<Box<dyn BackendDecl>>,
+    options: Options,
+) -> anyhow::Result<libtest_mimic::Conclusion> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| anyhow::anyhow!("cannot start a tokio runtime: {e}"))?;
     let shared = Arc::new(Shared {
         rt,
         outcomes: Mutex::new(Vec::new()),
@@ -82,6 +111,10 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
     let cases: Arc<Vec<Case>> = Arc::new(suites::all());
 
     let states = instances::provision(&shared.rt, &args, &backends, &cases);
+    let mut meta = RunMeta::now(args.filter.clone(), options.strict);
+    if !args.list {
+        meta.targets = shared.rt.block_on(instances::describe(&backends, &states));
+    }
     let proxy = if args.list {
         None
     } else {
@@ -109,9 +142,9 @@ pub fn run(args: Arguments, backends: Vec<Box<dyn BackendDecl>>, options: Option
         drop(states);
     }
     if !args.list {
-        write_report(std::mem::take(&mut *shared.outcomes.lock()), &args, &options);
+        write_report(std::mem::take(&mut *shared.outcomes.lock()), meta, &options)?;
     }
-    conclusion.exit_code()
+    Ok(conclusion)
 }
 
 /// Whether the trial called `name` is selected by the filter and `--skip`s.
@@ -126,25 +159,23 @@ fn selected(args: &Arguments, name: &str) -> bool {
     args.filter.as_deref().is_none_or(matches) && !args.skip.iter().any(|s| matches(s))
 }
 
-/// The summary on stdout and the matrix on disk.
-fn write_report(outcomes: Vec<Outcome>, args: &Arguments, options: &Options) {
+/// The summary on stdout, the matrix and the JUnit XML on disk. A report that cannot be
+/// written is an error: a run whose results are lost did not pass.
+fn write_report(outcomes: Vec<Outcome>, meta: RunMeta, options: &Options) -> anyhow::Result<()> {
     if outcomes.is_empty() {
-        return;
+        return Ok(());
     }
-    let report = Report::new(outcomes, args.filter.clone(), options.strict);
+    let report = Report::new(outcomes, meta);
     print!("{}", report.summary());
-    let dir = options
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| default_report_dir(args.filter.is_some()));
-    match report.write(&dir) {
-        Ok(()) => println!("report: {}", dir.join("compliance.md").display()),
-        Err(e) => eprintln!("acceptance: cannot write the report to {}: {e}", dir.display()),
+    let dir = &options.report_dir;
+    report
+        .write(dir)
+        .with_context(|| format!("cannot write the report to {}", dir.display()))?;
+    println!("report: {}", dir.join("compliance.md").display());
+    if let Some(path) = &options.junit {
+        let xml = report.junit().context("cannot render JUnit XML")?;
+        std::fs::write(path, xml).with_context(|| format!("cannot write JUnit XML to {}", path.display()))?;
+        println!("junit: {}", path.display());
     }
-}
-
-fn default_report_dir(filtered: bool) -> PathBuf {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let reports = manifest.parent().unwrap_or(manifest).join("reports");
-    if filtered { reports.join("runs") } else { reports }
+    Ok(())
 }

@@ -53,6 +53,9 @@ impl Context<'_> {
             if decl.in_registry() {
                 trials.push(registry_trial(decl.clone()));
             }
+            if let Some(description) = decl.self_description() {
+                trials.push(self.description_trial(decl.as_ref(), description));
+            }
             for mode in [Mode::Direct, Mode::Proxy] {
                 if mode == Mode::Proxy && !decl.has_proxy_driver() {
                     continue;
@@ -147,6 +150,30 @@ impl Context<'_> {
             });
             finished(&shared, template, started, result)
         })
+    }
+
+    /// `<name>::describes_itself`: an endpoint that cannot say what it serves (or says
+    /// what its registry file does not) fails here, in the matrix too.
+    fn description_trial(&self, decl: &dyn BackendDecl, description: Result<serde_json::Value, String>) -> Trial {
+        let name = format!("{}::describes_itself", decl.name());
+        let outcome = Outcome {
+            target: decl.name().to_string(),
+            interface: "meta".into(),
+            case: "describes_itself".into(),
+            provider: Provider::External.as_str().into(),
+            status: Status::Passed,
+            duration_ms: 0,
+        };
+        let is_selected = selected(self.args, &name);
+        match description {
+            Err(why) => self.settled(name, is_selected, outcome, Plan::Fail(why)),
+            Ok(_) => {
+                if is_selected && !self.args.list {
+                    self.shared.outcomes.lock().push(outcome);
+                }
+                Trial::test(name, || Ok(()))
+            }
+        }
     }
 
     /// `provisioning::<backend>::<process|container>`: the provider starts a real

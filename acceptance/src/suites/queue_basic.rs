@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::ensure;
 use bytes::Bytes;
 use prism_proxy::Interface;
+use prism_proxy::interfaces::{QueueBasic, ReceivedMessage};
 
 use super::{Case, CaseResult, Subject, b};
 use crate::{Capability, case};
@@ -20,6 +21,8 @@ pub fn cases() -> Vec<Case> {
         case!(i, received_message_is_invisible_until_timeout),
         case!(i, unacked_message_comes_back_after_visibility_timeout),
         case!(i, ack_is_final),
+        case!(i, stale_receipt_is_refused_and_the_message_stays),
+        case!(i, ack_after_visibility_timeout_is_refused),
         case!(i, nack_redelivers),
         case!(i, consumer_that_dies_loses_nothing),
         case!(i, delivery_count_increments, needs: [Capability::QueueDeliveryCount]),
@@ -38,20 +41,27 @@ async fn received_message_is_invisible_until_timeout(s: Subject) -> CaseResult {
     Ok(())
 }
 
+/// Enqueues `m` on `name`, receives it with the short visibility timeout and lets that
+/// timeout pass: the delivery it returns is over.
+async fn delivered_then_expired(q: &dyn QueueBasic, name: &str) -> anyhow::Result<ReceivedMessage> {
+    q.enqueue(name.to_string(), b("m")).await?;
+    let mut first = q.receive(name.to_string(), 1, SHORT_VIS, WAIT).await?;
+    ensure!(first.len() == 1, "first receive got {first:?}");
+    tokio::time::sleep(SHORT_VIS + Duration::from_millis(200)).await;
+    Ok(first.remove(0))
+}
+
 async fn unacked_message_comes_back_after_visibility_timeout(s: Subject) -> CaseResult {
     let q = s.queue()?;
     let name = s.name("q");
-    q.enqueue(name.clone(), b("m")).await?;
-    let first = q.receive(name.clone(), 1, SHORT_VIS, WAIT).await?;
-    ensure!(first.len() == 1, "first receive got {first:?}");
-    tokio::time::sleep(SHORT_VIS + Duration::from_millis(200)).await;
+    let first = delivered_then_expired(q.as_ref(), &name).await?;
     let again = q.receive(name, 1, LONG_VIS, WAIT).await?;
     ensure!(
         again.len() == 1 && again[0].payload == b("m"),
         "not redelivered: {again:?}"
     );
     ensure!(
-        again[0].message_id == first[0].message_id,
+        again[0].message_id == first.message_id,
         "redelivery has the same message id"
     );
     Ok(())
@@ -70,6 +80,57 @@ async fn ack_is_final(s: Subject) -> CaseResult {
     tokio::time::sleep(SHORT_VIS + Duration::from_millis(200)).await;
     let again = q.receive(name, 10, LONG_VIS, Duration::from_millis(300)).await?;
     ensure!(again.is_empty(), "an acked message came back: {again:?}");
+    Ok(())
+}
+
+/// A receipt from an earlier delivery names a delivery that is over: acking or nacking
+/// it is refused, and the message stays with its current receiver.
+async fn stale_receipt_is_refused_and_the_message_stays(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    let first = delivered_then_expired(q.as_ref(), &name).await?;
+    let second = q.receive(name.clone(), 1, LONG_VIS, WAIT).await?;
+    ensure!(second.len() == 1, "not redelivered: {second:?}");
+    ensure!(
+        second[0].receipt != first.receipt,
+        "a redelivery must carry a new receipt (both {:?})",
+        first.receipt
+    );
+    ensure!(
+        !q.ack(name.clone(), first.receipt.clone()).await?,
+        "ack with the first delivery's receipt, after the message was delivered again, reported true"
+    );
+    ensure!(
+        !q.nack(name.clone(), first.receipt.clone()).await?,
+        "nack with a stale receipt reported true"
+    );
+    let meanwhile = q.receive(name.clone(), 1, LONG_VIS, Duration::from_millis(300)).await?;
+    ensure!(
+        meanwhile.is_empty(),
+        "the stale nack made the message visible again: {meanwhile:?}"
+    );
+    ensure!(
+        q.ack(name.clone(), second[0].receipt.clone()).await?,
+        "the current receipt no longer acks: the stale one removed the message"
+    );
+    Ok(())
+}
+
+/// Past its visibility timeout a receipt has expired, even if nobody received the
+/// message since: the ack is refused and the message is delivered again.
+async fn ack_after_visibility_timeout_is_refused(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    let first = delivered_then_expired(q.as_ref(), &name).await?;
+    ensure!(
+        !q.ack(name.clone(), first.receipt.clone()).await?,
+        "ack after the visibility timeout reported true"
+    );
+    let again = q.receive(name, 1, LONG_VIS, WAIT).await?;
+    ensure!(
+        again.len() == 1 && again[0].payload == b("m"),
+        "the message was lost by a refused ack: {again:?}"
+    );
     Ok(())
 }
 

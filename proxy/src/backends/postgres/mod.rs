@@ -136,8 +136,12 @@ impl Postgres {
         self.schema
             .get_or_try_init(|| async {
                 bounded("postgres", self.timeout, async {
+                    // One simple query is one transaction: the lock is held until it
+                    // commits. (A session lock released by its last statement let a
+                    // second proxy in before the commit, to fail on the catalog's unique
+                    // index with "duplicate key value".)
                     conn.batch_execute(&format!(
-                        "SELECT pg_advisory_lock(7350); {} SELECT pg_advisory_unlock(7350);",
+                        "SELECT pg_advisory_xact_lock(7350); {}",
                         include_str!("schema.sql")
                     ))
                     .await
@@ -210,10 +214,15 @@ fn error(e: tokio_postgres::Error) -> BackendError {
             ]
             .contains(c)
         });
+    // The server's own message: `Display` says only "db error".
+    let message = match e.as_db_error() {
+        Some(db) => format!("postgres: {} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => format!("postgres: {e}"),
+    };
     if transient {
-        BackendError::Unavailable(format!("postgres: {e}"))
+        BackendError::Unavailable(message)
     } else {
-        BackendError::Internal(format!("postgres: {e}"))
+        BackendError::Internal(message)
     }
 }
 
