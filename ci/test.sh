@@ -37,6 +37,10 @@ eval "$(bash ci/build-standins.sh)"
 eval "$(bash ci/build-dex.sh)"
 eval "$(bash ci/install-oidc-provider.sh)"
 
+# Server processes already running (the machine's own services) are not ours to judge.
+servers="redis-server valkey-server nats-server clickhouse-serv postgres"
+before=" $(for server in $servers; do pgrep -x "$server" || true; done | tr '\n' ' ') "
+
 echo "== cargo test (workspace), target dir $CARGO_TARGET_DIR, strict=${PRISM_ACCEPT_STRICT:-0}"
 cargo test --workspace --locked --all-features "$@"
 
@@ -58,7 +62,11 @@ if command -v docker >/dev/null && docker version >/dev/null 2>&1; then
   leftovers+="$(docker volume ls -q --filter label=dev.prism.devstack.project)"
 fi
 # (process names are cut at 15 characters: clickhouse-server is "clickhouse-serv")
-for server in redis-server nats-server clickhouse-serv postgres; do leftovers+="$(pgrep -x "$server" || true)"; done
+for server in $servers; do
+  for pid in $(pgrep -x "$server" || true); do
+    case "$before" in *" $pid "*) ;; *) leftovers+="$pid($server) " ;; esac
+  done
+done
 if [ -n "$leftovers" ]; then
   echo "FAIL: containers or server processes left behind: $leftovers" >&2
   exit 1

@@ -8,10 +8,12 @@
 //! - [`suites`]: the cases, one module per interface.
 //! - [`runner`]: turns backends x cases into libtest-mimic trials and runs them.
 //! - [`report`]: `compliance.md` / `compliance.json`.
+//! - [`nemesis`]: a TCP proxy that misbehaves on request, for the network fault suites.
 
 pub mod backends;
 pub mod capability;
 pub mod declaration;
+pub mod nemesis;
 pub mod provision;
 pub mod registry;
 pub mod report;

@@ -12,6 +12,8 @@
 //! The servers run as processes (binaries from ci/install-servers.sh). A missing binary
 //! fails the test under PRISM_ACCEPT_STRICT=1 (CI) and is reported as skipped otherwise.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +28,7 @@ use prism_proxy::backends::redis::RedisConfig;
 use prism_proxy::client::PrismClient;
 use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 use prism_proxy::{BackendError, Interface};
+use support::{drain, enqueue_and_ack_one, readyz, readyz_settles};
 
 /// The proxy's deadline for each call; the driver's own timeout is shorter, so a dead
 /// backend shows as UNAVAILABLE rather than DEADLINE_EXCEEDED.
@@ -86,26 +89,6 @@ async fn server(spec: &'static ServerSpec, extra_args: &[&str]) -> Option<Restar
     Some(Restartable::start(spec, extra_args).await.expect("start the server"))
 }
 
-async fn readyz(admin: SocketAddr) -> u16 {
-    prism_proxy::test_util::http_get(admin, "/readyz")
-        .await
-        .expect("GET /readyz")
-        .0
-}
-
-/// What `/readyz` settles on: it answers from a round of checks at most 1 s old (shared by
-/// every probe), so a change shows within that plus one check's time-out (2 s).
-async fn readyz_settles(admin: SocketAddr, expected: u16) -> u16 {
-    let started = Instant::now();
-    loop {
-        let code = readyz(admin).await;
-        if code == expected || started.elapsed() > Duration::from_secs(5) {
-            return code;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
     let mut namespace = NamespaceConfig::new(backend);
     namespace.interfaces = Some(vec![
@@ -130,16 +113,7 @@ async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
 
     // Before the crash: data the backend acknowledged, and one message a client acked.
     kv.set(Bytes::from("k"), Bytes::from("v")).await.expect("set");
-    let sent: Vec<Bytes> = (0..5).map(|i| Bytes::from(format!("m{i}"))).collect();
-    for m in &sent {
-        queue.enqueue("q".into(), m.clone()).await.expect("enqueue");
-    }
-    let first = queue
-        .receive("q".into(), 1, Duration::from_secs(60), Duration::from_secs(2))
-        .await
-        .expect("receive");
-    assert_eq!(first.len(), 1);
-    assert!(queue.ack("q".into(), first[0].receipt.clone()).await.expect("ack"));
+    let (sent, acked) = enqueue_and_ack_one(queue.as_ref(), "q", 5).await;
     assert_eq!(readyz(proxy.admin_addr).await, 200, "ready before the crash");
 
     server.kill();
@@ -183,19 +157,8 @@ async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
     );
 
     // Every message acknowledged by the backend is still there, except the one acked.
-    let mut delivered = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while delivered.len() < 4 && Instant::now() < deadline {
-        let got = queue
-            .receive("q".into(), 10, Duration::from_secs(60), Duration::from_secs(1))
-            .await
-            .unwrap_or_default();
-        for m in got {
-            assert!(queue.ack("q".into(), m.receipt).await.expect("ack after restart"));
-            delivered.insert(m.payload);
-        }
-    }
-    let expected: BTreeSet<Bytes> = sent.into_iter().filter(|m| *m != first[0].payload).collect();
+    let delivered = drain(queue.as_ref(), "q", 4).await;
+    let expected: BTreeSet<Bytes> = sent.into_iter().filter(|m| *m != acked).collect();
     assert_eq!(delivered, expected, "messages after the restart");
 
     // The subscription from before the crash never hangs silently: it either survived

@@ -7,6 +7,7 @@ pub(crate) mod nats;
 pub(crate) mod postgres;
 pub(crate) mod redis;
 mod server;
+pub mod versions;
 
 pub use clickhouse::CLICKHOUSE;
 pub use grpc_endpoint::{EndpointOptions, GrpcEndpoint};
@@ -30,12 +31,27 @@ pub fn built_in() -> Vec<Box<dyn BackendDecl>> {
     ]
 }
 
-/// Every backend `cargo test -p acceptance` covers: the built-in ones and the endpoint
-/// `PRISM_ACCEPT_GRPC_ENDPOINT` names.
-pub fn all() -> Vec<Box<dyn BackendDecl>> {
+/// The built-in server backends at the other versions `registry/versions.yaml` lists,
+/// each a row of the matrix (built in, so an installed `prism-conformance` has them).
+pub fn other_versions() -> Result<Vec<Box<dyn BackendDecl>>, versions::VersionsError> {
+    let rows = versions::parse(
+        include_str!("../../registry/versions.yaml"),
+        "acceptance/registry/versions.yaml",
+        &[&REDIS, &POSTGRES, &NATS, &CLICKHOUSE],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Box::new(row) as Box<dyn BackendDecl>)
+        .collect())
+}
+
+/// Every backend `cargo test -p acceptance` covers: the built-in ones, their other
+/// versions and the endpoint `PRISM_ACCEPT_GRPC_ENDPOINT` names.
+pub fn all() -> Result<Vec<Box<dyn BackendDecl>>, versions::VersionsError> {
     let mut backends = built_in();
+    backends.extend(other_versions()?);
     if let Some(endpoint) = GrpcEndpoint::from_env() {
         backends.push(Box::new(endpoint));
     }
-    backends
+    Ok(backends)
 }

@@ -66,7 +66,8 @@ struct Args {
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = Capability::parse, requires = "endpoint")]
     capabilities: Vec<Capability>,
 
-    /// Built-in backends to run (memstore, redis, postgres, nats, clickhouse); repeatable
+    /// Built-in backends to run (memstore, redis, postgres, nats, clickhouse, and the other
+    /// server versions registry/versions.yaml lists, such as valkey-8.0); repeatable
     /// [default: all of them without --endpoint, none with it].
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     backend: Vec<String>,
@@ -113,7 +114,11 @@ fn main() -> ExitCode {
         }
     }
     let mut targets: Vec<Box<dyn BackendDecl>> = Vec::new();
-    let built_in = backends::built_in();
+    let mut built_in = backends::built_in();
+    match backends::other_versions() {
+        Ok(rows) => built_in.extend(rows),
+        Err(e) => return usage(e.to_string()),
+    }
     let known: Vec<&str> = built_in.iter().map(|b| b.name()).collect();
     if let Some(unknown) = args.backend.iter().find(|b| !known.contains(&b.as_str())) {
         return usage(format!(

@@ -85,7 +85,14 @@ struct Shared {
 pub fn main() -> ExitCode {
     let args = Arguments::from_args();
     let options = Options::from_env(args.filter.is_some() || !args.skip.is_empty());
-    match run(args, crate::backends::all(), options) {
+    let backends = match crate::backends::all() {
+        Ok(backends) => backends,
+        Err(e) => {
+            eprintln!("acceptance: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args, backends, options) {
         Ok(conclusion) => conclusion.exit_code(),
         Err(e) => {
             eprintln!("acceptance: {e:#}");

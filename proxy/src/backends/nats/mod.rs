@@ -181,11 +181,22 @@ fn error(what: &str, e: impl std::fmt::Display) -> BackendError {
 
 #[async_trait]
 impl HealthCheck for Nats {
+    /// A round trip to JetStream, which the driver needs: a connection that says
+    /// `Connected` may lead nowhere (a partition shows only after the client's missed
+    /// pings, minutes later).
     async fn check(&self) -> BackendResult<()> {
-        match self.client.connection_state() {
-            async_nats::connection::State::Connected => Ok(()),
-            state => Err(BackendError::Unavailable(format!("nats: connection {state:?}"))),
+        let state = self.client.connection_state();
+        if state != async_nats::connection::State::Connected {
+            return Err(BackendError::Unavailable(format!("nats: connection {state:?}")));
         }
+        super::driver::bounded("nats", self.timeout, async {
+            self.jetstream
+                .query_account()
+                .await
+                .map(drop)
+                .map_err(|e| BackendError::Unavailable(format!("nats: JetStream account info: {e}")))
+        })
+        .await
     }
 }
 
