@@ -247,6 +247,28 @@ fn usage_errors_exit_2_naming_the_argument() {
         "{}",
         registry.stderr
     );
+    // --replay: a history runs once against one target.
+    let history = dir.path().join("history.json");
+    std::fs::write(
+        &history,
+        r#"{"model": "queue", "ops": ["enqueue", {"receive": 1}, {"nack": 0}, {"receive": 1}, {"ack": 0}]}"#,
+    )
+    .unwrap();
+    let replayed = conformance(&["--backend", "memstore", "--replay", history.to_str().unwrap()]);
+    assert_eq!(replayed.code, 0, "{}{}", replayed.stdout, replayed.stderr);
+    assert!(
+        replayed.stdout.contains("no divergence from the model on memstore"),
+        "{}",
+        replayed.stdout
+    );
+    let two = conformance(&["--backend", "memstore,redis", "--replay", history.to_str().unwrap()]);
+    assert_eq!(two.code, 2);
+    assert!(two.stderr.contains("one target"), "{}", two.stderr);
+    std::fs::write(&history, r#"{"model": "graph", "ops": []}"#).unwrap();
+    let unknown = conformance(&["--backend", "memstore", "--replay", history.to_str().unwrap()]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("unknown model \"graph\""), "{}", unknown.stderr);
+
     let orphan = conformance(&["--namespace", "x"]);
     assert_eq!(orphan.code, 2, "--namespace needs --endpoint: {}", orphan.stderr);
 }

@@ -85,6 +85,11 @@ struct Args {
     /// Run this many trials at once [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     test_threads: Option<usize>,
+    /// Run the model history a failed model check wrote (histories/*.json in its report
+    /// folder) once against the target (`--endpoint`, or one `--backend`), directly, and
+    /// report its first divergence from the model; exit 0 when there is none.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["list", "junit"])]
+    replay: Option<PathBuf>,
 }
 
 fn target_name(name: &str) -> Result<String, String> {
@@ -150,6 +155,25 @@ fn main() -> ExitCode {
         })));
     }
 
+    if let Some(file) = &args.replay {
+        let [target] = targets.as_slice() else {
+            return usage(format!(
+                "--replay runs against one target: give --endpoint or one --backend ({} selected)",
+                targets.len()
+            ));
+        };
+        return match runner::replay(target.as_ref(), file) {
+            Err(e) => usage(format!("--replay {}: {e:#}", file.display())),
+            Ok(Ok(())) => {
+                println!("{}: no divergence from the model on {}", file.display(), target.name());
+                ExitCode::SUCCESS
+            }
+            Ok(Err(divergence)) => {
+                println!("{}: diverges on {}: {divergence}", file.display(), target.name());
+                ExitCode::FAILURE
+            }
+        };
+    }
     let options = Options {
         strict: args.strict || acceptance::provision::strict(),
         report_dir: args

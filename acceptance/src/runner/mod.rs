@@ -154,6 +154,28 @@ pub fn run(
     Ok(conclusion)
 }
 
+/// Runs the model history in `file` once against `decl`, directly (provisioned as for a
+/// run, then torn down): its first divergence from the model, or `Ok` when it has none.
+pub fn replay(decl: &dyn BackendDecl, file: &Path) -> anyhow::Result<Result<(), String>> {
+    let history = crate::suites::model::History::read(file)?;
+    let rt = tokio::runtime::Runtime::new().context("cannot start a tokio runtime")?;
+    rt.block_on(async {
+        let instance = decl
+            .provision()
+            .await
+            .with_context(|| format!("provisioning {}", decl.name()))?;
+        let backend = decl.connect(&instance).await?;
+        let subject = crate::suites::Subject {
+            backend,
+            prefix: format!("replay-{}:", run_folder_name()),
+            history: None,
+        };
+        let outcome = crate::suites::model::replay(subject, &history).await;
+        drop(instance);
+        Ok(outcome.map_err(|e| format!("{e:#}")))
+    })
+}
+
 /// Whether the trial called `name` is selected by the filter and `--skip`s.
 fn selected(args: &Arguments, name: &str) -> bool {
     let matches = |pattern: &str| {

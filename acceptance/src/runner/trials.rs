@@ -134,6 +134,11 @@ impl Context<'_> {
         }
         let (shared, decl, state, cases) = (self.shared.clone(), decl.clone(), state.clone(), self.cases.clone());
         let endpoint = self.proxy_endpoint.map(str::to_string);
+        let history = self
+            .options
+            .report_dir
+            .join("histories")
+            .join(format!("{}.json", name.replace("::", ".")));
         Trial::test(name, move || {
             let started = Instant::now();
             let case = &cases[index];
@@ -143,6 +148,7 @@ impl Context<'_> {
                 let subject = Subject {
                     backend,
                     prefix: format!("{}#{n}:", case.name),
+                    history: Some(history),
                 };
                 tokio::time::timeout(CASE_TIMEOUT, (case.run)(subject))
                     .await

@@ -6,7 +6,7 @@ mod keyvalue_basic;
 mod keyvalue_batch;
 mod keyvalue_scan;
 mod keyvalue_ttl;
-mod model;
+pub mod model;
 mod pubsub_basic;
 mod queue_basic;
 mod timeseries_basic;
@@ -74,6 +74,8 @@ pub struct Subject {
     pub backend: Backend,
     /// Unique to this case: prefix every key and name with it.
     pub prefix: String,
+    /// Where a failing model check writes its operation history, if anywhere.
+    pub history: Option<std::path::PathBuf>,
 }
 
 fn missing(interface: Interface) -> anyhow::Error {
