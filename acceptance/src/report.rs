@@ -87,6 +87,20 @@ impl RunMeta {
     }
 }
 
+/// One operation's latency on one target, one call at a time (recorded, not asserted).
+#[derive(Debug, Clone, Serialize)]
+pub struct OperationLatency {
+    /// `redis` or `proxy -> redis`.
+    pub target: String,
+    /// `keyvalue.get`, ...
+    pub operation: String,
+    /// Calls timed (the failed ones are not).
+    pub calls: u64,
+    pub failed: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Report {
     #[serde(flatten)]
@@ -94,6 +108,8 @@ pub struct Report {
     /// target -> interface -> cell
     pub matrix: BTreeMap<String, BTreeMap<String, Cell>>,
     pub outcomes: Vec<Outcome>,
+    /// Per target and operation, when the run measured it.
+    pub latency: Vec<OperationLatency>,
 }
 
 /// Rows of the provisioning self-tests, which are not part of the matrix.
@@ -128,7 +144,12 @@ impl Report {
                 }
             }
         }
-        Report { meta, matrix, outcomes }
+        Report {
+            meta,
+            matrix,
+            outcomes,
+            latency: Vec::new(),
+        }
     }
 
     /// Passed, failed and skipped cases of the matrix (self-tests not counted).
@@ -280,12 +301,51 @@ impl Report {
         if !failures.is_empty() {
             let _ = writeln!(out, "## Failures\n\n{failures}");
         }
+        if !self.latency.is_empty() {
+            out.push_str(&self.latency_markdown());
+        }
         let _ = writeln!(out, "## Skips and their reasons\n");
         out.push_str(if skips.is_empty() { "None.\n" } else { &skips });
         let _ = writeln!(
             out,
             "\n## Durations\n\n| target | interface | time |\n|---|---|---|\n{durations}"
         );
+        out
+    }
+
+    /// Each backend's operations, directly and through the proxy side by side.
+    fn latency_markdown(&self) -> String {
+        let mut rows: BTreeMap<(String, String), [Option<&OperationLatency>; 2]> = BTreeMap::new();
+        for l in &self.latency {
+            let (backend, via_proxy) = match l.target.strip_prefix("proxy -> ") {
+                Some(backend) => (backend.to_string(), 1),
+                None => (l.target.clone(), 0),
+            };
+            rows.entry((backend, l.operation.clone())).or_default()[via_proxy] = Some(l);
+        }
+        let build = if cfg!(debug_assertions) { "debug" } else { "release" };
+        let mut out = format!(
+            "## Latency per operation\n\nRecorded, not asserted: one call at a time, on a machine other work shares, \
+             by a {} build of the harness and proxy. \
+             p50 / p99 in microseconds; `direct` is the driver in the harness's process, `proxy` the same driver \
+             behind the in-process proxy over gRPC.\n\n| backend | operation | direct p50 / p99 | proxy p50 / p99 | calls |\n|---|---|---|---|---|\n",
+            build
+        );
+        let cell = |l: Option<&OperationLatency>| match l {
+            Some(l) if l.calls > 0 => format!("{} / {}", l.p50_us, l.p99_us),
+            Some(l) => format!("{} failed", l.failed),
+            None => "-".into(),
+        };
+        for ((backend, operation), [direct, proxy]) in &rows {
+            let calls = direct.or(*proxy).map_or(0, |l| l.calls + l.failed);
+            let _ = writeln!(
+                out,
+                "| {backend} | {operation} | {} | {} | {calls} |",
+                cell(*direct),
+                cell(*proxy)
+            );
+        }
+        out.push('\n');
         out
     }
 

@@ -293,6 +293,7 @@ fn the_report_names_each_servers_own_version() {
     // Only the time-series suite has that case: memstore and clickhouse.
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let run_kv = conformance(&[
+        "--latency",
         "--backend",
         "redis,postgres,nats",
         "--report-dir",
@@ -303,7 +304,22 @@ fn the_report_names_each_servers_own_version() {
     ]);
     assert_eq!(run_kv.code, 0, "{}\n{}", run_kv.stdout, run_kv.stderr);
     let mut targets = json(&report.join("compliance.json"))["targets"].clone();
-    let kv = json(&dir.path().join("kv").join("compliance.json"))["targets"].clone();
+    let kv_report = json(&dir.path().join("kv").join("compliance.json"));
+    let kv = kv_report["targets"].clone();
+    // --latency: each operation timed directly and through the proxy (recorded only).
+    let latency = kv_report["latency"].as_array().unwrap();
+    for target in kv.as_object().unwrap().keys() {
+        for via in [target.clone(), format!("proxy -> {target}")] {
+            let get = latency
+                .iter()
+                .find(|l| l["target"] == via.as_str() && l["operation"] == "keyvalue.get")
+                .unwrap_or_else(|| panic!("no keyvalue.get for {via}: {kv_report}"));
+            assert!(
+                get["calls"].as_u64().unwrap() > 0 && get["p99_us"].as_u64() >= get["p50_us"].as_u64(),
+                "{get}"
+            );
+        }
+    }
     for (name, info) in kv.as_object().unwrap() {
         targets[name] = info.clone();
     }

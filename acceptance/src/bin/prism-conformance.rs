@@ -82,6 +82,10 @@ struct Args {
     /// PRISM_ACCEPT_STRICT=1).
     #[arg(long)]
     strict: bool,
+    /// After the suites, time each operation of each target (directly and through the
+    /// proxy), p50/p99 into the report; recorded, not asserted.
+    #[arg(long)]
+    latency: bool,
     /// Run this many trials at once [default: the number of CPUs].
     #[arg(long, value_name = "N")]
     test_threads: Option<usize>,
@@ -181,6 +185,7 @@ fn main() -> ExitCode {
             .clone()
             .unwrap_or_else(|| PathBuf::from("prism-conformance").join(runner::run_folder_name())),
         junit: args.junit.clone(),
+        latency: args.latency,
     };
     let trial_args = libtest_mimic::Arguments {
         filter: args.filter.clone(),

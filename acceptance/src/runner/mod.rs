@@ -9,6 +9,7 @@
 //! - here: the order of it all, selection and the report.
 
 mod instances;
+mod latency;
 mod plan;
 mod trials;
 
@@ -34,6 +35,8 @@ pub struct Options {
     pub report_dir: PathBuf,
     /// Where JUnit XML goes, if anywhere.
     pub junit: Option<PathBuf>,
+    /// Time each operation of each target after the suites, for the report.
+    pub latency: bool,
 }
 
 impl Options {
@@ -56,6 +59,11 @@ impl Options {
             strict: crate::provision::strict(),
             report_dir,
             junit: var("PRISM_ACCEPT_JUNIT").map(PathBuf::from),
+            // The matrix runs measure; a filtered run only when asked.
+            latency: match var("PRISM_ACCEPT_LATENCY") {
+                Some(v) => v == "1" || v == "true",
+                None => !filtered,
+            },
         }
     }
 }
@@ -138,6 +146,14 @@ pub fn run(
     };
     let trials = context.all(&backends, &states);
     let conclusion = libtest_mimic::run(&args, trials);
+    let measured = if !args.list && options.latency {
+        eprintln!("acceptance: timing each operation of each target (recorded, not asserted)");
+        shared
+            .rt
+            .block_on(measure_latency(&backends, &states, proxy_endpoint.as_deref()))
+    } else {
+        Vec::new()
+    };
 
     if let Some(proxy) = proxy {
         shared.rt.block_on(proxy.drain(Duration::from_secs(5)));
@@ -149,7 +165,7 @@ pub fn run(
         drop(states);
     }
     if !args.list {
-        write_report(std::mem::take(&mut *shared.outcomes.lock()), meta, &options)?;
+        write_report(std::mem::take(&mut *shared.outcomes.lock()), meta, measured, &options)?;
     }
     Ok(conclusion)
 }
@@ -176,6 +192,31 @@ pub fn replay(decl: &dyn BackendDecl, file: &Path) -> anyhow::Result<Result<(), 
     })
 }
 
+/// Every ready target's operations timed, directly and through the proxy.
+async fn measure_latency(
+    backends: &[Arc<dyn BackendDecl>],
+    states: &[Arc<instances::Provisioned>],
+    proxy_endpoint: Option<&str>,
+) -> Vec<crate::report::OperationLatency> {
+    let prefix = format!("latency-{}:", run_folder_name());
+    let mut out = Vec::new();
+    for (decl, state) in backends.iter().zip(states) {
+        let instances::Provisioned::Ready(instance) = state.as_ref() else {
+            continue;
+        };
+        if let Ok(backend) = decl.connect(instance).await {
+            out.extend(latency::measure(decl.name(), &backend, &prefix).await);
+        }
+        if let (true, Some(endpoint)) = (decl.has_proxy_driver(), proxy_endpoint) {
+            if let Ok(client) = prism_proxy::client::PrismClient::connect(endpoint, decl.name()).await {
+                let backend = client.backend(&decl.interfaces());
+                out.extend(latency::measure(&format!("proxy -> {}", decl.name()), &backend, &prefix).await);
+            }
+        }
+    }
+    out
+}
+
 /// Whether the trial called `name` is selected by the filter and `--skip`s.
 fn selected(args: &Arguments, name: &str) -> bool {
     let matches = |pattern: &str| {
@@ -190,11 +231,17 @@ fn selected(args: &Arguments, name: &str) -> bool {
 
 /// The summary on stdout, the matrix and the JUnit XML on disk. A report that cannot be
 /// written is an error: a run whose results are lost did not pass.
-fn write_report(outcomes: Vec<Outcome>, meta: RunMeta, options: &Options) -> anyhow::Result<()> {
+fn write_report(
+    outcomes: Vec<Outcome>,
+    meta: RunMeta,
+    latency: Vec<crate::report::OperationLatency>,
+    options: &Options,
+) -> anyhow::Result<()> {
     if outcomes.is_empty() {
         return Ok(());
     }
-    let report = Report::new(outcomes, meta);
+    let mut report = Report::new(outcomes, meta);
+    report.latency = latency;
     print!("{}", report.summary());
     let dir = &options.report_dir;
     report
