@@ -207,11 +207,12 @@ async fn measure_latency(
         if let Ok(backend) = decl.connect(instance).await {
             out.extend(latency::measure(decl.name(), &backend, &prefix).await);
         }
-        if let (true, Some(endpoint)) = (decl.has_proxy_driver(), proxy_endpoint) {
-            if let Ok(client) = prism_proxy::client::PrismClient::connect(endpoint, decl.name()).await {
-                let backend = client.backend(&decl.interfaces());
-                out.extend(latency::measure(&format!("proxy -> {}", decl.name()), &backend, &prefix).await);
-            }
+        let Some(endpoint) = proxy_endpoint.filter(|_| decl.has_proxy_driver()) else {
+            continue;
+        };
+        if let Ok(client) = prism_proxy::client::PrismClient::connect(endpoint, decl.name()).await {
+            let backend = client.backend(&decl.interfaces());
+            out.extend(latency::measure(&format!("proxy -> {}", decl.name()), &backend, &prefix).await);
         }
     }
     out
