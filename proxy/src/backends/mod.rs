@@ -128,12 +128,22 @@ impl Backend {
     }
 }
 
-/// The list of drivers compiled in: `module => Variant(ConfigType)` per driver, behind its
-/// feature. It declares each module and makes [`BackendConfig`] (the `backend:` of a
-/// namespace) and [`drivers`].
+// One module per driver, behind its feature. (Declared here, not by the macro below, so
+// tools that follow `mod` items, such as cargo-mutants, find the drivers.)
+#[cfg(feature = "clickhouse")]
+pub mod clickhouse;
+pub mod memstore;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "redis")]
+pub mod redis;
+
+/// The list of drivers compiled in: `Variant(ConfigType)` per driver, behind its feature.
+/// It makes [`BackendConfig`] (the `backend:` of a namespace) and [`drivers`].
 macro_rules! drivers {
-    ($($(#[cfg($cfg:meta)])? $module:ident => $variant:ident($config:ty),)+) => {
-        $($(#[cfg($cfg)])? pub mod $module;)+
+    ($($(#[cfg($cfg:meta)])? $variant:ident($config:ty),)+) => {
 
         /// A namespace's `backend:`: `type` picks the driver, the other keys are its
         /// config. Unknown keys are errors.
@@ -185,15 +195,15 @@ macro_rules! drivers {
 }
 
 drivers! {
-    memstore => Memstore(memstore::MemstoreConfig),
+    Memstore(memstore::MemstoreConfig),
     #[cfg(feature = "redis")]
-    redis => Redis(redis::RedisConfig),
+    Redis(redis::RedisConfig),
     #[cfg(feature = "postgres")]
-    postgres => Postgres(postgres::PostgresConfig),
+    Postgres(postgres::PostgresConfig),
     #[cfg(feature = "nats")]
-    nats => Nats(nats::NatsConfig),
+    Nats(nats::NatsConfig),
     #[cfg(feature = "clickhouse")]
-    clickhouse => Clickhouse(clickhouse::ClickhouseConfig),
+    Clickhouse(clickhouse::ClickhouseConfig),
 }
 
 impl BackendConfig {

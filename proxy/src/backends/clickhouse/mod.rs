@@ -101,7 +101,10 @@ impl DriverConfig for ClickhouseConfig {
     };
 
     fn shared_server(&self) -> Option<(String, &str)> {
-        Some((format!("{} database {}", self.url.to_ascii_lowercase(), self.database), &self.prefix))
+        Some((
+            format!("{} database {}", self.url.to_ascii_lowercase(), self.database),
+            &self.prefix,
+        ))
     }
 
     async fn connect(&self) -> BackendResult<Backend> {

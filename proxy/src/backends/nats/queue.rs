@@ -127,8 +127,7 @@ impl Nats {
 
     /// The work-queue stream every queue of this namespace is stored in.
     async fn stream(&self) -> BackendResult<&async_nats::jetstream::stream::Stream> {
-        self
-            .queues
+        self.queues
             .stream
             .get_or_try_init(|| async {
                 self.jetstream
@@ -347,7 +346,11 @@ mod tests {
             tokio::time::advance(fresh_for / 2).await;
         }
         // In use at any time: two rounds of names (1000) and "busy"; 10,001 were used.
-        assert!(consumers.by_queue.len() <= 2 * 1001, "{} handles", consumers.by_queue.len());
+        assert!(
+            consumers.by_queue.len() <= 2 * 1001,
+            "{} handles",
+            consumers.by_queue.len()
+        );
         // A handle not used within `fresh_for` is replaced: its consumer is looked up again.
         tokio::time::advance(fresh_for).await;
         assert!(!Arc::ptr_eq(&busy, &consumers.handle("busy", fresh_for)));

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{Postgres, column};
-use crate::{BackendError, BackendResult};
 use crate::interfaces::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
+use crate::{BackendError, BackendResult};
 
 const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 

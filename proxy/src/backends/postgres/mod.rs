@@ -18,8 +18,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use super::fanout::Fanout;
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
+use super::fanout::Fanout;
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
 use crate::{BackendError, BackendResult, Interface};
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio_postgres::AsyncMessage;
 use tokio_stream::wrappers::ReceiverStream;
 
