@@ -25,10 +25,9 @@ use futures::StreamExt;
 use prism_proxy::backends::nats::NatsConfig;
 use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::backends::redis::RedisConfig;
-use prism_proxy::client::PrismClient;
-use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
+use prism_proxy::config::BackendConfig;
 use prism_proxy::{BackendError, Interface};
-use support::{drain, enqueue_and_ack_one, readyz, readyz_settles};
+use support::{drain, enqueue_and_ack_one, proxy_in_front, readyz, readyz_settles};
 
 /// The proxy's deadline for each call; the driver's own timeout is shorter, so a dead
 /// backend shows as UNAVAILABLE rather than DEADLINE_EXCEEDED.
@@ -90,19 +89,12 @@ async fn server(spec: &'static ServerSpec, extra_args: &[&str]) -> Option<Restar
 }
 
 async fn crash_and_recover(mut server: Restartable, backend: BackendConfig) {
-    let mut namespace = NamespaceConfig::new(backend);
-    namespace.interfaces = Some(vec![
-        Interface::KeyvalueBasic,
-        Interface::QueueBasic,
-        Interface::PubsubBasic,
-    ]);
-    let config = Config::ephemeral([("faults".to_string(), namespace)]);
-    let proxy = prism_proxy::server::start(&config).await.expect("start the proxy");
-    let client = PrismClient::connect(&format!("http://{}", proxy.grpc_addr), "faults")
-        .await
-        .expect("connect")
-        .with_timeout(CLIENT_DEADLINE);
-    let backend = client.backend(&[Interface::KeyvalueBasic, Interface::QueueBasic, Interface::PubsubBasic]);
+    let (proxy, backend) = proxy_in_front(
+        backend,
+        &[Interface::KeyvalueBasic, Interface::QueueBasic, Interface::PubsubBasic],
+        CLIENT_DEADLINE,
+    )
+    .await;
     let (kv, queue, pubsub) = (
         backend.keyvalue_basic.expect("keyvalue_basic"),
         backend.queue_basic.expect("queue_basic"),

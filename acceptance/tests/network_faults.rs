@@ -32,11 +32,10 @@ use bytes::Bytes;
 use prism_proxy::backends::nats::NatsConfig;
 use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::backends::redis::RedisConfig;
-use prism_proxy::client::PrismClient;
-use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
+use prism_proxy::config::BackendConfig;
 use prism_proxy::interfaces::{KeyValueBasic, QueueBasic};
 use prism_proxy::{BackendError, Interface};
-use support::{drain, enqueue_and_ack_one, readyz, readyz_settles};
+use support::{drain, enqueue_and_ack_one, proxy_in_front, readyz, readyz_settles};
 
 /// The client's deadline per call; the driver's own is shorter, so a backend that does
 /// not answer shows as the proxy's UNAVAILABLE, before the client gives up.
@@ -61,15 +60,12 @@ async fn stage(spec: &'static ServerSpec, backend: fn(url: String) -> BackendCon
     let nemesis = FaultProxy::start(server.addr.expect("the server's address"))
         .await
         .expect("start the nemesis");
-    let mut namespace = NamespaceConfig::new(backend((spec.url)(nemesis.addr())));
-    namespace.interfaces = Some(vec![Interface::KeyvalueBasic, Interface::QueueBasic]);
-    let config = Config::ephemeral([("faults".to_string(), namespace)]);
-    let proxy = prism_proxy::server::start(&config).await.expect("start the proxy");
-    let client = PrismClient::connect(&format!("http://{}", proxy.grpc_addr), "faults")
-        .await
-        .expect("connect")
-        .with_timeout(CLIENT_DEADLINE);
-    let backend = client.backend(&[Interface::KeyvalueBasic, Interface::QueueBasic]);
+    let (proxy, backend) = proxy_in_front(
+        backend((spec.url)(nemesis.addr())),
+        &[Interface::KeyvalueBasic, Interface::QueueBasic],
+        CLIENT_DEADLINE,
+    )
+    .await;
     Some(Stage {
         _server: server,
         nemesis,

@@ -8,9 +8,10 @@
 //! A missing PostgreSQL fails under PRISM_ACCEPT_STRICT=1 (CI) and is reported as
 //! skipped otherwise.
 
+mod support;
+
 use std::time::Duration;
 
-use acceptance::provision::{self, process, specs};
 use bytes::Bytes;
 use futures::StreamExt;
 use prism_proxy::backends::postgres::PostgresConfig;
@@ -30,15 +31,9 @@ async fn sessions(admin: &tokio_postgres::Client) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_share_one_listen_connection() {
-    if !provision::binary_or_skip(&specs::POSTGRES) {
+    let Some((_instance, url, admin)) = support::postgres().await else {
         return;
-    }
-    let instance = process::start(&specs::POSTGRES).await.expect("start postgres");
-    let url = instance.url.clone().expect("url");
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    };
     let pool_size = 4;
     let backend = BackendConfig::Postgres(PostgresConfig {
         url: url.clone(),

@@ -12,9 +12,10 @@
 //! A missing PostgreSQL fails under PRISM_ACCEPT_STRICT=1 (CI) and is reported as
 //! skipped otherwise.
 
+mod support;
+
 use std::time::Duration;
 
-use acceptance::provision::{self, process, specs};
 use bytes::Bytes;
 use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::config::BackendConfig;
@@ -25,15 +26,9 @@ const ROUNDS: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drivers_meeting_a_fresh_database_all_find_the_schema() {
-    if !provision::binary_or_skip(&specs::POSTGRES) {
+    let Some((_instance, url, admin)) = support::postgres().await else {
         return;
-    }
-    let instance = process::start(&specs::POSTGRES).await.expect("start postgres");
-    let url = instance.url.clone().expect("url");
-    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
+    };
     // A fresh database per round: the race is only on one without the tables, and its
     // window is narrow (one commit), so it takes rounds to show.
     for round in 0..ROUNDS {

@@ -1,4 +1,5 @@
-//! What the fault tests share: the proxy's `/readyz` and draining a queue.
+//! What the server tests share: a PostgreSQL to talk to, a proxy in front of a backend,
+//! its `/readyz`, and draining a queue.
 #![allow(dead_code)] // each test file uses a part
 
 use std::collections::BTreeSet;
@@ -6,7 +7,47 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prism_proxy::Interface;
+use prism_proxy::backends::Backend;
+use prism_proxy::client::PrismClient;
+use prism_proxy::config::{BackendConfig, Config, NamespaceConfig};
 use prism_proxy::interfaces::QueueBasic;
+use prism_proxy::server::RunningProxy;
+
+/// A PostgreSQL process, its URL and an admin session; `None` when the binary is missing
+/// outside strict mode (the skip is printed).
+pub async fn postgres() -> Option<(acceptance::Instance, String, tokio_postgres::Client)> {
+    use acceptance::provision::{self, process, specs};
+    if !provision::binary_or_skip(&specs::POSTGRES) {
+        return None;
+    }
+    let instance = process::start(&specs::POSTGRES).await.expect("start postgres");
+    let url = instance.url.clone().expect("url");
+    let (admin, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    Some((instance, url, admin))
+}
+
+/// A proxy with one namespace, `faults`, serving `interfaces` from `backend`, and a
+/// client of it whose every call has `deadline`.
+pub async fn proxy_in_front(
+    backend: BackendConfig,
+    interfaces: &[Interface],
+    deadline: Duration,
+) -> (RunningProxy, Backend) {
+    let mut namespace = NamespaceConfig::new(backend);
+    namespace.interfaces = Some(interfaces.to_vec());
+    let config = Config::ephemeral([("faults".to_string(), namespace)]);
+    let proxy = prism_proxy::server::start(&config).await.expect("start the proxy");
+    let client = PrismClient::connect(&format!("http://{}", proxy.grpc_addr), "faults")
+        .await
+        .expect("connect")
+        .with_timeout(deadline);
+    let backend = client.backend(interfaces);
+    (proxy, backend)
+}
 
 pub async fn readyz(admin: SocketAddr) -> u16 {
     prism_proxy::test_util::http_get(admin, "/readyz")
