@@ -78,17 +78,22 @@ impl Context<'_> {
     /// Records `status` for the report when the trial is selected (and this is no
     /// `--list`), and returns the trial that stands for a skip or an early failure.
     fn settled(&self, name: String, selected: bool, outcome: Outcome, plan: Plan) -> Trial {
-        if selected && !self.args.list {
-            let status = match &plan {
-                Plan::Skip(why) => Status::Skipped(why.clone()),
-                Plan::Fail(message) => Status::Failed(message.clone()),
-                Plan::Run => Status::Passed,
-            };
-            self.shared.outcomes.lock().push(Outcome { status, ..outcome });
-        }
+        let status = match &plan {
+            Plan::Skip(why) => Status::Skipped(why.clone()),
+            Plan::Fail(message) => Status::Failed(message.clone()),
+            Plan::Run => Status::Passed,
+        };
+        self.record(selected, Outcome { status, ..outcome });
         match plan {
             Plan::Fail(message) => Trial::test(name, move || Err(message.into())),
             _ => Trial::test(name, || Ok(())).with_ignored_flag(true),
+        }
+    }
+
+    /// Keeps `outcome` for the report when its trial is selected (and this is no `--list`).
+    fn record(&self, selected: bool, outcome: Outcome) {
+        if selected && !self.args.list {
+            self.shared.outcomes.lock().push(outcome);
         }
     }
 
@@ -174,9 +179,7 @@ impl Context<'_> {
         match description {
             Err(why) => self.settled(name, is_selected, outcome, Plan::Fail(why)),
             Ok(_) => {
-                if is_selected && !self.args.list {
-                    self.shared.outcomes.lock().push(outcome);
-                }
+                self.record(is_selected, outcome);
                 Trial::test(name, || Ok(()))
             }
         }

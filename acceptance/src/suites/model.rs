@@ -83,23 +83,10 @@ fn seed() -> anyhow::Result<[u8; 32]> {
                 _ => anyhow::bail!("PRISM_ACCEPT_MODEL_SEED={hex:?}: expected 64 hex digits"),
             }
         }
-        Err(_) => {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            for (i, byte) in seed.iter_mut().enumerate() {
-                // Spread time, process and counter over the bytes; ChaCha does the rest.
-                let mix = nanos ^ (u128::from(std::process::id()) << 64) ^ (u128::from(n) << 96);
-                *byte = (mix >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(151);
-            }
-        }
+        Err(_) => seed = rand::random(),
     }
     Ok(seed)
 }
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
