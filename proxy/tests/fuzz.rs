@@ -116,15 +116,7 @@ proptest! {
 }
 
 fn function() -> impl Strategy<Value = AggregateFunction> {
-    proptest::sample::select(vec![
-        AggregateFunction::Count,
-        AggregateFunction::Sum,
-        AggregateFunction::Avg,
-        AggregateFunction::Min,
-        AggregateFunction::Max,
-        AggregateFunction::P95,
-        AggregateFunction::P99,
-    ])
+    proptest::sample::select(AggregateFunction::ALL.to_vec())
 }
 
 fn extreme_i64() -> impl Strategy<Value = i64> {

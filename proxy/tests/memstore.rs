@@ -239,6 +239,20 @@ async fn pubsub_fans_out_to_live_subscribers_only() {
     assert_eq!(ps.publish("t".into(), b("x")).await.unwrap(), 0);
 }
 
+/// Dropping one of two subscriptions of a topic leaves the other live. It once closed
+/// the topic's channel under it (the pubsub model check found it).
+#[tokio::test]
+async fn ending_one_of_two_subscriptions_keeps_the_other() {
+    let ps = MemStore::new().pubsub;
+    let mut kept = ps.subscribe("t".into()).await.unwrap();
+    let ended = ps.subscribe("t".into()).await.unwrap();
+    assert!(ps.unsubscribe(&ended.id).await.unwrap());
+    drop(ended);
+    assert_eq!(ps.publish("t".into(), b("after")).await.unwrap(), 1);
+    let got = tokio::time::timeout(Duration::from_secs(5), kept.messages.next()).await;
+    assert_eq!(got.unwrap().unwrap().unwrap().payload, b("after"));
+}
+
 #[tokio::test]
 async fn slow_subscriber_is_told_it_was_cut_off() {
     let ps = MemStore::new().pubsub;

@@ -14,6 +14,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, batch_get_tells_missing_from_empty),
         case!(i, batch_delete_reports_each_key),
         case!(i, batch_of_500_keys),
+        case!(i, model_random_sequences),
     ]
 }
 
@@ -63,4 +64,8 @@ async fn batch_of_500_keys(s: Subject) -> CaseResult {
     let expected: Vec<Option<Bytes>> = entries.into_iter().map(|(_, v)| Some(v)).collect();
     ensure!(got == expected, "500-key batch does not round-trip");
     Ok(())
+}
+
+async fn model_random_sequences(s: Subject) -> CaseResult {
+    super::model::batch(s).await
 }

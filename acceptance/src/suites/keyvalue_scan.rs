@@ -15,6 +15,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, count_matches_scan, also: [Interface::KeyvalueBasic], needs: []),
         case!(i, empty_prefix_match_is_empty, also: [Interface::KeyvalueBasic], needs: []),
         case!(i, keys_present_throughout_survive_writes_between_pages, also: [Interface::KeyvalueBasic], needs: []),
+        case!(i, model_random_sequences, also: [Interface::KeyvalueBasic], needs: []),
     ]
 }
 
@@ -104,4 +105,8 @@ async fn keys_present_throughout_survive_writes_between_pages(s: Subject) -> Cas
         );
     }
     Ok(())
+}
+
+async fn model_random_sequences(s: Subject) -> CaseResult {
+    super::model::scan(s).await
 }

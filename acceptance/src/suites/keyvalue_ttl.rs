@@ -22,6 +22,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, expire_on_missing_key_is_not_applied),
         case!(i, persist_removes_expiry, also: [Interface::KeyvalueBasic], needs: []),
         case!(i, plain_set_clears_expiry, also: [Interface::KeyvalueBasic], needs: []),
+        case!(i, model_random_sequences, also: [Interface::KeyvalueBasic], needs: [Capability::TtlRemaining]),
     ]
 }
 
@@ -127,4 +128,8 @@ async fn plain_set_clears_expiry(s: Subject) -> CaseResult {
         "set replaces the value and its expiry"
     );
     Ok(())
+}
+
+async fn model_random_sequences(s: Subject) -> CaseResult {
+    super::model::ttl(s).await
 }

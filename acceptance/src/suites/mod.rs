@@ -137,12 +137,12 @@ impl Subject {
     }
 
     /// Every key under `prefix` (relative to the subject's prefix), paging by `page`.
-    pub async fn scan_all(&self, prefix: &str, page: u32) -> anyhow::Result<Vec<Bytes>> {
+    pub async fn scan_all(&self, prefix: impl AsRef<[u8]>, page: u32) -> anyhow::Result<Vec<Bytes>> {
         let scan = self.scan()?;
         let mut keys = Vec::new();
         let mut cursor = None;
         for _ in 0..MAX_PAGES {
-            let got = scan.scan(self.key(prefix), page, cursor).await.context("scan")?;
+            let got = scan.scan(self.key(&prefix), page, cursor).await.context("scan")?;
             anyhow::ensure!(
                 got.keys.len() <= page as usize,
                 "a page of {} keys for limit {page}",

@@ -25,6 +25,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, topics_are_isolated),
         case!(i, unsubscribe_ends_the_stream),
         case!(i, publish_reports_delivered_count, needs: [Capability::PubsubDeliveredCount]),
+        case!(i, model_random_sequences),
     ]
 }
 
@@ -119,4 +120,8 @@ async fn publish_reports_delivered_count(s: Subject) -> CaseResult {
     let n = ps.publish(topic, b("x")).await?;
     ensure!(n == 2, "two subscribers, publish reported {n}");
     Ok(())
+}
+
+async fn model_random_sequences(s: Subject) -> CaseResult {
+    super::model::pubsub(s).await
 }

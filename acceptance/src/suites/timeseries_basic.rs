@@ -17,6 +17,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, filters_match_tags_exactly),
         case!(i, limit_caps_the_result),
         case!(i, aggregates_match_reference),
+        case!(i, model_random_sequences),
     ]
 }
 
@@ -131,41 +132,6 @@ async fn limit_caps_the_result(s: Subject) -> CaseResult {
     Ok(())
 }
 
-/// Straightforward reference: group, then compute each function by its definition.
-fn reference(events: &[Event], a: &Aggregation) -> BTreeMap<(i64, Vec<String>), (f64, u64)> {
-    let mut groups: BTreeMap<(i64, Vec<String>), Vec<f64>> = BTreeMap::new();
-    for e in events {
-        if e.timestamp_ms < a.start_ms || e.timestamp_ms >= a.end_ms {
-            continue;
-        }
-        let bucket = e.timestamp_ms.div_euclid(a.bucket_ms as i64) * a.bucket_ms as i64;
-        let group = a
-            .group_by
-            .iter()
-            .map(|t| e.tags.get(t).cloned().unwrap_or_default())
-            .collect();
-        groups.entry((bucket, group)).or_default().push(e.fields["v"]);
-    }
-    groups
-        .into_iter()
-        .map(|(k, mut v)| {
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            let rank = |p: f64| v[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
-            let value = match a.function {
-                AggregateFunction::Count => n as f64,
-                AggregateFunction::Sum => v.iter().sum(),
-                AggregateFunction::Avg => v.iter().sum::<f64>() / n as f64,
-                AggregateFunction::Min => v[0],
-                AggregateFunction::Max => v[n - 1],
-                AggregateFunction::P95 => rank(0.95),
-                AggregateFunction::P99 => rank(0.99),
-            };
-            (k, (value, n as u64))
-        })
-        .collect()
-}
-
 async fn aggregates_match_reference(s: Subject) -> CaseResult {
     let ts = s.series()?;
     let stream = s.name("agg");
@@ -186,8 +152,7 @@ async fn aggregates_match_reference(s: Subject) -> CaseResult {
     for chunk in events.chunks(500) {
         ts.append(stream.clone(), chunk.to_vec()).await?;
     }
-    use AggregateFunction::*;
-    for function in [Count, Sum, Avg, Min, Max, P95, P99] {
+    for function in AggregateFunction::ALL {
         for group_by in [
             vec![],
             vec!["host".to_string()],
@@ -203,7 +168,7 @@ async fn aggregates_match_reference(s: Subject) -> CaseResult {
                 group_by: group_by.clone(),
             };
             let rows = ts.aggregate(stream.clone(), a.clone()).await?;
-            let expected = reference(&events, &a);
+            let expected = super::model::timeseries_reference(&events, &a);
             ensure!(
                 rows.len() == expected.len(),
                 "{function:?} by {group_by:?}: {} rows, expected {}",
@@ -237,4 +202,8 @@ async fn aggregates_match_reference(s: Subject) -> CaseResult {
         }
     }
     Ok(())
+}
+
+async fn model_random_sequences(s: Subject) -> CaseResult {
+    super::model::timeseries(s).await
 }

@@ -35,7 +35,7 @@ pub(crate) async fn bounded<T>(
     backend: &str,
     limit: Duration,
     call: impl Future<Output = BackendResult<T>>,
-) -> BackendResult<T> {
+) -> Result<T, BackendError> {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result,
         Err(_) => Err(BackendError::Unavailable(format!(
@@ -47,7 +47,7 @@ pub(crate) async fn bounded<T>(
 /// Polls `attempt` until it returns something or `wait` has passed (at least one
 /// attempt), backing off from 5 ms to 50 ms between attempts. For backends without a
 /// blocking receive that fits the queue contract.
-pub(crate) async fn poll_until<T, F, Fut>(wait: Duration, mut attempt: F) -> BackendResult<Vec<T>>
+pub(crate) async fn poll_until<T, F, Fut>(wait: Duration, mut attempt: F) -> Result<Vec<T>, BackendError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = BackendResult<Vec<T>>>,
@@ -77,7 +77,7 @@ pub(crate) mod envelope {
         out.freeze()
     }
 
-    pub(crate) fn open(topic: &str, mut sealed: Bytes) -> BackendResult<Message> {
+    pub(crate) fn open(topic: &str, mut sealed: Bytes) -> Result<Message, BackendError> {
         if sealed.len() < 8 {
             return Err(BackendError::Internal(format!(
                 "a message on topic {topic} has no Prism envelope ({} bytes); was it published by another client?",

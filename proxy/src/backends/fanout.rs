@@ -5,6 +5,13 @@
 //! connection is lost, every subscription ends (its subscriber is told to subscribe again,
 //! by `LiveSubscriptions`) and the next subscribe opens a new connection.
 //!
+//! A subscriber joins at a barrier: a mark published on the connection's own barrier
+//! channel after it was added. The server delivers messages to the connection in the
+//! order it handled their publishes, so what the reader reads before the mark was
+//! published before the subscribe and is not the new subscriber's: without the barrier a
+//! second subscriber of a channel got messages still in flight from before it subscribed
+//! (the pubsub model check found it).
+//!
 //! A driver supplies the connection: [`Listener`] for its commands, and the stream of
 //! `(channel, payload)` it reads.
 
@@ -20,12 +27,12 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::driver::bounded;
-use crate::BackendResult;
 use crate::interfaces::Message;
+use crate::{BackendError, BackendResult};
 
 /// Messages waiting for one subscriber between the connection and the proxy's own
 /// per-subscription buffer, which reads eagerly; past it the subscriber is ended.
@@ -37,6 +44,9 @@ pub(crate) trait Listener: Clone + Send + Sync + 'static {
     fn listen(&self, channel: &str) -> BoxFuture<'_, BackendResult<()>>;
     /// Stops receiving `channel`.
     fn unlisten(&self, channel: &str) -> BoxFuture<'_, BackendResult<()>>;
+    /// Publishes `mark` on `channel` (a barrier), ordered after every publish the server
+    /// finished before.
+    fn mark(&self, channel: &str, mark: u64) -> BoxFuture<'_, BackendResult<()>>;
 }
 
 /// What a connection reads: `(channel, payload)`, ending when the connection does.
@@ -47,19 +57,35 @@ pub(crate) type Connect<L> =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = BackendResult<(L, Incoming)>> + Send>> + Send + Sync>;
 
 /// Makes a message of a payload read on `topic`'s channel.
-pub(crate) type Decode = fn(&str, Bytes) -> BackendResult<Message>;
+pub(crate) type Decode = fn(&str, Bytes) -> Result<Message, BackendError>;
 
-type Subscribers = Arc<Mutex<HashMap<String, Channel>>>;
+type Subscribers = Arc<Mutex<Routes>>;
+
+/// Where the reader hands what it reads.
+#[derive(Default)]
+struct Routes {
+    channels: HashMap<String, Channel>,
+    /// Subscribers waiting for their barrier mark: id -> (channel, wake-up).
+    joining: HashMap<u64, (String, oneshot::Sender<()>)>,
+}
 
 /// One server channel: its topic and the subscribers it feeds.
 struct Channel {
     topic: String,
-    subscribers: HashMap<u64, mpsc::Sender<BackendResult<Message>>>,
+    subscribers: HashMap<u64, Subscriber>,
+}
+
+struct Subscriber {
+    tx: mpsc::Sender<BackendResult<Message>>,
+    /// Past its barrier: messages read from now on are its.
+    joined: bool,
 }
 
 /// The shared connection while it lives.
 struct Shared<L> {
     listener: L,
+    /// The connection's barrier channel, unique to it.
+    barrier: String,
     /// Cancelled when the reading task ends (the connection was lost).
     lost: CancellationToken,
 }
@@ -97,36 +123,47 @@ impl<L: Listener> Fanout<L> {
         &self,
         channel: String,
         topic: String,
-    ) -> BackendResult<BoxStream<'static, BackendResult<Message>>> {
+    ) -> Result<BoxStream<'static, BackendResult<Message>>, BackendError> {
         let mut shared = self.shared.lock().await;
         let conn = match shared.take() {
             Some(conn) if !conn.lost.is_cancelled() => conn,
             _ => self.open().await?,
         };
-        let listener = conn.listener.clone();
+        let (listener, barrier) = (conn.listener.clone(), conn.barrier.clone());
         *shared = Some(conn);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(HANDOFF);
+        let (wake, woken) = oneshot::channel();
         let first = {
-            let mut subscribers = self.subscribers.lock();
-            let entry = subscribers.entry(channel.clone()).or_insert_with(|| Channel {
+            let mut routes = self.subscribers.lock();
+            let entry = routes.channels.entry(channel.clone()).or_insert_with(|| Channel {
                 topic,
                 subscribers: HashMap::new(),
             });
-            entry.subscribers.insert(id, tx);
-            entry.subscribers.len() == 1
+            entry.subscribers.insert(id, Subscriber { tx, joined: false });
+            let first = entry.subscribers.len() == 1;
+            routes.joining.insert(id, (channel.clone(), wake));
+            first
         };
-        if first && let Err(e) = bounded(self.backend, self.timeout, listener.listen(&channel)).await {
-            self.subscribers.lock().remove(&channel);
-            return Err(e);
-        }
+        // From here a failure drops `leave`, which takes the subscriber out again (and
+        // the channel off the server with its last one).
         let leave = Leave {
             shared: self.shared.clone(),
-            listener,
+            listener: listener.clone(),
             subscribers: self.subscribers.clone(),
-            channel,
+            channel: channel.clone(),
             id,
         };
+        if first {
+            bounded(self.backend, self.timeout, listener.listen(&channel)).await?;
+        }
+        bounded(self.backend, self.timeout, async {
+            listener.mark(&barrier, id).await?;
+            woken.await.map_err(|_| {
+                BackendError::Unavailable(format!("the {} subscription connection was lost", self.backend))
+            })
+        })
+        .await?;
         let messages = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |m| {
             let _ = &leave;
             m
@@ -134,37 +171,89 @@ impl<L: Listener> Fanout<L> {
         Ok(messages.boxed())
     }
 
-    async fn open(&self) -> BackendResult<Shared<L>> {
+    async fn open(&self) -> Result<Shared<L>, BackendError> {
         let (listener, incoming) = bounded(self.backend, self.timeout, (self.connect)()).await?;
+        let barrier = barrier_channel();
+        bounded(self.backend, self.timeout, listener.listen(&barrier)).await?;
         let lost = CancellationToken::new();
-        tokio::spawn(read(incoming, self.decode, self.subscribers.clone(), lost.clone()));
-        Ok(Shared { listener, lost })
+        tokio::spawn(read(
+            incoming,
+            self.decode,
+            self.subscribers.clone(),
+            barrier.clone(),
+            lost.clone(),
+        ));
+        Ok(Shared {
+            listener,
+            barrier,
+            lost,
+        })
     }
 
     /// How many of this driver's subscribers listen on `channel`, when its connection
     /// listens to it (the server counts that connection once).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // PostgreSQL's NOTIFY counts nobody
     pub(crate) fn local(&self, channel: &str) -> Option<usize> {
-        self.subscribers.lock().get(channel).map(|c| c.subscribers.len())
+        self.subscribers
+            .lock()
+            .channels
+            .get(channel)
+            .map(|c| c.subscribers.len())
     }
+}
+
+/// A channel name no other connection uses, on any proxy: process id, time and a count.
+fn barrier_channel() -> String {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "prism-barrier-{:x}-{nanos:x}-{:x}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Hands each message to its channel's subscribers; a subscriber whose hand-off is full
 /// is dropped (its stream ends). Ends, ending every subscription, when the connection
 /// does.
-async fn read(mut incoming: Incoming, decode: Decode, subscribers: Subscribers, lost: CancellationToken) {
+async fn read(
+    mut incoming: Incoming,
+    decode: Decode,
+    subscribers: Subscribers,
+    barrier: String,
+    lost: CancellationToken,
+) {
     while let Some((channel, payload)) = incoming.next().await {
-        let mut subscribers = subscribers.lock();
-        let Some(channel) = subscribers.get_mut(&channel) else {
+        let mut routes = subscribers.lock();
+        if channel == barrier {
+            let id = std::str::from_utf8(&payload).ok().and_then(|s| s.parse::<u64>().ok());
+            if let Some((channel, wake)) = id.and_then(|id| routes.joining.remove(&id)) {
+                let subscriber = id.and_then(|id| routes.channels.get_mut(&channel)?.subscribers.get_mut(&id));
+                if let Some(subscriber) = subscriber {
+                    subscriber.joined = true;
+                }
+                let _ = wake.send(());
+            }
+            continue;
+        }
+        let Some(channel) = routes.channels.get_mut(&channel) else {
             continue;
         };
         let message = decode(&channel.topic, payload);
         // try_send: the reader never waits on a subscriber.
-        channel.subscribers.retain(|_, tx| tx.try_send(message.clone()).is_ok());
+        channel
+            .subscribers
+            .retain(|_, s| !s.joined || s.tx.try_send(message.clone()).is_ok());
     }
     // Emptied before the connection is marked lost: a subscribe that opens the next one
     // must not see its subscribers cleared by this task.
-    subscribers.lock().clear();
+    {
+        let mut routes = subscribers.lock();
+        routes.channels.clear();
+        routes.joining.clear();
+    }
     lost.cancel();
 }
 
@@ -181,14 +270,15 @@ struct Leave<L: Listener> {
 impl<L: Listener> Drop for Leave<L> {
     fn drop(&mut self) {
         let last = {
-            let mut subscribers = self.subscribers.lock();
-            let Some(channel) = subscribers.get_mut(&self.channel) else {
+            let mut routes = self.subscribers.lock();
+            routes.joining.remove(&self.id);
+            let Some(channel) = routes.channels.get_mut(&self.channel) else {
                 return;
             };
             channel.subscribers.remove(&self.id);
             let last = channel.subscribers.is_empty();
             if last {
-                subscribers.remove(&self.channel);
+                routes.channels.remove(&self.channel);
             }
             last
         };
@@ -198,7 +288,7 @@ impl<L: Listener> Drop for Leave<L> {
             runtime.spawn(async move {
                 let _serialised = shared.lock().await;
                 // A subscriber may have come for the channel since.
-                if !subscribers.lock().contains_key(&channel) {
+                if !subscribers.lock().channels.contains_key(&channel) {
                     let _ = listener.unlisten(&channel).await;
                 }
             });

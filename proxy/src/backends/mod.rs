@@ -7,8 +7,13 @@
 //! here whose `mod.rs` has a config type (`backend: { type: <kind>, ... }`) implementing
 //! [`DriverConfig`]: its [`DriverInfo`] (the `type` name and the interfaces it serves,
 //! stated once; config validation, the driver and the acceptance harness read them) and
-//! `connect`, which builds the [`Backend`]. One entry in the `drivers!` list below
-//! (behind its Cargo feature) declares the module and registers the driver.
+//! `connect`, which builds the [`Backend`]. A `mod` line and one entry in the `drivers!`
+//! list below (both behind its Cargo feature) register the driver.
+//!
+//! Functions here spell their results `Result<T, BackendError>` rather than the
+//! `BackendResult<T>` alias the interface traits use: cargo-mutants (`ci/mutants.sh`)
+//! cannot see through an alias, and with it wrote mutants that do not compile instead
+//! of `Ok(true)`, `Ok(vec![])` and the like.
 
 #[cfg(any(feature = "redis", feature = "postgres", feature = "nats", feature = "clickhouse"))]
 mod driver;
@@ -21,10 +26,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::BackendResult;
 use crate::interfaces::{
     Interface, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, QueueBasic, TimeSeriesBasic,
 };
+use crate::{BackendError, BackendResult};
 
 /// What a driver states about itself, once, in its module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +71,7 @@ pub trait DriverConfig {
 #[async_trait]
 pub trait HealthCheck: Send + Sync {
     /// Ok when the backend answers now.
-    async fn check(&self) -> BackendResult<()>;
+    async fn check(&self) -> Result<(), BackendError>;
 
     /// The proxy has started draining: write out anything buffered now rather than on a
     /// timer, so in-flight requests finish within the drain.
@@ -185,7 +190,7 @@ macro_rules! drivers {
             }
 
             /// Creates the driver instance.
-            pub async fn connect(&self) -> BackendResult<Backend> {
+            pub async fn connect(&self) -> Result<Backend, BackendError> {
                 match self {
                     $($(#[cfg($cfg)])? BackendConfig::$variant(config) => config.connect().await,)+
                 }

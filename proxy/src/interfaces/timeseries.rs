@@ -192,6 +192,17 @@ impl Aggregation {
 }
 
 impl AggregateFunction {
+    /// Every function, in declaration order.
+    pub const ALL: [AggregateFunction; 7] = [
+        AggregateFunction::Count,
+        AggregateFunction::Sum,
+        AggregateFunction::Avg,
+        AggregateFunction::Min,
+        AggregateFunction::Max,
+        AggregateFunction::P95,
+        AggregateFunction::P99,
+    ];
+
     /// Applies the function to a non-empty set of values (sorting them for percentiles).
     pub fn apply(self, values: &mut [f64]) -> f64 {
         let n = values.len();

@@ -74,7 +74,7 @@ impl Batcher {
 
     /// Writes `rows`, waiting for room in the buffer first; returns once they are in
     /// ClickHouse.
-    pub async fn write(&self, rows: Vec<EventRow>) -> BackendResult<()> {
+    pub async fn write(&self, rows: Vec<EventRow>) -> Result<(), BackendError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -140,7 +140,7 @@ impl Writer {
         }
     }
 
-    async fn insert(&self, batch: &[Pending]) -> BackendResult<()> {
+    async fn insert(&self, batch: &[Pending]) -> Result<(), BackendError> {
         ensure_schema(&self.client, &self.schema, self.timeout).await?;
         bounded("clickhouse", self.timeout, async {
             let mut insert = self.client.insert::<EventRow>(TABLE).await.map_err(error)?;

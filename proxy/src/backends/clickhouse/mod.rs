@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 
 use super::driver::{bounded, default_timeout};
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
-use crate::{BackendError, BackendResult, Interface};
+use crate::{BackendError, Interface};
 
 /// `backend: { type: clickhouse, url: http://127.0.0.1:8123, database: default }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -107,7 +107,7 @@ impl DriverConfig for ClickhouseConfig {
         ))
     }
 
-    async fn connect(&self) -> BackendResult<Backend> {
+    async fn connect(&self) -> Result<Backend, BackendError> {
         Ok(Clickhouse::connect(self)?.backend())
     }
 }
@@ -123,7 +123,7 @@ pub struct Clickhouse {
 
 impl Clickhouse {
     /// Sets up the client and the insert batcher without connecting.
-    pub fn connect(config: &ClickhouseConfig) -> BackendResult<Clickhouse> {
+    pub fn connect(config: &ClickhouseConfig) -> Result<Clickhouse, BackendError> {
         if !config.url.starts_with("http://") && !config.url.starts_with("https://") {
             return Err(BackendError::invalid(
                 "backend.url",
@@ -180,7 +180,7 @@ impl Clickhouse {
     }
 
     /// The client, once the table exists.
-    async fn ready(&self) -> BackendResult<&clickhouse::Client> {
+    async fn ready(&self) -> Result<&clickhouse::Client, BackendError> {
         ensure_schema(&self.client, &self.schema, self.timeout).await?;
         Ok(&self.client)
     }
@@ -192,7 +192,11 @@ impl Drop for Clickhouse {
     }
 }
 
-async fn ensure_schema(client: &clickhouse::Client, schema: &OnceCell<()>, timeout: Duration) -> BackendResult<()> {
+async fn ensure_schema(
+    client: &clickhouse::Client,
+    schema: &OnceCell<()>,
+    timeout: Duration,
+) -> Result<(), BackendError> {
     schema
         .get_or_try_init(|| {
             bounded("clickhouse", timeout, async {
@@ -214,7 +218,7 @@ fn error(e: clickhouse::error::Error) -> BackendError {
 
 #[async_trait]
 impl HealthCheck for Clickhouse {
-    async fn check(&self) -> BackendResult<()> {
+    async fn check(&self) -> Result<(), BackendError> {
         bounded("clickhouse", self.timeout, async {
             self.client.query("SELECT 1").fetch_one::<u8>().await.map_err(error)
         })

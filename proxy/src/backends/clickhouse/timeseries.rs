@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use super::batcher::EventRow;
 use super::{Clickhouse, error};
+use crate::BackendError;
 use crate::backends::driver::bounded;
 use crate::interfaces::{AggregateFunction, AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
-use crate::{BackendError, BackendResult};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct StoredEvent {
@@ -88,7 +88,7 @@ fn aggregate_sql(function: AggregateFunction) -> &'static str {
 
 #[async_trait]
 impl TimeSeriesBasic for Clickhouse {
-    async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64> {
+    async fn append(&self, stream: String, events: Vec<Event>) -> Result<u64, BackendError> {
         let stream = format!("{}{stream}", self.prefix);
         let n = events.len() as u64;
         let rows = events
@@ -111,7 +111,7 @@ impl TimeSeriesBasic for Clickhouse {
         Ok(n)
     }
 
-    async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>> {
+    async fn query(&self, stream: String, query: Query) -> Result<Vec<Event>, BackendError> {
         let client = self.ready().await?;
         let selection = Selection::new(
             format!("{}{stream}", self.prefix),
@@ -141,7 +141,7 @@ impl TimeSeriesBasic for Clickhouse {
             .collect())
     }
 
-    async fn aggregate(&self, stream: String, aggregation: Aggregation) -> BackendResult<Vec<AggregateRow>> {
+    async fn aggregate(&self, stream: String, aggregation: Aggregation) -> Result<Vec<AggregateRow>, BackendError> {
         aggregation.validate()?;
         let width =
             i64::try_from(aggregation.bucket_ms).map_err(|_| BackendError::invalid("bucket_ms", "is too large"))?;
@@ -153,7 +153,10 @@ impl TimeSeriesBasic for Clickhouse {
             &aggregation.filters,
         );
         // Buckets align to the epoch (floor, also for negative times); a missing tag
-        // groups as "" (indexOf gives 0, and element 0 of an array is the default).
+        // groups as "" (indexOf gives 0, and element 0 of an array is the default). The
+        // width is cast: ClickHouse 18.16 types `ts % 250` as Int8 (a literal's smallest
+        // type), so remainders of 128..249 wrapped and buckets of widths up to 255 (and
+        // 32768..65535) came out wrong (the time-series model check found it).
         let group = if aggregation.group_by.is_empty() {
             "CAST([] AS Array(String))".to_string()
         } else {
@@ -165,7 +168,7 @@ impl TimeSeriesBasic for Clickhouse {
             format!("[{}]", parts.join(", "))
         };
         let sql = format!(
-            "SELECT toInt64(ts - ((ts % {width}) + {width}) % {width}) AS bucket, {group} AS grp,
+            "SELECT ts - ((ts % toInt64({width})) + toInt64({width})) % toInt64({width}) AS bucket, {group} AS grp,
                     count() AS n, {value} AS value
              FROM (SELECT ts, tag_keys, tag_values, field_values[indexOf(field_keys, ?)] AS v
                    FROM prism_events WHERE {selection} AND has(field_keys, ?))

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::BackendError;
 use crate::interfaces::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
-use crate::{BackendError, BackendResult};
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
@@ -88,7 +88,7 @@ async fn sweep(map: Weak<RwLock<Map>>) {
     }
 }
 
-fn ttl_deadline(ttl: Duration) -> BackendResult<Instant> {
+fn ttl_deadline(ttl: Duration) -> Result<Instant, BackendError> {
     if ttl.is_zero() {
         return Err(BackendError::invalid("ttl_ms", "must be greater than 0"));
     }
@@ -99,33 +99,33 @@ fn ttl_deadline(ttl: Duration) -> BackendResult<Instant> {
 
 #[async_trait]
 impl KeyValueBasic for KvStore {
-    async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
+    async fn set(&self, key: Bytes, value: Bytes) -> Result<(), BackendError> {
         self.put(key, value, None);
         Ok(())
     }
 
-    async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
+    async fn get(&self, key: Bytes) -> Result<Option<Bytes>, BackendError> {
         Ok(self.live_value(&key))
     }
 
-    async fn delete(&self, key: Bytes) -> BackendResult<bool> {
+    async fn delete(&self, key: Bytes) -> Result<bool, BackendError> {
         Ok(self.remove(&key))
     }
 
-    async fn exists(&self, key: Bytes) -> BackendResult<bool> {
+    async fn exists(&self, key: Bytes) -> Result<bool, BackendError> {
         Ok(self.live_value(&key).is_some())
     }
 }
 
 #[async_trait]
 impl KeyValueTtl for KvStore {
-    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> BackendResult<()> {
+    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
         let deadline = ttl_deadline(ttl)?;
         self.put(key, value, Some(deadline));
         Ok(())
     }
 
-    async fn expire(&self, key: Bytes, ttl: Duration) -> BackendResult<bool> {
+    async fn expire(&self, key: Bytes, ttl: Duration) -> Result<bool, BackendError> {
         let deadline = ttl_deadline(ttl)?;
         let now = Instant::now();
         let mut map = self.write();
@@ -138,7 +138,7 @@ impl KeyValueTtl for KvStore {
         }
     }
 
-    async fn ttl(&self, key: Bytes) -> BackendResult<TtlState> {
+    async fn ttl(&self, key: Bytes) -> Result<TtlState, BackendError> {
         let now = Instant::now();
         Ok(match self.read().get(&key[..]) {
             Some(entry) if entry.live(now) => match entry.expires_at {
@@ -149,7 +149,7 @@ impl KeyValueTtl for KvStore {
         })
     }
 
-    async fn persist(&self, key: Bytes) -> BackendResult<bool> {
+    async fn persist(&self, key: Bytes) -> Result<bool, BackendError> {
         let now = Instant::now();
         let mut map = self.write();
         match map.get_mut(&key[..]) {
@@ -161,7 +161,7 @@ impl KeyValueTtl for KvStore {
 
 #[async_trait]
 impl KeyValueScan for KvStore {
-    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> BackendResult<ScanPage> {
+    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> Result<ScanPage, BackendError> {
         if limit == 0 {
             return Err(BackendError::invalid("limit", "must be at least 1"));
         }
@@ -190,7 +190,7 @@ impl KeyValueScan for KvStore {
         Ok(ScanPage { keys, next_cursor })
     }
 
-    async fn count(&self, prefix: Bytes) -> BackendResult<u64> {
+    async fn count(&self, prefix: Bytes) -> Result<u64, BackendError> {
         let now = Instant::now();
         let map = self.read();
         let count = map
@@ -204,7 +204,7 @@ impl KeyValueScan for KvStore {
 
 #[async_trait]
 impl KeyValueBatch for KvStore {
-    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> BackendResult<Vec<bool>> {
+    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> Result<Vec<bool>, BackendError> {
         let mut map = self.write();
         Ok(entries
             .into_iter()
@@ -221,7 +221,7 @@ impl KeyValueBatch for KvStore {
             .collect())
     }
 
-    async fn batch_get(&self, keys: Vec<Bytes>) -> BackendResult<Vec<Option<Bytes>>> {
+    async fn batch_get(&self, keys: Vec<Bytes>) -> Result<Vec<Option<Bytes>>, BackendError> {
         let now = Instant::now();
         let map = self.read();
         Ok(keys
@@ -230,7 +230,7 @@ impl KeyValueBatch for KvStore {
             .collect())
     }
 
-    async fn batch_delete(&self, keys: Vec<Bytes>) -> BackendResult<Vec<bool>> {
+    async fn batch_delete(&self, keys: Vec<Bytes>) -> Result<Vec<bool>, BackendError> {
         let now = Instant::now();
         let mut map = self.write();
         Ok(keys

@@ -18,7 +18,7 @@ use serde::Deserialize;
 pub use timeseries::SeriesStore;
 
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
-use crate::{BackendResult, Interface};
+use crate::{BackendError, Interface};
 
 /// `backend: { type: memstore }`: no settings.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -32,7 +32,7 @@ impl DriverConfig for MemstoreConfig {
         summary: "in-process; data lives as long as the proxy",
     };
 
-    async fn connect(&self) -> BackendResult<Backend> {
+    async fn connect(&self) -> Result<Backend, BackendError> {
         Ok(MemStore::new().backend())
     }
 }
@@ -76,7 +76,7 @@ struct AlwaysHealthy;
 
 #[async_trait]
 impl HealthCheck for AlwaysHealthy {
-    async fn check(&self) -> BackendResult<()> {
+    async fn check(&self) -> Result<(), BackendError> {
         Ok(())
     }
 }

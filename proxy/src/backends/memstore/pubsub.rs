@@ -14,9 +14,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 
+use crate::BackendError;
 use crate::clock::unix_ms;
 use crate::interfaces::{Message, PubSubBasic, Subscription};
-use crate::{BackendError, BackendResult};
 
 /// Messages a subscriber may fall behind by before it is cut off (it is told so).
 const SUBSCRIBER_BUFFER: usize = 4096;
@@ -30,8 +30,17 @@ pub struct PubSubHub {
 
 #[derive(Default)]
 struct HubState {
-    topics: HashMap<String, broadcast::Sender<Message>>,
+    topics: HashMap<String, Topic>,
     subscriptions: HashMap<String, CancellationToken>,
+}
+
+/// A topic's channel and how many subscription streams hold a receiver of it. Counted
+/// here rather than read from the channel: a stream being dropped may or may not have
+/// released its receiver yet when its guard runs, and guessing wrong closed the channel
+/// under the other subscribers (the pubsub model check found it).
+struct Topic {
+    tx: broadcast::Sender<Message>,
+    streams: usize,
 }
 
 impl PubSubHub {
@@ -52,19 +61,20 @@ impl Drop for SubscriptionGuard {
     fn drop(&mut self) {
         let mut state = self.state.lock();
         state.subscriptions.remove(&self.id);
-        // The dropped receiver may not be released yet: remove the topic only when no
-        // other subscriber is left (count 1 = the receiver inside this very stream).
-        if state.topics.get(&self.topic).is_some_and(|tx| tx.receiver_count() <= 1) {
-            state.topics.remove(&self.topic);
+        if let Some(topic) = state.topics.get_mut(&self.topic) {
+            topic.streams -= 1;
+            if topic.streams == 0 {
+                state.topics.remove(&self.topic);
+            }
         }
     }
 }
 
 #[async_trait]
 impl PubSubBasic for PubSubHub {
-    async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
+    async fn publish(&self, topic: String, payload: Bytes) -> Result<u64, BackendError> {
         let state = self.state.lock();
-        let Some(tx) = state.topics.get(&topic) else {
+        let Some(Topic { tx, .. }) = state.topics.get(&topic) else {
             return Ok(0);
         };
         let message = Message {
@@ -77,17 +87,18 @@ impl PubSubBasic for PubSubHub {
         Ok(tx.send(message).map(|n| n as u64).unwrap_or(0))
     }
 
-    async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
+    async fn subscribe(&self, topic: String) -> Result<Subscription, BackendError> {
         let id = format!("sub-{}", self.next_id.fetch_add(1, Ordering::Relaxed) + 1);
         let token = CancellationToken::new();
         let rx = {
             let mut state = self.state.lock();
             state.subscriptions.insert(id.clone(), token.clone());
-            state
-                .topics
-                .entry(topic.clone())
-                .or_insert_with(|| broadcast::channel(SUBSCRIBER_BUFFER).0)
-                .subscribe()
+            let entry = state.topics.entry(topic.clone()).or_insert_with(|| Topic {
+                tx: broadcast::channel(SUBSCRIBER_BUFFER).0,
+                streams: 0,
+            });
+            entry.streams += 1;
+            entry.tx.subscribe()
         };
         let guard = SubscriptionGuard {
             state: self.state.clone(),
@@ -113,7 +124,7 @@ impl PubSubBasic for PubSubHub {
         Ok(Subscription { id, messages })
     }
 
-    async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
+    async fn unsubscribe(&self, subscription_id: &str) -> Result<bool, BackendError> {
         let token = self.state.lock().subscriptions.remove(subscription_id);
         Ok(token.map(|t| t.cancel()).is_some())
     }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::BackendResult;
+use crate::BackendError;
 use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 
 /// In-memory queues with visibility timeouts: queue_basic.
@@ -157,7 +157,7 @@ impl QueueState {}
 
 #[async_trait]
 impl QueueBasic for Queues {
-    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> Result<String, BackendError> {
         let state = self.queue(&queue);
         let id = {
             let mut inner = state.inner.lock();
@@ -183,7 +183,7 @@ impl QueueBasic for Queues {
         max: u32,
         visibility: Duration,
         wait: Duration,
-    ) -> BackendResult<Vec<ReceivedMessage>> {
+    ) -> Result<Vec<ReceivedMessage>, BackendError> {
         check_receive(max, visibility)?;
         let state = self.queue(&queue);
         // However the receive ends (answered, timed out, or its caller gone).
@@ -217,7 +217,7 @@ impl QueueBasic for Queues {
         }
     }
 
-    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn ack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         let Some(state) = self.existing(&queue) else {
             return Ok(false);
         };
@@ -231,7 +231,7 @@ impl QueueBasic for Queues {
         Ok(true)
     }
 
-    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn nack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         let Some(state) = self.existing(&queue) else {
             return Ok(false);
         };

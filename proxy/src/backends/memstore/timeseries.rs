@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
-use crate::BackendResult;
+use crate::BackendError;
 use crate::interfaces::{AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
 
 /// In-memory event streams: timeseries_basic.
@@ -44,7 +44,7 @@ impl SeriesStore {
 
 #[async_trait]
 impl TimeSeriesBasic for SeriesStore {
-    async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64> {
+    async fn append(&self, stream: String, events: Vec<Event>) -> Result<u64, BackendError> {
         let appended = events.len() as u64;
         let mut streams = self.streams.write();
         let series = streams.entry(stream).or_default();
@@ -55,7 +55,7 @@ impl TimeSeriesBasic for SeriesStore {
         Ok(appended)
     }
 
-    async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>> {
+    async fn query(&self, stream: String, query: Query) -> Result<Vec<Event>, BackendError> {
         Ok(self.with_range(&stream, query.start_ms, query.end_ms, |events| {
             events
                 .filter(|e| query.matches(e))
@@ -65,7 +65,7 @@ impl TimeSeriesBasic for SeriesStore {
         }))
     }
 
-    async fn aggregate(&self, stream: String, aggregation: Aggregation) -> BackendResult<Vec<AggregateRow>> {
+    async fn aggregate(&self, stream: String, aggregation: Aggregation) -> Result<Vec<AggregateRow>, BackendError> {
         aggregation.validate()?;
         Ok(
             self.with_range(&stream, aggregation.start_ms, aggregation.end_ms, |events| {

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use async_nats::jetstream::kv;
 
 use super::{Nats, error};
+use crate::BackendError;
 use crate::backends::driver::bounded;
 use crate::interfaces::KeyValueBasic;
-use crate::{BackendError, BackendResult};
 
 impl Nats {
-    async fn bucket(&self) -> BackendResult<&kv::Store> {
+    async fn bucket(&self) -> Result<&kv::Store, BackendError> {
         self.kv
             .get_or_try_init(|| {
                 bounded("nats", self.timeout, async {
@@ -38,7 +38,7 @@ impl Nats {
     }
 
     /// The live entry of `key`: its revision, or `None` when missing or deleted.
-    async fn live_revision(&self, store: &kv::Store, key: &str) -> BackendResult<Option<u64>> {
+    async fn live_revision(&self, store: &kv::Store, key: &str) -> Result<Option<u64>, BackendError> {
         let entry = store.entry(key).await.map_err(|e| error("get", e))?;
         Ok(entry.filter(|e| e.operation == kv::Operation::Put).map(|e| e.revision))
     }
@@ -50,7 +50,7 @@ fn encode(key: &[u8]) -> String {
 
 #[async_trait]
 impl KeyValueBasic for Nats {
-    async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
+    async fn set(&self, key: Bytes, value: Bytes) -> Result<(), BackendError> {
         let store = self.bucket().await?;
         bounded("nats", self.timeout, async {
             store
@@ -62,7 +62,7 @@ impl KeyValueBasic for Nats {
         .await
     }
 
-    async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
+    async fn get(&self, key: Bytes) -> Result<Option<Bytes>, BackendError> {
         let store = self.bucket().await?;
         bounded("nats", self.timeout, async {
             store.get(encode(&key)).await.map_err(|e| error("get", e))
@@ -70,7 +70,7 @@ impl KeyValueBasic for Nats {
         .await
     }
 
-    async fn delete(&self, key: Bytes) -> BackendResult<bool> {
+    async fn delete(&self, key: Bytes) -> Result<bool, BackendError> {
         let store = self.bucket().await?;
         let key = encode(&key);
         bounded("nats", self.timeout, async {
@@ -91,7 +91,7 @@ impl KeyValueBasic for Nats {
         .await
     }
 
-    async fn exists(&self, key: Bytes) -> BackendResult<bool> {
+    async fn exists(&self, key: Bytes) -> Result<bool, BackendError> {
         let store = self.bucket().await?;
         let key = encode(&key);
         bounded("nats", self.timeout, async {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::driver::{LiveSubscriptions, default_timeout};
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
-use crate::{BackendError, BackendResult, Interface};
+use crate::{BackendError, Interface};
 
 /// `backend: { type: nats, url: nats://127.0.0.1:4222, prefix: "app", ack_wait: 30s,
 /// queue_inactive_threshold: 1h }`
@@ -90,7 +90,7 @@ impl DriverConfig for NatsConfig {
         .collect()
     }
 
-    async fn connect(&self) -> BackendResult<Backend> {
+    async fn connect(&self) -> Result<Backend, BackendError> {
         Ok(Nats::connect(self).await?.backend())
     }
 }
@@ -112,7 +112,7 @@ pub(crate) struct Nats {
 impl Nats {
     /// Starts connecting in the background: the proxy starts (not ready) while the server
     /// is down.
-    pub(crate) async fn connect(config: &NatsConfig) -> BackendResult<Nats> {
+    pub(crate) async fn connect(config: &NatsConfig) -> Result<Nats, BackendError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(config.timeout)
             .request_timeout(Some(config.timeout))
@@ -184,7 +184,7 @@ impl HealthCheck for Nats {
     /// A round trip to JetStream, which the driver needs: a connection that says
     /// `Connected` may lead nowhere (a partition shows only after the client's missed
     /// pings, minutes later).
-    async fn check(&self) -> BackendResult<()> {
+    async fn check(&self) -> Result<(), BackendError> {
         let state = self.client.connection_state();
         if state != async_nats::connection::State::Connected {
             return Err(BackendError::Unavailable(format!("nats: connection {state:?}")));

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{Nats, error, token};
-use crate::BackendResult;
+use crate::BackendError;
 use crate::backends::driver::{bounded, envelope};
 use crate::interfaces::{PubSubBasic, Subscription};
 
@@ -18,7 +18,7 @@ impl Nats {
 
 #[async_trait]
 impl PubSubBasic for Nats {
-    async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
+    async fn publish(&self, topic: String, payload: Bytes) -> Result<u64, BackendError> {
         let subject = self.topic_subject(&topic);
         bounded("nats", self.timeout, async {
             self.client
@@ -33,7 +33,7 @@ impl PubSubBasic for Nats {
         Ok(0)
     }
 
-    async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
+    async fn subscribe(&self, topic: String) -> Result<Subscription, BackendError> {
         let subject = self.topic_subject(&topic);
         let subscriber = bounded("nats", self.timeout, async {
             let subscriber = self
@@ -50,7 +50,7 @@ impl PubSubBasic for Nats {
         Ok(self.live.register("nats", messages))
     }
 
-    async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
+    async fn unsubscribe(&self, subscription_id: &str) -> Result<bool, BackendError> {
         Ok(self.live.end(subscription_id))
     }
 }

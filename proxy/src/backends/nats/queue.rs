@@ -29,9 +29,9 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use super::{Nats, error, fnv1a, token};
+use crate::BackendError;
 use crate::backends::driver::bounded;
 use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
-use crate::{BackendError, BackendResult};
 
 #[derive(Default)]
 pub struct Queues {
@@ -126,7 +126,7 @@ impl Nats {
     }
 
     /// The work-queue stream every queue of this namespace is stored in.
-    async fn stream(&self) -> BackendResult<&async_nats::jetstream::stream::Stream> {
+    async fn stream(&self) -> Result<&async_nats::jetstream::stream::Stream, BackendError> {
         self.queues
             .stream
             .get_or_try_init(|| async {
@@ -146,7 +146,7 @@ impl Nats {
     }
 
     /// `queue`'s consumer, made when the server has none, for a pull now.
-    async fn consumer(&self, queue: &str) -> BackendResult<PullConsumer> {
+    async fn consumer(&self, queue: &str) -> Result<PullConsumer, BackendError> {
         let stream = self.stream().await?;
         let fresh_for = self.queue_inactive_threshold / 2;
         let cell = self.queues.consumers.lock().handle(queue, fresh_for);
@@ -187,7 +187,7 @@ impl Nats {
         consumer: &PullConsumer,
         max: usize,
         wait: Duration,
-    ) -> BackendResult<Vec<async_nats::jetstream::Message>> {
+    ) -> Result<Vec<async_nats::jetstream::Message>, BackendError> {
         let mut got = collect(consumer.fetch().max_messages(max).messages().await).await?;
         if got.is_empty() && wait >= Duration::from_millis(10) {
             got = collect(consumer.batch().max_messages(1).expires(wait).messages().await).await?;
@@ -228,7 +228,7 @@ impl Nats {
     }
 
     /// Sends `body` to a delivery's ack subject and waits for the server to confirm.
-    async fn settle(&self, receipt: String, body: &'static [u8]) -> BackendResult<()> {
+    async fn settle(&self, receipt: String, body: &'static [u8]) -> Result<(), BackendError> {
         bounded("nats", self.timeout, async {
             self.client
                 .request(receipt, Bytes::from_static(body))
@@ -245,7 +245,7 @@ async fn collect<E: std::fmt::Display>(
         impl futures::Stream<Item = Result<async_nats::jetstream::Message, impl std::fmt::Display>> + Unpin,
         E,
     >,
-) -> BackendResult<Vec<async_nats::jetstream::Message>> {
+) -> Result<Vec<async_nats::jetstream::Message>, BackendError> {
     let mut batch = batch.map_err(|e| error("pulling", e))?;
     let mut out = Vec::new();
     while let Some(message) = batch.next().await {
@@ -256,7 +256,7 @@ async fn collect<E: std::fmt::Display>(
 
 #[async_trait]
 impl QueueBasic for Nats {
-    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> Result<String, BackendError> {
         self.stream().await?;
         let subject = self.queue_subject(&queue);
         let ack = bounded("nats", self.timeout, async {
@@ -278,7 +278,7 @@ impl QueueBasic for Nats {
         max: u32,
         visibility: Duration,
         wait: Duration,
-    ) -> BackendResult<Vec<ReceivedMessage>> {
+    ) -> Result<Vec<ReceivedMessage>, BackendError> {
         check_receive(max, visibility)?;
         let consumer = self.consumer(&queue).await?;
         let pulled = bounded("nats", self.timeout + wait, self.pull(&consumer, max as usize, wait)).await;
@@ -307,7 +307,7 @@ impl QueueBasic for Nats {
         Ok(out)
     }
 
-    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn ack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         if !self.queues.take(&queue, &receipt) {
             return Ok(false);
         }
@@ -315,7 +315,7 @@ impl QueueBasic for Nats {
         Ok(true)
     }
 
-    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn nack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         if !self.queues.take(&queue, &receipt) {
             return Ok(false);
         }

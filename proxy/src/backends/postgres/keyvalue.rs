@@ -16,7 +16,7 @@ const LIVE: &str = "(expires_at IS NULL OR expires_at > now())";
 impl Postgres {
     /// A stored key without this namespace's prefix (INTERNAL if the server returned a
     /// key outside it).
-    fn strip(&self, key: Vec<u8>) -> BackendResult<Bytes> {
+    fn strip(&self, key: Vec<u8>) -> Result<Bytes, BackendError> {
         if !key.starts_with(self.prefix.as_bytes()) {
             return Err(BackendError::Internal(
                 "postgres: a key outside this namespace's prefix came back".into(),
@@ -25,7 +25,7 @@ impl Postgres {
         Ok(Bytes::from(key).slice(self.prefix.len()..))
     }
 
-    async fn upsert(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> BackendResult<()> {
+    async fn upsert(&self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), BackendError> {
         let seconds = ttl.map(|t| t.as_secs_f64());
         self.execute(
             "INSERT INTO prism_kv (key, value, expires_at)
@@ -53,11 +53,11 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 #[async_trait]
 impl KeyValueBasic for Postgres {
-    async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
+    async fn set(&self, key: Bytes, value: Bytes) -> Result<(), BackendError> {
         self.upsert(&key, &value, None).await
     }
 
-    async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
+    async fn get(&self, key: Bytes) -> Result<Option<Bytes>, BackendError> {
         let rows = self
             .query(
                 &format!("SELECT value FROM prism_kv WHERE key = $1 AND {LIVE}"),
@@ -69,7 +69,7 @@ impl KeyValueBasic for Postgres {
             .transpose()
     }
 
-    async fn delete(&self, key: Bytes) -> BackendResult<bool> {
+    async fn delete(&self, key: Bytes) -> Result<bool, BackendError> {
         let rows = self
             .query(
                 &format!("DELETE FROM prism_kv WHERE key = $1 RETURNING {LIVE}"),
@@ -82,7 +82,7 @@ impl KeyValueBasic for Postgres {
         })
     }
 
-    async fn exists(&self, key: Bytes) -> BackendResult<bool> {
+    async fn exists(&self, key: Bytes) -> Result<bool, BackendError> {
         let rows = self
             .query(
                 &format!("SELECT 1 FROM prism_kv WHERE key = $1 AND {LIVE}"),
@@ -95,11 +95,11 @@ impl KeyValueBasic for Postgres {
 
 #[async_trait]
 impl KeyValueTtl for Postgres {
-    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> BackendResult<()> {
+    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
         self.upsert(&key, &value, Some(ttl)).await
     }
 
-    async fn expire(&self, key: Bytes, ttl: Duration) -> BackendResult<bool> {
+    async fn expire(&self, key: Bytes, ttl: Duration) -> Result<bool, BackendError> {
         let n = self
             .execute(
                 &format!(
@@ -111,7 +111,7 @@ impl KeyValueTtl for Postgres {
         Ok(n == 1)
     }
 
-    async fn ttl(&self, key: Bytes) -> BackendResult<TtlState> {
+    async fn ttl(&self, key: Bytes) -> Result<TtlState, BackendError> {
         let rows = self
             .query(
                 &format!(
@@ -127,7 +127,7 @@ impl KeyValueTtl for Postgres {
         }
     }
 
-    async fn persist(&self, key: Bytes) -> BackendResult<bool> {
+    async fn persist(&self, key: Bytes) -> Result<bool, BackendError> {
         let n = self
             .execute(
                 "UPDATE prism_kv SET expires_at = NULL WHERE key = $1 AND expires_at > now()",
@@ -140,7 +140,7 @@ impl KeyValueTtl for Postgres {
 
 #[async_trait]
 impl KeyValueScan for Postgres {
-    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> BackendResult<ScanPage> {
+    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> Result<ScanPage, BackendError> {
         let start = self.prefixed(&prefix);
         let end = prefix_end(&start);
         let after = cursor.map(|c| self.prefixed(&c));
@@ -166,7 +166,7 @@ impl KeyValueScan for Postgres {
         Ok(ScanPage { keys, next_cursor })
     }
 
-    async fn count(&self, prefix: Bytes) -> BackendResult<u64> {
+    async fn count(&self, prefix: Bytes) -> Result<u64, BackendError> {
         let start = self.prefixed(&prefix);
         let end = prefix_end(&start);
         let rows = self
@@ -187,7 +187,7 @@ impl KeyValueScan for Postgres {
 
 #[async_trait]
 impl KeyValueBatch for Postgres {
-    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> BackendResult<Vec<bool>> {
+    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> Result<Vec<bool>, BackendError> {
         // One upsert cannot touch a row twice: the last value given for a key wins.
         let mut last: HashMap<&[u8], &[u8]> = HashMap::new();
         for (key, value) in &entries {
@@ -203,7 +203,7 @@ impl KeyValueBatch for Postgres {
         Ok(vec![true; entries.len()])
     }
 
-    async fn batch_get(&self, keys: Vec<Bytes>) -> BackendResult<Vec<Option<Bytes>>> {
+    async fn batch_get(&self, keys: Vec<Bytes>) -> Result<Vec<Option<Bytes>>, BackendError> {
         let wanted: Vec<Vec<u8>> = keys.iter().map(|k| self.prefixed(k)).collect();
         let rows = self
             .query(
@@ -218,7 +218,7 @@ impl KeyValueBatch for Postgres {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
-    async fn batch_delete(&self, keys: Vec<Bytes>) -> BackendResult<Vec<bool>> {
+    async fn batch_delete(&self, keys: Vec<Bytes>) -> Result<Vec<bool>, BackendError> {
         let wanted: Vec<Vec<u8>> = keys.iter().map(|k| self.prefixed(k)).collect();
         let rows = self
             .query(
@@ -238,7 +238,7 @@ impl KeyValueBatch for Postgres {
 }
 
 /// The remaining life the server computed, which a reply could make infinite or NaN.
-fn expiring(seconds: f64) -> BackendResult<TtlState> {
+fn expiring(seconds: f64) -> Result<TtlState, BackendError> {
     let bad = || BackendError::Internal(format!("postgres: a remaining life of {seconds} s"));
     if !seconds.is_finite() {
         return Err(bad());

@@ -21,7 +21,7 @@ use tokio::sync::OnceCell;
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
 use super::fanout::Fanout;
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
-use crate::{BackendError, BackendResult, Interface};
+use crate::{BackendError, Interface};
 
 /// `backend: { type: postgres, url: postgres://user@127.0.0.1:5432/db, prefix: "app:" }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -62,7 +62,7 @@ impl DriverConfig for PostgresConfig {
         Some((self.url.to_ascii_lowercase(), &self.prefix))
     }
 
-    async fn connect(&self) -> BackendResult<Backend> {
+    async fn connect(&self) -> Result<Backend, BackendError> {
         Ok(Postgres::connect(self)?.backend())
     }
 }
@@ -84,7 +84,7 @@ pub(crate) const MAX_PUBSUB_PAYLOAD: usize = 5_990;
 impl Postgres {
     /// Sets up the pool without connecting: the proxy starts (not ready) while the
     /// server is down.
-    pub(crate) fn connect(config: &PostgresConfig) -> BackendResult<Postgres> {
+    pub(crate) fn connect(config: &PostgresConfig) -> Result<Postgres, BackendError> {
         let mut pg_config = tokio_postgres::Config::from_str(&config.url)
             .map_err(|e| BackendError::invalid("backend.url", format!("not a PostgreSQL URL: {e}")))?;
         pg_config.connect_timeout(config.timeout);
@@ -128,7 +128,7 @@ impl Postgres {
     }
 
     /// A pooled connection with the schema in place, within the timeout.
-    async fn conn(&self) -> BackendResult<deadpool_postgres::Object> {
+    async fn conn(&self) -> Result<deadpool_postgres::Object, BackendError> {
         let conn = bounded("postgres", self.timeout, async {
             self.pool.get().await.map_err(pool_error)
         })
@@ -158,7 +158,7 @@ impl Postgres {
         &self,
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> BackendResult<Vec<tokio_postgres::Row>> {
+    ) -> Result<Vec<tokio_postgres::Row>, BackendError> {
         let conn = self.conn().await?;
         bounded("postgres", self.timeout, async {
             let prepared = conn.prepare_cached(statement).await.map_err(error)?;
@@ -172,7 +172,7 @@ impl Postgres {
         &self,
         statement: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
-    ) -> BackendResult<u64> {
+    ) -> Result<u64, BackendError> {
         let conn = self.conn().await?;
         bounded("postgres", self.timeout, async {
             let prepared = conn.prepare_cached(statement).await.map_err(error)?;
@@ -194,7 +194,10 @@ impl Postgres {
 /// Column `i` of a reply row, or INTERNAL naming it when the reply does not have the
 /// type the driver expects (a schema changed under it): a backend's reply is input too,
 /// and `Row::get` would panic.
-fn column<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a tokio_postgres::Row, i: usize) -> BackendResult<T> {
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, BackendError> {
     row.try_get(i)
         .map_err(|e| BackendError::Internal(format!("postgres: column {i} of the reply: {e}")))
 }
@@ -235,7 +238,7 @@ fn pool_error(e: deadpool_postgres::PoolError) -> BackendError {
 
 #[async_trait]
 impl HealthCheck for Postgres {
-    async fn check(&self) -> BackendResult<()> {
+    async fn check(&self) -> Result<(), BackendError> {
         self.query("SELECT 1", &[]).await.map(|_| ())
     }
 }

@@ -54,6 +54,19 @@ impl Listener for Listen {
         let sql = format!("UNLISTEN {}", quote_ident(channel));
         Box::pin(async move { self.0.batch_execute(&sql).await.map_err(error) })
     }
+
+    /// On the listening connection itself: PostgreSQL delivers a session's own
+    /// notifications to it, in commit order with everyone else's.
+    fn mark(&self, channel: &str, mark: u64) -> BoxFuture<'_, BackendResult<()>> {
+        let (channel, mark) = (channel.to_string(), mark.to_string());
+        Box::pin(async move {
+            self.0
+                .execute("SELECT pg_notify($1, $2)", &[&channel, &mark])
+                .await
+                .map(drop)
+                .map_err(error)
+        })
+    }
 }
 
 /// The driver's subscriptions, on connections made from `config`.
@@ -85,7 +98,7 @@ pub(super) fn fanout(config: tokio_postgres::Config, timeout: Duration) -> Fanou
 }
 
 /// A message from a NOTIFY payload: base64 of the envelope.
-fn decode(topic: &str, text: Bytes) -> BackendResult<Message> {
+fn decode(topic: &str, text: Bytes) -> Result<Message, BackendError> {
     let sealed = STANDARD
         .decode(&text)
         .map_err(|e| BackendError::Internal(format!("a NOTIFY payload on {topic} is not base64: {e}")))?;
@@ -99,7 +112,7 @@ fn quote_ident(name: &str) -> String {
 
 #[async_trait]
 impl PubSubBasic for Postgres {
-    async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
+    async fn publish(&self, topic: String, payload: Bytes) -> Result<u64, BackendError> {
         if payload.len() > MAX_PUBSUB_PAYLOAD {
             return Err(BackendError::InvalidArgument {
                 field: "payload".into(),
@@ -117,12 +130,12 @@ impl PubSubBasic for Postgres {
         Ok(0)
     }
 
-    async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
+    async fn subscribe(&self, topic: String) -> Result<Subscription, BackendError> {
         let messages = self.subscriptions.subscribe(self.channel(&topic), topic).await?;
         Ok(self.live.register("postgres", messages))
     }
 
-    async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
+    async fn unsubscribe(&self, subscription_id: &str) -> Result<bool, BackendError> {
         Ok(self.live.end(subscription_id))
     }
 }

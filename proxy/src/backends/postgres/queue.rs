@@ -15,7 +15,7 @@ use crate::{BackendError, BackendResult};
 
 impl Postgres {
     /// The row named by `receipt` while its delivery is still current.
-    async fn settle(&self, queue: &str, receipt: &str, statement: &str) -> BackendResult<bool> {
+    async fn settle(&self, queue: &str, receipt: &str, statement: &str) -> Result<bool, BackendError> {
         let Some((id, _)) = receipt.split_once('.') else {
             return Ok(false);
         };
@@ -35,7 +35,7 @@ impl Postgres {
 
 #[async_trait]
 impl QueueBasic for Postgres {
-    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> Result<String, BackendError> {
         let rows = self
             .query(
                 "INSERT INTO prism_queue (queue, payload) VALUES ($1, $2) RETURNING id",
@@ -55,7 +55,7 @@ impl QueueBasic for Postgres {
         max: u32,
         visibility: Duration,
         wait: Duration,
-    ) -> BackendResult<Vec<ReceivedMessage>> {
+    ) -> Result<Vec<ReceivedMessage>, BackendError> {
         check_receive(max, visibility)?;
         let name = self.queue_name(&queue);
         let (max, seconds) = (i64::from(max), visibility.as_secs_f64());
@@ -93,7 +93,7 @@ impl QueueBasic for Postgres {
         .await
     }
 
-    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn ack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         self.settle(
             &queue,
             &receipt,
@@ -102,7 +102,7 @@ impl QueueBasic for Postgres {
         .await
     }
 
-    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn nack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         self.settle(
             &queue,
             &receipt,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Redis;
-use crate::BackendResult;
+use crate::BackendError;
 use crate::interfaces::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
 
 /// Keys SCAN is asked for per round trip.
@@ -19,7 +19,7 @@ impl Redis {
     }
 
     /// Every live key under `prefix`, without the driver's own prefix, sorted.
-    async fn keys_under(&self, prefix: &[u8]) -> BackendResult<Vec<Bytes>> {
+    async fn keys_under(&self, prefix: &[u8]) -> Result<Vec<Bytes>, BackendError> {
         let mut pattern = glob_escape(&self.key(b""));
         pattern.extend(glob_escape(prefix));
         pattern.push(b'*');
@@ -70,22 +70,22 @@ fn millis(ttl: Duration) -> u64 {
 
 #[async_trait]
 impl KeyValueBasic for Redis {
-    async fn set(&self, key: Bytes, value: Bytes) -> BackendResult<()> {
+    async fn set(&self, key: Bytes, value: Bytes) -> Result<(), BackendError> {
         self.run(redis::cmd("SET").arg(self.key(&key)).arg(value.as_ref()).clone())
             .await
     }
 
-    async fn get(&self, key: Bytes) -> BackendResult<Option<Bytes>> {
+    async fn get(&self, key: Bytes) -> Result<Option<Bytes>, BackendError> {
         let value: Option<Vec<u8>> = self.run(redis::cmd("GET").arg(self.key(&key)).clone()).await?;
         Ok(value.map(Bytes::from))
     }
 
-    async fn delete(&self, key: Bytes) -> BackendResult<bool> {
+    async fn delete(&self, key: Bytes) -> Result<bool, BackendError> {
         let n: u64 = self.run(redis::cmd("DEL").arg(self.key(&key)).clone()).await?;
         Ok(n > 0)
     }
 
-    async fn exists(&self, key: Bytes) -> BackendResult<bool> {
+    async fn exists(&self, key: Bytes) -> Result<bool, BackendError> {
         let n: u64 = self.run(redis::cmd("EXISTS").arg(self.key(&key)).clone()).await?;
         Ok(n > 0)
     }
@@ -93,7 +93,7 @@ impl KeyValueBasic for Redis {
 
 #[async_trait]
 impl KeyValueTtl for Redis {
-    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> BackendResult<()> {
+    async fn set_with_ttl(&self, key: Bytes, value: Bytes, ttl: Duration) -> Result<(), BackendError> {
         let cmd = redis::cmd("SET")
             .arg(self.key(&key))
             .arg(value.as_ref())
@@ -103,14 +103,14 @@ impl KeyValueTtl for Redis {
         self.run(cmd).await
     }
 
-    async fn expire(&self, key: Bytes, ttl: Duration) -> BackendResult<bool> {
+    async fn expire(&self, key: Bytes, ttl: Duration) -> Result<bool, BackendError> {
         let n: u64 = self
             .run(redis::cmd("PEXPIRE").arg(self.key(&key)).arg(millis(ttl)).clone())
             .await?;
         Ok(n == 1)
     }
 
-    async fn ttl(&self, key: Bytes) -> BackendResult<TtlState> {
+    async fn ttl(&self, key: Bytes) -> Result<TtlState, BackendError> {
         let ms: i64 = self.run(redis::cmd("PTTL").arg(self.key(&key)).clone()).await?;
         Ok(match ms {
             -2 => TtlState::Missing,
@@ -119,7 +119,7 @@ impl KeyValueTtl for Redis {
         })
     }
 
-    async fn persist(&self, key: Bytes) -> BackendResult<bool> {
+    async fn persist(&self, key: Bytes) -> Result<bool, BackendError> {
         let n: u64 = self.run(redis::cmd("PERSIST").arg(self.key(&key)).clone()).await?;
         Ok(n == 1)
     }
@@ -127,7 +127,7 @@ impl KeyValueTtl for Redis {
 
 #[async_trait]
 impl KeyValueScan for Redis {
-    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> BackendResult<ScanPage> {
+    async fn scan(&self, prefix: Bytes, limit: u32, cursor: Option<Bytes>) -> Result<ScanPage, BackendError> {
         let keys = self.keys_under(&prefix).await?;
         // The cursor is the last key returned: the next page starts after it.
         let start = cursor.map_or(0, |c| keys.partition_point(|k| k <= &c));
@@ -140,14 +140,14 @@ impl KeyValueScan for Redis {
         })
     }
 
-    async fn count(&self, prefix: Bytes) -> BackendResult<u64> {
+    async fn count(&self, prefix: Bytes) -> Result<u64, BackendError> {
         Ok(self.keys_under(&prefix).await?.len() as u64)
     }
 }
 
 #[async_trait]
 impl KeyValueBatch for Redis {
-    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> BackendResult<Vec<bool>> {
+    async fn batch_set(&self, entries: Vec<(Bytes, Bytes)>) -> Result<Vec<bool>, BackendError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
@@ -159,7 +159,7 @@ impl KeyValueBatch for Redis {
         Ok(vec![true; entries.len()])
     }
 
-    async fn batch_get(&self, keys: Vec<Bytes>) -> BackendResult<Vec<Option<Bytes>>> {
+    async fn batch_get(&self, keys: Vec<Bytes>) -> Result<Vec<Option<Bytes>>, BackendError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -171,7 +171,7 @@ impl KeyValueBatch for Redis {
         Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
     }
 
-    async fn batch_delete(&self, keys: Vec<Bytes>) -> BackendResult<Vec<bool>> {
+    async fn batch_delete(&self, keys: Vec<Bytes>) -> Result<Vec<bool>, BackendError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }

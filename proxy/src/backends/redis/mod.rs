@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::driver::{LiveSubscriptions, bounded, default_timeout};
 use super::fanout::Fanout;
 use super::{Backend, DriverConfig, DriverInfo, HealthCheck};
-use crate::{BackendError, BackendResult, Interface};
+use crate::{BackendError, Interface};
 
 /// `backend: { type: redis, url: redis://127.0.0.1:6379, prefix: "app:", timeout: 5s }`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -56,7 +56,7 @@ impl DriverConfig for RedisConfig {
         Some((self.url.to_ascii_lowercase(), &self.prefix))
     }
 
-    async fn connect(&self) -> BackendResult<Backend> {
+    async fn connect(&self) -> Result<Backend, BackendError> {
         Ok(Redis::connect(self)?.backend())
     }
 }
@@ -72,7 +72,7 @@ pub(crate) struct Redis {
 impl Redis {
     /// Sets up the driver without touching the server: the first command connects, so
     /// the proxy starts (not ready) while Redis is down.
-    pub(crate) fn connect(config: &RedisConfig) -> BackendResult<Redis> {
+    pub(crate) fn connect(config: &RedisConfig) -> Result<Redis, BackendError> {
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| BackendError::invalid("backend.url", format!("not a Redis URL: {e}")))?;
         let manager = ConnectionManagerConfig::new()
@@ -116,7 +116,7 @@ impl Redis {
     }
 
     /// Runs one command (or pipeline, or script) under the configured timeout.
-    async fn run<T: redis::FromRedisValue + Send>(&self, cmd: impl Runnable) -> BackendResult<T> {
+    async fn run<T: redis::FromRedisValue + Send>(&self, cmd: impl Runnable) -> Result<T, BackendError> {
         let mut conn = self.conn.clone();
         bounded(
             "redis",
@@ -169,7 +169,7 @@ fn error(e: redis::RedisError) -> BackendError {
 
 #[async_trait]
 impl HealthCheck for Redis {
-    async fn check(&self) -> BackendResult<()> {
+    async fn check(&self) -> Result<(), BackendError> {
         let pong: String = self.run(redis::cmd("PING")).await?;
         if pong == "PONG" {
             Ok(())

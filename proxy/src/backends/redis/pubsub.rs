@@ -12,14 +12,15 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use super::{Redis, error};
-use crate::BackendResult;
 use crate::backends::driver::envelope;
 use crate::backends::fanout::{Connect, Fanout, Listener};
 use crate::interfaces::{PubSubBasic, Subscription};
+use crate::{BackendError, BackendResult};
 
-/// The command half of the shared SUBSCRIBE connection.
+/// The command half of the shared SUBSCRIBE connection, and a plain connection for the
+/// barrier marks (a subscribed connection cannot PUBLISH).
 #[derive(Clone)]
-pub(super) struct Sink(redis::aio::PubSubSink);
+pub(super) struct Sink(redis::aio::PubSubSink, redis::aio::MultiplexedConnection);
 
 impl Listener for Sink {
     fn listen(&self, channel: &str) -> BoxFuture<'_, BackendResult<()>> {
@@ -31,6 +32,19 @@ impl Listener for Sink {
         let (mut sink, channel) = (self.0.clone(), channel.to_string());
         Box::pin(async move { sink.unsubscribe(channel).await.map_err(error) })
     }
+
+    fn mark(&self, channel: &str, mark: u64) -> BoxFuture<'_, BackendResult<()>> {
+        let (mut conn, channel) = (self.1.clone(), channel.to_string());
+        Box::pin(async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(mark)
+                .query_async::<u64>(&mut conn)
+                .await
+                .map(drop)
+                .map_err(error)
+        })
+    }
 }
 
 /// The driver's subscriptions, on connections opened from `client`.
@@ -39,13 +53,14 @@ pub(super) fn fanout(client: redis::Client, timeout: Duration) -> Fanout<Sink> {
         let client = client.clone();
         Box::pin(async move {
             let (sink, stream) = client.get_async_pubsub().await.map_err(error)?.split();
+            let marks = client.get_multiplexed_async_connection().await.map_err(error)?;
             let incoming = stream
                 .map(|msg| {
                     let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
                     (msg.get_channel_name().to_string(), payload)
                 })
                 .boxed();
-            Ok((Sink(sink), incoming))
+            Ok((Sink(sink, marks), incoming))
         })
     });
     Fanout::new("redis", timeout, connect, envelope::open)
@@ -59,7 +74,7 @@ impl Redis {
 
 #[async_trait]
 impl PubSubBasic for Redis {
-    async fn publish(&self, topic: String, payload: Bytes) -> BackendResult<u64> {
+    async fn publish(&self, topic: String, payload: Bytes) -> Result<u64, BackendError> {
         let channel = self.channel(&topic);
         let reached: u64 = self
             .run(
@@ -75,12 +90,12 @@ impl PubSubBasic for Redis {
         })
     }
 
-    async fn subscribe(&self, topic: String) -> BackendResult<Subscription> {
+    async fn subscribe(&self, topic: String) -> Result<Subscription, BackendError> {
         let messages = self.subscriptions.subscribe(self.channel(&topic), topic).await?;
         Ok(self.live.register("redis", messages))
     }
 
-    async fn unsubscribe(&self, subscription_id: &str) -> BackendResult<bool> {
+    async fn unsubscribe(&self, subscription_id: &str) -> Result<bool, BackendError> {
         Ok(self.live.end(subscription_id))
     }
 }

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::Redis;
-use crate::BackendResult;
+use crate::BackendError;
 use crate::backends::driver::poll_until;
 use crate::interfaces::{QueueBasic, ReceivedMessage, check_receive};
 
@@ -31,7 +31,7 @@ impl Redis {
         self.name("qd", queue.as_bytes())
     }
 
-    async fn settle(&self, queue: &str, receipt: &str, how: &str) -> BackendResult<bool> {
+    async fn settle(&self, queue: &str, receipt: &str, how: &str) -> Result<bool, BackendError> {
         let Some((id, delivery)) = receipt.rsplit_once('/') else {
             return Ok(false);
         };
@@ -52,7 +52,7 @@ impl Redis {
 
 #[async_trait]
 impl QueueBasic for Redis {
-    async fn enqueue(&self, queue: String, payload: Bytes) -> BackendResult<String> {
+    async fn enqueue(&self, queue: String, payload: Bytes) -> Result<String, BackendError> {
         let mut call = ENQUEUE.prepare_invoke();
         call.key(self.stream(&queue)).arg(GROUP).arg(payload.as_ref());
         self.run(call).await
@@ -64,7 +64,7 @@ impl QueueBasic for Redis {
         max: u32,
         visibility: Duration,
         wait: Duration,
-    ) -> BackendResult<Vec<ReceivedMessage>> {
+    ) -> Result<Vec<ReceivedMessage>, BackendError> {
         check_receive(max, visibility)?;
         let (stream, deadlines) = (self.stream(&queue), self.deadlines(&queue));
         let visibility_ms = (visibility.as_millis() as u64).max(1);
@@ -87,11 +87,11 @@ impl QueueBasic for Redis {
         .await
     }
 
-    async fn ack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn ack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         self.settle(&queue, &receipt, "ack").await
     }
 
-    async fn nack(&self, queue: String, receipt: String) -> BackendResult<bool> {
+    async fn nack(&self, queue: String, receipt: String) -> Result<bool, BackendError> {
         self.settle(&queue, &receipt, "nack").await
     }
 }

@@ -4,15 +4,32 @@
 //! [`History`] (the seed of the run and the shrunk operations) that [`replay`] runs again
 //! to its first divergence (`prism-conformance --replay FILE`). The histories committed in
 //! `acceptance/regressions.json` run first on every run, as proptest's persistence does.
+//!
+//! One file per model: its operation type (as histories write it), its strategy, and the
+//! check that runs one sequence against the subject and the model side by side.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod batch;
+mod keyvalue;
+mod pubsub;
+mod queue;
+mod scan;
+mod timeseries;
+mod ttl;
+
+pub use batch::run as batch;
+pub use keyvalue::run as keyvalue;
+pub use pubsub::run as pubsub;
+pub use queue::run as queue;
+pub use scan::run as scan;
+pub(crate) use timeseries::reference as timeseries_reference;
+pub use timeseries::run as timeseries;
+pub use ttl::run as ttl;
+
 use std::fmt::Debug;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use anyhow::{Context, ensure};
-use bytes::Bytes;
+use anyhow::Context;
 use futures::future::BoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestError, TestRng, TestRunner};
@@ -22,13 +39,14 @@ use serde::{Deserialize, Serialize};
 use super::{CaseResult, Subject};
 
 /// Sequences per run: enough to find ordering bugs, few enough to run through a proxy.
+/// Models whose operations wait on real time run fewer.
 const SEQUENCES: u32 = 32;
 
 /// An operation history of a model check: one that failed (written beside the report),
 /// or one committed to run first on every run (`acceptance/regressions.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct History {
-    /// The model it runs against: `keyvalue` or `queue`.
+    /// The model it runs against: one of [`MODELS`].
     pub model: String,
     /// The trial it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,13 +67,37 @@ impl History {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let history: History =
             serde_json::from_str(&text).with_context(|| format!("{}: not a model history", path.display()))?;
-        let parsed = match history.model.as_str() {
-            "keyvalue" => ops::<KvOp>(&history).map(drop),
-            "queue" => ops::<QueueOp>(&history).map(drop),
-            other => Err(anyhow::anyhow!("unknown model {other:?}: expected keyvalue or queue")),
-        };
-        parsed.with_context(|| path.display().to_string())?;
+        Ops::of(&history).with_context(|| path.display().to_string())?;
         Ok(history)
+    }
+}
+
+/// The models a history may name.
+pub const MODELS: [&str; 7] = ["keyvalue", "ttl", "scan", "batch", "pubsub", "queue", "timeseries"];
+
+/// A history's operations, parsed by its model's operation type.
+enum Ops {
+    Keyvalue(Vec<keyvalue::KvOp>),
+    Ttl(Vec<ttl::TtlOp>),
+    Scan(Vec<scan::ScanOp>),
+    Batch(Vec<batch::BatchOp>),
+    PubSub(Vec<pubsub::PubSubOp>),
+    Queue(Vec<queue::QueueOp>),
+    TimeSeries(Vec<timeseries::TimeSeriesOp>),
+}
+
+impl Ops {
+    fn of(history: &History) -> anyhow::Result<Ops> {
+        Ok(match history.model.as_str() {
+            "keyvalue" => Ops::Keyvalue(ops(history)?),
+            "ttl" => Ops::Ttl(ops(history)?),
+            "scan" => Ops::Scan(ops(history)?),
+            "batch" => Ops::Batch(ops(history)?),
+            "pubsub" => Ops::PubSub(ops(history)?),
+            "queue" => Ops::Queue(ops(history)?),
+            "timeseries" => Ops::TimeSeries(ops(history)?),
+            other => anyhow::bail!("unknown model {other:?}: expected one of {}", MODELS.join(", ")),
+        })
     }
 }
 
@@ -65,7 +107,7 @@ fn ops<Op: DeserializeOwned>(history: &History) -> anyhow::Result<Vec<Op>> {
 
 /// The committed histories, run first.
 fn regressions() -> anyhow::Result<Vec<History>> {
-    serde_json::from_str(include_str!("../../regressions.json")).context("acceptance/regressions.json")
+    serde_json::from_str(include_str!("../../../regressions.json")).context("acceptance/regressions.json")
 }
 
 /// The seed of this run's random sequences: `PRISM_ACCEPT_MODEL_SEED` (64 hex digits)
@@ -95,9 +137,10 @@ fn hex(bytes: &[u8]) -> String {
 /// Runs `check` on the committed histories of `model`, then on random sequences from
 /// `strategy`, each with a fresh sub-prefix. A failure is written as a [`History`] to
 /// the subject's history file, when it names one.
-async fn run_model<Op, S>(
+pub(super) async fn run_model<Op, S>(
     s: Subject,
     model: &'static str,
+    sequences: u32,
     strategy: S,
     check: fn(Subject, Vec<Op>) -> BoxFuture<'static, CaseResult>,
 ) -> CaseResult
@@ -128,7 +171,7 @@ where
         let s = s.clone();
         move || {
             let config = Config {
-                cases: SEQUENCES,
+                cases: sequences,
                 failure_persistence: None,
                 ..Config::default()
             };
@@ -193,185 +236,13 @@ fn record(s: &Subject, mut history: History) -> String {
 /// Runs `history` once against the subject: its first divergence from the model, or
 /// `Ok` when there is none (the bug is gone).
 pub async fn replay(s: Subject, history: &History) -> CaseResult {
-    match history.model.as_str() {
-        "keyvalue" => check_keyvalue(s, ops(history)?).await,
-        "queue" => check_queue(s, ops(history)?).await,
-        other => anyhow::bail!("unknown model {other:?}: expected keyvalue or queue"),
+    match Ops::of(history)? {
+        Ops::Keyvalue(ops) => keyvalue::check(s, ops).await,
+        Ops::Ttl(ops) => ttl::check(s, ops).await,
+        Ops::Scan(ops) => scan::check(s, ops).await,
+        Ops::Batch(ops) => batch::check(s, ops).await,
+        Ops::PubSub(ops) => pubsub::check(s, ops).await,
+        Ops::Queue(ops) => queue::check(s, ops).await,
+        Ops::TimeSeries(ops) => timeseries::check(s, ops).await,
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KvOp {
-    Set(u8, u8),
-    Get(u8),
-    Delete(u8),
-    Exists(u8),
-}
-
-fn kv_op() -> impl Strategy<Value = KvOp> {
-    // Eight keys and four values, so operations collide often.
-    prop_oneof![
-        3 => (0u8..8, 0u8..4).prop_map(|(k, v)| KvOp::Set(k, v)),
-        3 => (0u8..8).prop_map(KvOp::Get),
-        2 => (0u8..8).prop_map(KvOp::Delete),
-        1 => (0u8..8).prop_map(KvOp::Exists),
-    ]
-}
-
-pub async fn keyvalue(s: Subject) -> CaseResult {
-    run_model(s, "keyvalue", prop::collection::vec(kv_op(), 1..40), |s, ops| {
-        Box::pin(check_keyvalue(s, ops))
-    })
-    .await
-}
-
-async fn check_keyvalue(s: Subject, ops: Vec<KvOp>) -> CaseResult {
-    let kv = s.kv()?;
-    let mut model: BTreeMap<u8, Bytes> = BTreeMap::new();
-    // Value 0 is empty, to keep "empty" and "missing" apart.
-    let value = |v: u8| Bytes::from(vec![b'v'; v as usize]);
-    for (step, op) in ops.iter().enumerate() {
-        match *op {
-            KvOp::Set(k, v) => {
-                kv.set(s.key([k]), value(v)).await?;
-                model.insert(k, value(v));
-            }
-            KvOp::Get(k) => {
-                let got = kv.get(s.key([k])).await?;
-                ensure!(
-                    got == model.get(&k).cloned(),
-                    "step {step} {op:?}: got {got:?}, model {:?}",
-                    model.get(&k)
-                );
-            }
-            KvOp::Delete(k) => {
-                let got = kv.delete(s.key([k])).await?;
-                ensure!(
-                    got == model.remove(&k).is_some(),
-                    "step {step} {op:?}: delete reported {got}"
-                );
-            }
-            KvOp::Exists(k) => {
-                let got = kv.exists(s.key([k])).await?;
-                ensure!(
-                    got == model.contains_key(&k),
-                    "step {step} {op:?}: exists reported {got}"
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueOp {
-    Enqueue,
-    Receive(u32),
-    Ack(usize),
-    Nack(usize),
-}
-
-fn queue_op() -> impl Strategy<Value = QueueOp> {
-    prop_oneof![
-        3 => Just(QueueOp::Enqueue),
-        3 => (1u32..4).prop_map(QueueOp::Receive),
-        2 => any::<usize>().prop_map(QueueOp::Ack),
-        1 => any::<usize>().prop_map(QueueOp::Nack),
-    ]
-}
-
-pub async fn queue(s: Subject) -> CaseResult {
-    run_model(s, "queue", prop::collection::vec(queue_op(), 1..30), |s, ops| {
-        Box::pin(check_queue(s, ops))
-    })
-    .await
-}
-
-/// Visibility long enough that nothing times out during a sequence.
-const VIS: Duration = Duration::from_secs(60);
-
-async fn check_queue(s: Subject, ops: Vec<QueueOp>) -> CaseResult {
-    let q = s.queue()?;
-    let name = s.name("q");
-    let mut next = 0u32;
-    let mut ready: BTreeSet<Bytes> = BTreeSet::new();
-    let mut in_flight: Vec<(String, Bytes)> = Vec::new();
-    for (step, op) in ops.iter().enumerate() {
-        match *op {
-            QueueOp::Enqueue => {
-                next += 1;
-                let payload = Bytes::from(format!("p{next}"));
-                q.enqueue(name.clone(), payload.clone()).await?;
-                ready.insert(payload);
-            }
-            QueueOp::Receive(max) => {
-                let wait = if ready.is_empty() {
-                    Duration::ZERO
-                } else {
-                    Duration::from_secs(2)
-                };
-                let got = q.receive(name.clone(), max, VIS, wait).await?;
-                ensure!(
-                    got.len() <= max as usize,
-                    "step {step}: {} messages for max {max}",
-                    got.len()
-                );
-                ensure!(
-                    ready.is_empty() || !got.is_empty(),
-                    "step {step}: nothing received with {} ready",
-                    ready.len()
-                );
-                for m in got {
-                    ensure!(
-                        ready.remove(&m.payload),
-                        "step {step}: received {:?}, which is not ready (in flight or acked)",
-                        m.payload
-                    );
-                    in_flight.push((m.receipt, m.payload));
-                }
-            }
-            QueueOp::Ack(i) if !in_flight.is_empty() => {
-                let (receipt, payload) = in_flight.remove(i % in_flight.len());
-                ensure!(
-                    q.ack(name.clone(), receipt).await?,
-                    "step {step}: ack of {payload:?} refused"
-                );
-            }
-            QueueOp::Nack(i) if !in_flight.is_empty() => {
-                let (receipt, payload) = in_flight.remove(i % in_flight.len());
-                ensure!(
-                    q.nack(name.clone(), receipt).await?,
-                    "step {step}: nack of {payload:?} refused"
-                );
-                ready.insert(payload);
-            }
-            QueueOp::Ack(_) | QueueOp::Nack(_) => {}
-        }
-    }
-    // Nothing unacked may be lost: give everything back and drain it.
-    for (receipt, payload) in in_flight.drain(..) {
-        ensure!(
-            q.nack(name.clone(), receipt).await?,
-            "final nack of {payload:?} refused"
-        );
-        ready.insert(payload);
-    }
-    let mut drained = BTreeSet::new();
-    loop {
-        let got = q.receive(name.clone(), 10, VIS, Duration::from_millis(100)).await?;
-        if got.is_empty() {
-            break;
-        }
-        for m in got {
-            q.ack(name.clone(), m.receipt).await?;
-            drained.insert(m.payload);
-        }
-    }
-    ensure!(
-        drained == ready,
-        "after the sequence the queue held {drained:?}, the model {ready:?}"
-    );
-    Ok(())
 }
