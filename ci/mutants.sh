@@ -45,6 +45,7 @@ for file in "${files[@]}"; do
   fi
   dir="$out/$(echo "$file" | tr / _)"
   mkdir -p "$dir"
+  echo "${extra[*]}" > "$dir/args" # for ci/mutants_report.py
   echo "== $file: acceptance cases matching $filter" >&2
   cargo mutants --test-package acceptance --file "$glob" \
     --output "$dir" --timeout 300 --baseline skip "${extra[@]}" \

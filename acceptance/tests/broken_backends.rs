@@ -371,6 +371,7 @@ async fn queue_that_drops_unacked_messages_is_caught() {
             "queue_basic::ack_after_visibility_timeout_is_refused",
             "queue_basic::nack_redelivers",
             "queue_basic::consumer_that_dies_loses_nothing",
+            "queue_basic::queues_keep_their_own_visibility",
             "queue_basic::delivery_count_increments",
             "queue_basic::model_random_sequences",
         ],

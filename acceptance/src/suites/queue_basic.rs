@@ -25,6 +25,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, ack_after_visibility_timeout_is_refused),
         case!(i, nack_redelivers),
         case!(i, consumer_that_dies_loses_nothing),
+        case!(i, queues_keep_their_own_visibility),
         case!(i, delivery_count_increments, needs: [Capability::QueueDeliveryCount]),
         case!(i, model_random_sequences),
     ]
@@ -172,6 +173,64 @@ async fn consumer_that_dies_loses_nothing(s: Subject) -> CaseResult {
         }
     }
     ensure!(done == sent, "lost {:?}", sent.difference(&done).collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Up to `n` messages of `name`, received with `visibility`, in as many receives as it takes.
+async fn receive_n(
+    q: &dyn QueueBasic,
+    name: &str,
+    n: usize,
+    visibility: Duration,
+) -> anyhow::Result<Vec<ReceivedMessage>> {
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while got.len() < n && tokio::time::Instant::now() < deadline {
+        got.extend(
+            q.receive(name.to_string(), (n - got.len()) as u32, visibility, WAIT)
+                .await?,
+        );
+    }
+    Ok(got)
+}
+
+/// Two queues filled alternately, so a backend that numbers messages per queue gives both
+/// the same ids: one queue's short visibility must not end the other's long one. A Redis
+/// driver keeping every queue's deadlines in one hash keyed by message id passed every
+/// other case (cargo-mutants, `ci/mutants.sh`).
+async fn queues_keep_their_own_visibility(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let (long, short) = (s.name("long"), s.name("short"));
+    for i in 0..10 {
+        q.enqueue(long.clone(), Bytes::from(format!("l{i}"))).await?;
+        q.enqueue(short.clone(), Bytes::from(format!("s{i}"))).await?;
+    }
+    let held = receive_n(q.as_ref(), &long, 10, LONG_VIS).await?;
+    ensure!(held.len() == 10, "received {} of the 10 long messages", held.len());
+    let expiring = receive_n(q.as_ref(), &short, 10, SHORT_VIS).await?;
+    ensure!(
+        expiring.len() == 10,
+        "received {} of the 10 short messages",
+        expiring.len()
+    );
+    tokio::time::sleep(SHORT_VIS * 2).await;
+    let back = receive_n(q.as_ref(), &short, 10, LONG_VIS).await?;
+    ensure!(
+        back.len() == 10,
+        "{} of the 10 short-visibility messages came back",
+        back.len()
+    );
+    let early = q
+        .receive(long.clone(), 10, LONG_VIS, Duration::from_millis(300))
+        .await?;
+    ensure!(
+        early.is_empty(),
+        "messages of the other queue came back before their visibility of {LONG_VIS:?}: {:?}",
+        early.iter().map(|m| &m.payload).collect::<Vec<_>>()
+    );
+    for m in held {
+        ensure!(q.ack(long.clone(), m.receipt).await?, "ack of {:?} refused", m.payload);
+    }
     Ok(())
 }
 

@@ -56,12 +56,13 @@ impl Listener for Listen {
     }
 
     /// On the listening connection itself: PostgreSQL delivers a session's own
-    /// notifications to it, in commit order with everyone else's.
+    /// notifications to it, in commit order with everyone else's. (The alias names the
+    /// statement in `pg_stat_activity`, apart from publishes.)
     fn mark(&self, channel: &str, mark: u64) -> BoxFuture<'_, BackendResult<()>> {
         let (channel, mark) = (channel.to_string(), mark.to_string());
         Box::pin(async move {
             self.0
-                .execute("SELECT pg_notify($1, $2)", &[&channel, &mark])
+                .execute("SELECT pg_notify($1, $2) AS prism_barrier", &[&channel, &mark])
                 .await
                 .map(drop)
                 .map_err(error)

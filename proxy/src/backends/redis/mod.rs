@@ -82,7 +82,7 @@ impl Redis {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager).map_err(error)?;
         Ok(Redis {
-            subscriptions: pubsub::fanout(client, config.timeout),
+            subscriptions: pubsub::fanout(client, conn.clone(), config.timeout),
             conn,
             prefix: config.prefix.as_bytes().to_vec(),
             timeout: config.timeout,

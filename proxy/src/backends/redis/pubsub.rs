@@ -17,10 +17,10 @@ use crate::backends::fanout::{Connect, Fanout, Listener};
 use crate::interfaces::{PubSubBasic, Subscription};
 use crate::{BackendError, BackendResult};
 
-/// The command half of the shared SUBSCRIBE connection, and a plain connection for the
-/// barrier marks (a subscribed connection cannot PUBLISH).
+/// The command half of the shared SUBSCRIBE connection, and the driver's command
+/// connection for the barrier marks (a subscribed connection cannot PUBLISH).
 #[derive(Clone)]
-pub(super) struct Sink(redis::aio::PubSubSink, redis::aio::MultiplexedConnection);
+pub(super) struct Sink(redis::aio::PubSubSink, redis::aio::ConnectionManager);
 
 impl Listener for Sink {
     fn listen(&self, channel: &str) -> BoxFuture<'_, BackendResult<()>> {
@@ -47,13 +47,17 @@ impl Listener for Sink {
     }
 }
 
-/// The driver's subscriptions, on connections opened from `client`.
-pub(super) fn fanout(client: redis::Client, timeout: Duration) -> Fanout<Sink> {
+/// The driver's subscriptions, on connections opened from `client`; barrier marks go
+/// over `commands`.
+pub(super) fn fanout(
+    client: redis::Client,
+    commands: redis::aio::ConnectionManager,
+    timeout: Duration,
+) -> Fanout<Sink> {
     let connect: Connect<Sink> = Arc::new(move || {
-        let client = client.clone();
+        let (client, marks) = (client.clone(), commands.clone());
         Box::pin(async move {
             let (sink, stream) = client.get_async_pubsub().await.map_err(error)?.split();
-            let marks = client.get_multiplexed_async_connection().await.map_err(error)?;
             let incoming = stream
                 .map(|msg| {
                     let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
