@@ -211,6 +211,25 @@ async fn an_endpoint_that_cannot_describe_itself_or_disagrees_with_its_claim_fai
     proxy.drain(Duration::from_secs(2)).await;
 }
 
+/// `prism-conformance --list | true`: the reader closes the pipe before the list is
+/// written; the list ends there without a panic, exit 0 (libtest-mimic alone panicked,
+/// exit 101).
+#[test]
+fn a_list_nobody_reads_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_prism-conformance"))
+        .args(["--backend", "memstore", "--list"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[test]
 fn usage_errors_exit_2_naming_the_argument() {
     let dir = tempfile::tempdir().unwrap();

@@ -187,22 +187,41 @@ fn main() -> ExitCode {
         junit: args.junit.clone(),
         latency: args.latency,
     };
+    // libtest-mimic panics when stdout is closed early (`--list | head`): the list goes
+    // to a file first, and from there to stdout, where a closed pipe just ends it.
+    let list_file = match args.list.then(tempfile::NamedTempFile::new).transpose() {
+        Ok(file) => file,
+        Err(e) => return usage(format!("cannot create a temporary file for the list: {e}")),
+    };
     let trial_args = libtest_mimic::Arguments {
         filter: args.filter.clone(),
         exact: args.exact,
         skip: args.skip.clone(),
         list: args.list,
         test_threads: args.test_threads,
+        logfile: list_file.as_ref().map(|f| f.path().display().to_string()),
         ..libtest_mimic::Arguments::default()
     };
     match runner::run(trial_args, targets, options) {
         Err(e) => usage(format!("{e:#}")),
-        Ok(_) if args.list => ExitCode::SUCCESS,
+        Ok(_) if args.list => match list_file.map(|f| print_list(f.path())) {
+            Some(Err(e)) => usage(format!("cannot print the list: {e}")),
+            _ => ExitCode::SUCCESS,
+        },
         Ok(c) if c.num_failed > 0 => ExitCode::FAILURE,
         Ok(c) if c.num_passed + c.num_ignored == 0 => usage(format!(
             "no trial matches{}; `prism-conformance --list` shows their names",
             args.filter.as_deref().map(|f| format!(" {f:?}")).unwrap_or_default()
         )),
         Ok(_) => ExitCode::SUCCESS,
+    }
+}
+
+/// Copies the list libtest-mimic wrote to stdout; a reader that stops early is not an error.
+fn print_list(path: &std::path::Path) -> std::io::Result<()> {
+    let mut list = std::fs::File::open(path)?;
+    match std::io::copy(&mut list, &mut std::io::stdout().lock()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.map(drop),
     }
 }
