@@ -26,6 +26,7 @@ pub fn cases() -> Vec<Case> {
         case!(i, nack_redelivers),
         case!(i, consumer_that_dies_loses_nothing),
         case!(i, queues_keep_their_own_visibility),
+        case!(i, a_waiting_receive_gets_a_message_enqueued_meanwhile),
         case!(i, delivery_count_increments, needs: [Capability::QueueDeliveryCount]),
         case!(i, model_random_sequences),
     ]
@@ -231,6 +232,26 @@ async fn queues_keep_their_own_visibility(s: Subject) -> CaseResult {
     for m in held {
         ensure!(q.ack(long.clone(), m.receipt).await?, "ack of {:?} refused", m.payload);
     }
+    Ok(())
+}
+
+/// A receive on an empty queue waits (up to its `wait`) and returns the message enqueued
+/// while it waits. A memstore mutant that gave up at once passed every other case.
+async fn a_waiting_receive_gets_a_message_enqueued_meanwhile(s: Subject) -> CaseResult {
+    let q = s.queue()?;
+    let name = s.name("q");
+    let waiting = tokio::spawn({
+        let (q, name) = (q.clone(), name.clone());
+        async move { q.receive(name, 1, LONG_VIS, Duration::from_secs(10)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.enqueue(name.clone(), b("late")).await?;
+    let got = waiting.await??;
+    ensure!(
+        got.len() == 1 && got[0].payload == b("late"),
+        "the waiting receive returned {got:?}, not the message enqueued while it waited"
+    );
+    ensure!(q.ack(name, got[0].receipt.clone()).await?, "ack refused");
     Ok(())
 }
 
