@@ -7,6 +7,8 @@
 # A missed mutant is a change of the driver no case noticed. Results per file go to
 # $MUTANTS_OUT/<file>/ (cargo-mutants' outcomes.json), and a summary to stdout.
 # Not in CI: each mutant is a rebuild of the proxy and a suite run, about a minute here.
+# A mutant whose cases run past MUTANTS_TIMEOUT seconds (default 120; one backend's cases
+# take 5-30 s here) counts as caught: it hangs where it should answer.
 # The unmutated baseline is skipped: cargo-mutants 27 runs it with the mutated package's
 # tests (prism-proxy), not --test-package's; CI runs the suites unmutated.
 # Usage: bash ci/mutants.sh [proxy/src/backends/<kind>/<part>.rs | proxy/src/backends/<kind> ...]
@@ -48,7 +50,7 @@ for file in "${files[@]}"; do
   echo "${extra[*]}" > "$dir/args" # for ci/mutants_report.py
   echo "== $file: acceptance cases matching $filter" >&2
   cargo mutants --test-package acceptance --file "$glob" \
-    --output "$dir" --timeout 300 --baseline skip "${extra[@]}" \
+    --output "$dir" --timeout "${MUTANTS_TIMEOUT:-120}" --baseline skip "${extra[@]}" \
     -- --all-features --test acceptance -- "$filter" || true
   python3 - "$dir/mutants.out/outcomes.json" "$file" <<'PY'
 import json, sys
