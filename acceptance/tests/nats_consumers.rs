@@ -3,7 +3,8 @@
 //! loses its JetStream consumer after `queue_inactive_threshold`, so queue names used
 //! once do not hold a consumer each forever; its messages wait in the stream and come
 //! when it is received from again; a consumer with a delivery out is kept; one deleted
-//! by hand is made again.
+//! by hand is made again; one made with other settings (an earlier config) takes the
+//! driver's.
 //!
 //! A missing nats-server fails under PRISM_ACCEPT_STRICT=1 (CI) and is reported as
 //! skipped otherwise.
@@ -35,10 +36,21 @@ fn url(instance: &Instance) -> String {
 }
 
 async fn queues(instance: &Instance) -> Arc<dyn QueueBasic> {
+    queues_with(instance, NatsConfig::new(&url(instance))).await
+}
+
+/// The queues of a driver with `config`'s settings (and this file's prefix and threshold
+/// unless `config` says otherwise).
+async fn queues_with(instance: &Instance, config: NatsConfig) -> Arc<dyn QueueBasic> {
+    let defaults = NatsConfig::new(&url(instance));
     let config = BackendConfig::Nats(NatsConfig {
         prefix: "consumers".into(),
-        queue_inactive_threshold: THRESHOLD,
-        ..NatsConfig::new(&url(instance))
+        queue_inactive_threshold: if config.queue_inactive_threshold == defaults.queue_inactive_threshold {
+            THRESHOLD
+        } else {
+            config.queue_inactive_threshold
+        },
+        ..config
     });
     config
         .connect()
@@ -182,5 +194,45 @@ async fn a_consumer_deleted_by_hand_is_made_again() {
         two.map(|m| m.payload),
         Some(Bytes::from("two")),
         "first try: {first_try:?}"
+    );
+}
+
+/// A driver started with another `ack_wait`, then one with another
+/// `queue_inactive_threshold` (a changed config, a new version), each finds the queue's
+/// consumer made with the old settings and updates it: the server then holds the new
+/// ones. A mutant keeping the old consumer passed every case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_made_with_other_settings_takes_the_drivers() {
+    let Some(instance) = server().await else { return };
+    let js = jetstream(&instance).await;
+    let server_config = || async {
+        let streams: Vec<String> = js.stream_names().try_collect().await.expect("streams");
+        let stream = js.get_stream(&streams[0]).await.expect("stream");
+        let name = consumers(&js).await.pop().expect("one consumer");
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+            stream.get_consumer(&name).await.expect("the consumer");
+        consumer.info().await.expect("consumer info").config.clone()
+    };
+    round_trip(queues(&instance).await.as_ref(), "settings").await;
+    let base = NatsConfig::new(&url(&instance));
+    let ack_wait = base.ack_wait * 2;
+    let new_ack_wait = NatsConfig {
+        ack_wait,
+        ..base.clone()
+    };
+    round_trip(queues_with(&instance, new_ack_wait).await.as_ref(), "settings").await;
+    assert_eq!(server_config().await.ack_wait, ack_wait, "the consumer's ack_wait");
+    let threshold = THRESHOLD * 5;
+    let new_threshold = NatsConfig {
+        ack_wait,
+        queue_inactive_threshold: threshold,
+        ..base
+    };
+    round_trip(queues_with(&instance, new_threshold).await.as_ref(), "settings").await;
+    let config = server_config().await;
+    assert_eq!(
+        (config.ack_wait, config.inactive_threshold),
+        (ack_wait, threshold),
+        "the consumer's ack_wait and inactive_threshold"
     );
 }
