@@ -101,6 +101,15 @@ impl Ops {
     }
 }
 
+/// Entry `n` of one of a model's tables (a history names keys, hosts and the like by
+/// number); an error for a number a hand-edited history put past its end.
+fn pick<T: Copy>(table: &[T], n: u8) -> anyhow::Result<T> {
+    table
+        .get(n as usize)
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("number {n} is out of the model's table of {}", table.len()))
+}
+
 fn ops<Op: DeserializeOwned>(history: &History) -> anyhow::Result<Vec<Op>> {
     serde_json::from_value(history.ops.clone()).context("the history's ops")
 }

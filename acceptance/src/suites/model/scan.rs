@@ -11,7 +11,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::run_model;
+use super::{pick, run_model};
 use crate::suites::{CaseResult, Subject};
 
 /// Key suffixes, by number.
@@ -69,13 +69,6 @@ pub async fn run(s: Subject) -> CaseResult {
     .await
 }
 
-fn nth<'a>(table: &[&'a [u8]], n: u8) -> anyhow::Result<&'a [u8]> {
-    table
-        .get(n as usize)
-        .copied()
-        .ok_or_else(|| anyhow::anyhow!("number {n} is out of the model's table of {}", table.len()))
-}
-
 pub(super) async fn check(s: Subject, ops: Vec<ScanOp>) -> CaseResult {
     let (kv, scan) = (s.kv()?, s.scan()?);
     let mut model: BTreeSet<&[u8]> = BTreeSet::new();
@@ -89,17 +82,17 @@ pub(super) async fn check(s: Subject, ops: Vec<ScanOp>) -> CaseResult {
     for (step, op) in ops.iter().enumerate() {
         match *op {
             ScanOp::Set(k) => {
-                let key = nth(&KEYS, k)?;
+                let key = pick(&KEYS, k)?;
                 kv.set(s.key(key), Bytes::from_static(b"v")).await?;
                 model.insert(key);
             }
             ScanOp::Delete(k) => {
-                let key = nth(&KEYS, k)?;
+                let key = pick(&KEYS, k)?;
                 let got = kv.delete(s.key(key)).await?;
                 ensure!(got == model.remove(key), "step {step} {op:?}: delete reported {got}");
             }
             ScanOp::Scan(p, n) => {
-                let prefix = nth(&PREFIXES, p)?;
+                let prefix = pick(&PREFIXES, p)?;
                 let got = s.scan_all(prefix, u32::from(n.max(1))).await?;
                 let want = under(&model, prefix);
                 ensure!(
@@ -109,7 +102,7 @@ pub(super) async fn check(s: Subject, ops: Vec<ScanOp>) -> CaseResult {
                 );
             }
             ScanOp::Count(p) => {
-                let prefix = nth(&PREFIXES, p)?;
+                let prefix = pick(&PREFIXES, p)?;
                 let got = scan.count(s.key(prefix)).await?;
                 let want = under(&model, prefix).len() as u64;
                 ensure!(

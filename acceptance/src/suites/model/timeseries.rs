@@ -13,7 +13,7 @@ use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, Query};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::run_model;
+use super::{pick, run_model};
 use crate::suites::{CaseResult, Subject};
 
 const BASE: i64 = 1_700_000_000_000;
@@ -88,13 +88,6 @@ pub async fn run(s: Subject) -> CaseResult {
         Box::pin(check(s, ops))
     })
     .await
-}
-
-fn pick<T: Copy>(table: &[T], n: u8) -> anyhow::Result<T> {
-    table
-        .get(n as usize)
-        .copied()
-        .ok_or_else(|| anyhow::anyhow!("number {n} is out of the model's table of {}", table.len()))
 }
 
 fn event(e: &Ev) -> anyhow::Result<Event> {
