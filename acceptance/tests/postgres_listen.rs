@@ -92,3 +92,37 @@ async fn subscriptions_share_one_listen_connection() {
         assert!(matches!(&m, Ok(Some(Ok(m))) if m.payload == "o"), "{m:?}");
     }
 }
+
+/// NOTIFY carries the driver's envelope in base64, so the driver takes payloads up to
+/// its own bound (5 989 bytes): one of exactly that size is delivered whole, one byte
+/// more is refused naming the field (a mutant refusing the bound itself passed every
+/// case; the old bound, 5 990, was itself one byte past what PostgreSQL takes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_at_the_notify_bound_is_delivered_and_one_byte_more_refused() {
+    let Some((_instance, url, _admin)) = support::postgres().await else {
+        return;
+    };
+    let backend = BackendConfig::Postgres(PostgresConfig {
+        url,
+        prefix: "bound:".into(),
+        timeout: Duration::from_secs(5),
+        pool_size: 2,
+    })
+    .connect()
+    .await
+    .expect("driver");
+    let pubsub = backend.pubsub_basic.expect("postgres serves pubsub_basic");
+    let mut sub = pubsub.subscribe("big".into()).await.expect("subscribe");
+    let at_bound = Bytes::from(vec![b'x'; 5_989]);
+    pubsub
+        .publish("big".into(), at_bound.clone())
+        .await
+        .expect("publish at the bound");
+    let got = tokio::time::timeout(Duration::from_secs(10), sub.messages.next()).await;
+    assert!(matches!(&got, Ok(Some(Ok(m))) if m.payload == at_bound), "{got:?}");
+    let over = pubsub.publish("big".into(), Bytes::from(vec![b'x'; 5_990])).await;
+    assert!(
+        matches!(&over, Err(prism_proxy::BackendError::InvalidArgument { field, .. }) if field == "payload"),
+        "{over:?}"
+    );
+}

@@ -77,9 +77,11 @@ pub(crate) struct Postgres {
     live: LiveSubscriptions,
 }
 
-/// The NOTIFY payload limit (8000 bytes) leaves this much for a message after the
-/// envelope and base64.
-pub(crate) const MAX_PUBSUB_PAYLOAD: usize = 5_990;
+/// The NOTIFY payload limit (shorter than 8000 bytes) leaves this much for a message
+/// after the 8-byte envelope and base64: 4 * ceil((8 + 5 989) / 3) = 7 996. It was 5 990,
+/// whose 8 000 base64 bytes PostgreSQL refuses ("payload string too long"); the test at
+/// the bound found it.
+pub(crate) const MAX_PUBSUB_PAYLOAD: usize = 5_989;
 
 impl Postgres {
     /// Sets up the pool without connecting: the proxy starts (not ready) while the
