@@ -5,8 +5,9 @@
 # (`<kind>::<part>` matches `proxy::<kind>::<part>...` too; mod.rs and batcher.rs run
 # all of the backend's cases).
 # A missed mutant is a change of the driver no case noticed. Results per file go to
-# $MUTANTS_OUT/<file>/ (cargo-mutants' outcomes.json), and a summary to stdout.
-# Not in CI: each mutant is a rebuild of the proxy and a suite run, about a minute here.
+# $MUTANTS_OUT/<file>/ (cargo-mutants' outcomes.json), and the tables of every run kept
+# there to stdout (ci/mutants_report.py).
+# Not in CI: each mutant is a rebuild of the proxy and a suite run, 25-120 s here.
 # A mutant whose cases run past MUTANTS_TIMEOUT seconds (default 120; one backend's cases
 # take 5-30 s here) counts as caught: it hangs where it should answer.
 # The unmutated baseline is skipped: cargo-mutants 27 runs it with the mutated package's
@@ -19,12 +20,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants --version 27.1.0
 eval "$(bash ci/install-servers.sh)"
 export PRISM_ACCEPT_STRICT=1 PRISM_ACCEPT_LATENCY=0
 # Its own build folder: mutated builds never touch the shared cache. Each mutant
-# rebuilds prism-proxy and relinks the suite: incremental builds without debug info make
-# that about half as long here (the mutated copy stays at one path, so increments apply).
+# rebuilds prism-proxy and relinks the suite, incrementally and without debug info (the
+# mutated copy stays at one path, so increments apply): 14-53 s per build here, against
+# about a minute per mutant in the first, non-incremental runs.
 export CARGO_TARGET_DIR="${MUTANTS_TARGET_DIR:-$HOME/.cache/prism-mutants-target}"
 export CARGO_INCREMENTAL=1 CARGO_PROFILE_DEV_DEBUG=0 CARGO_PROFILE_TEST_DEBUG=0
 out="${MUTANTS_OUT:-$HOME/.cache/prism-mutants}"
@@ -52,14 +54,6 @@ for file in "${files[@]}"; do
   cargo mutants --test-package acceptance --file "$glob" \
     --output "$dir" --timeout "${MUTANTS_TIMEOUT:-120}" --baseline skip "${extra[@]}" \
     -- --all-features --test acceptance -- "$filter" || true
-  python3 - "$dir/mutants.out/outcomes.json" "$file" <<'PY'
-import json, sys
-outcomes = json.load(open(sys.argv[1]))
-summary = {k: outcomes.get(k, 0) for k in ("caught", "missed", "timeout", "unviable", "success")}
-print(f"{sys.argv[2]}: {summary['caught']} caught, {summary['missed']} missed, {summary['timeout']} timed out, {summary['unviable']} unviable (of {outcomes.get('total_mutants', '?')})")
-for o in outcomes.get("outcomes", []):
-    if o.get("summary") == "MissedMutant":
-        s = o["scenario"]["Mutant"]
-        print(f"  missed: {s['file']}:{s['span']['start']['line']}: {s.get('name') or s.get('replacement')}")
-PY
 done
+# Every run kept in $out so far, per run and per driver (the tables of reports/mutants.md).
+python3 ci/mutants_report.py "$out"
