@@ -65,20 +65,15 @@ type Subscribers = Arc<Mutex<Routes>>;
 #[derive(Default)]
 struct Routes {
     channels: HashMap<String, Channel>,
-    /// Subscribers waiting for their barrier mark: id -> (channel, wake-up).
-    joining: HashMap<u64, (String, oneshot::Sender<()>)>,
+    /// Subscribers waiting for their barrier mark, by id: what is read meanwhile is not
+    /// theirs. The wake-up tells `subscribe` the mark came.
+    joining: HashMap<u64, oneshot::Sender<()>>,
 }
 
 /// One server channel: its topic and the subscribers it feeds.
 struct Channel {
     topic: String,
-    subscribers: HashMap<u64, Subscriber>,
-}
-
-struct Subscriber {
-    tx: mpsc::Sender<BackendResult<Message>>,
-    /// Past its barrier: messages read from now on are its.
-    joined: bool,
+    subscribers: HashMap<u64, mpsc::Sender<BackendResult<Message>>>,
 }
 
 /// The shared connection while it lives.
@@ -140,9 +135,9 @@ impl<L: Listener> Fanout<L> {
                 topic,
                 subscribers: HashMap::new(),
             });
-            entry.subscribers.insert(id, Subscriber { tx, joined: false });
+            entry.subscribers.insert(id, tx);
             let first = entry.subscribers.len() == 1;
-            routes.joining.insert(id, (channel.clone(), wake));
+            routes.joining.insert(id, wake);
             first
         };
         // From here a failure drops `leave`, which takes the subscriber out again (and
@@ -227,25 +222,23 @@ async fn read(
 ) {
     while let Some((channel, payload)) = incoming.next().await {
         let mut routes = subscribers.lock();
+        let Routes { channels, joining } = &mut *routes;
         if channel == barrier {
             let id = std::str::from_utf8(&payload).ok().and_then(|s| s.parse::<u64>().ok());
-            if let Some((channel, wake)) = id.and_then(|id| routes.joining.remove(&id)) {
-                let subscriber = id.and_then(|id| routes.channels.get_mut(&channel)?.subscribers.get_mut(&id));
-                if let Some(subscriber) = subscriber {
-                    subscriber.joined = true;
-                }
+            if let Some(wake) = id.and_then(|id| joining.remove(&id)) {
                 let _ = wake.send(());
             }
             continue;
         }
-        let Some(channel) = routes.channels.get_mut(&channel) else {
+        let Some(channel) = channels.get_mut(&channel) else {
             continue;
         };
         let message = decode(&channel.topic, payload);
-        // try_send: the reader never waits on a subscriber.
+        // try_send: the reader never waits on a subscriber. One still joining is kept
+        // and handed nothing.
         channel
             .subscribers
-            .retain(|_, s| !s.joined || s.tx.try_send(message.clone()).is_ok());
+            .retain(|id, tx| joining.contains_key(id) || tx.try_send(message.clone()).is_ok());
     }
     // Emptied before the connection is marked lost: a subscribe that opens the next one
     // must not see its subscribers cleared by this task.
