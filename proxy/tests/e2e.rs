@@ -35,13 +35,14 @@ async fn client_of(proxy: &Proxy, direct: bool) -> PrismClient {
 
 /// Over both transports: tonic's channel and the direct h2 connection the load
 /// generator uses (unary calls framed by the client itself, subscriptions over tonic's
-/// generated client on that connection).
+/// generated client on that connection); and the proxy on either runtime.
 #[rstest::rstest]
-#[case::channel(false)]
-#[case::direct(true)]
+#[case::channel(false, &[])]
+#[case::direct(true, &[])]
+#[case::current_thread_runtime(true, &["--runtime", "current-thread"])]
 #[tokio::test]
-async fn every_interface_over_grpc(#[case] direct: bool) {
-    let proxy = Proxy::start(CONFIG);
+async fn every_interface_over_grpc(#[case] direct: bool, #[case] args: &[&str]) {
+    let proxy = Proxy::start_with_args(CONFIG, args);
     let c = client_of(&proxy, direct).await;
 
     // keyvalue_basic
@@ -509,6 +510,20 @@ fn logs_are_plain_off_a_terminal_and_json_on_request() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("PRISM_LOG_FORMAT=\"xml\": expected text or json"), "{err}");
+}
+
+#[test]
+fn worker_threads_are_refused_with_the_current_thread_runtime() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_prism-proxy"))
+        .args(["--runtime", "current-thread", "--worker-threads", "2"])
+        .output()
+        .expect("run prism-proxy");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--worker-threads applies to --runtime multi-thread"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -7,10 +7,10 @@ mod oidc;
 
 use std::time::Duration;
 
+use http::HeaderMap;
 #[cfg(feature = "oidc")]
 pub use oidc::{Discovery, IssuerError, OidcValidator};
 use serde::Deserialize;
-use tonic::metadata::MetadataMap;
 
 use crate::BackendError;
 
@@ -75,11 +75,22 @@ impl Auth {
     /// or invalid), before anything about the configuration is looked up. `auth: none`
     /// lets anyone in.
     #[cfg_attr(not(feature = "oidc"), allow(unused_variables))]
-    pub(crate) async fn authenticate(&self, metadata: &MetadataMap) -> Result<Caller, BackendError> {
+    pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, BackendError> {
         match self {
             Auth::None => Ok(Caller::default()),
             #[cfg(feature = "oidc")]
-            Auth::Oidc(validator) => validator.validate(bearer(metadata)?).await,
+            // Boxed: the validation's future (a key fetch inside) is kilobytes, and every
+            // request's admission would carry its size, also with `auth: none`.
+            Auth::Oidc(validator) => Box::pin(validator.validate(bearer(headers)?)).await,
+        }
+    }
+
+    /// [`Auth::authenticate`] when it needs no waiting (`auth: none`); `None` otherwise.
+    pub(crate) fn authenticate_now(&self) -> Option<Result<Caller, BackendError>> {
+        match self {
+            Auth::None => Some(Ok(Caller::default())),
+            #[cfg(feature = "oidc")]
+            Auth::Oidc(_) => None,
         }
     }
 
@@ -113,9 +124,9 @@ impl Auth {
 
 /// The token of `authorization: Bearer <token>`.
 #[cfg_attr(not(feature = "oidc"), allow(dead_code))]
-fn bearer(metadata: &MetadataMap) -> Result<&str, BackendError> {
-    let value = metadata
-        .get("authorization")
+fn bearer(headers: &HeaderMap) -> Result<&str, BackendError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
         .ok_or_else(|| BackendError::Unauthenticated("no authorization metadata (expected `Bearer <token>`)".into()))?;
     let value = value
         .to_str()
@@ -149,7 +160,7 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_read_strictly() {
-        let mut m = MetadataMap::new();
+        let mut m = HeaderMap::new();
         assert!(matches!(bearer(&m), Err(BackendError::Unauthenticated(_))));
         m.insert("authorization", "Basic abc".parse().unwrap());
         assert!(matches!(bearer(&m), Err(BackendError::Unauthenticated(_))));

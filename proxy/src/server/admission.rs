@@ -11,113 +11,166 @@
 //!
 //! Requests to other services (health, reflection) pass through untouched.
 
-use std::collections::HashMap;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::future::BoxFuture;
 use http_body::Frame;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use hyper::body::Incoming;
 use tonic::Status;
 use tonic::body::Body;
-use tonic::metadata::MetadataMap;
 
 use super::connections::{Connection, OpenCall};
-use super::namespace::{Namespace, ResponseBytes, Router};
+use super::namespace::{Call, ResponseBytes, Router};
+use super::routes::{Answer, Prism, Route, Routes};
 use crate::status::to_status;
 use crate::{BackendError, Operation};
 
 /// Length of the gRPC message prefix: a compression flag and a big-endian u32 length.
 const PREFIX: usize = 5;
 
-/// The layer admitting requests through `router`.
+/// What the services of every connection share: the namespaces and the routes.
+pub(crate) struct Gateway {
+    pub(crate) router: Arc<Router>,
+    pub(crate) routes: Routes,
+}
+
+/// One connection's service: each request routed by its path, and admitted first when
+/// it is a Prism operation. Its calls count as the connection's open calls (for the idle
+/// timeout) until their responses end.
 #[derive(Clone)]
-pub(crate) struct AdmissionLayer {
-    router: Arc<Router>,
-    operations: Arc<HashMap<String, Operation>>,
+pub(crate) struct Admission {
+    gateway: Arc<Gateway>,
+    connection: Connection,
 }
 
-impl AdmissionLayer {
-    pub(crate) fn new(router: Arc<Router>) -> AdmissionLayer {
-        let operations = Operation::ALL.into_iter().map(|op| (op.grpc_path(), op)).collect();
-        AdmissionLayer {
-            router,
-            operations: Arc::new(operations),
-        }
+impl Admission {
+    pub(crate) fn new(gateway: Arc<Gateway>, connection: Connection) -> Admission {
+        Admission { gateway, connection }
     }
 }
 
-impl<S> tower::Layer<S> for AdmissionLayer {
-    type Service = Admission<S>;
+impl hyper::service::Service<http::Request<Incoming>> for Admission {
+    type Response = http::Response<Holding>;
+    type Error = Infallible;
+    type Future = Answering;
 
-    fn layer(&self, inner: S) -> Admission<S> {
-        Admission {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// The service [`AdmissionLayer`] wraps around the gRPC routes.
-#[derive(Clone)]
-pub(crate) struct Admission<S> {
-    inner: S,
-    layer: AdmissionLayer,
-}
-
-impl<S> tower::Service<http::Request<Body>> for Admission<S>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = http::Response<Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<http::Response<Body>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
-        // The call is open on its connection (for the idle timeout) until its response ends.
-        let open = Connection::of(&request).map(Connection::call);
-        let Some(&op) = self.layer.operations.get(request.uri().path()) else {
-            let response = self.inner.call(request);
-            return Box::pin(async move { Ok(held_until_end(response.await?, open)) });
+    fn call(&self, request: http::Request<Incoming>) -> Answering {
+        let open = self.connection.call();
+        let gateway = &self.gateway;
+        let route = gateway.routes.route(request.uri().path());
+        let Route::Operation(op, service) = route else {
+            return Answering::Plain {
+                answer: gateway.routes.plain(route, request),
+                open: Some(open),
+            };
         };
-        // The clone that was polled ready serves this request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let router = self.layer.router.clone();
-        Box::pin(async move {
-            let response = admit(&mut inner, request, op, router).await?;
-            Ok(held_until_end(response, open))
-        })
+        let started = Instant::now();
+        match gateway.router.admit_now(request.headers(), op, started) {
+            Some(Ok(call)) => gateway.serve(call, request, op, service, open),
+            Some(Err(status)) => Answering::Ready(Some(held_until_end(status.into_http(), open, None))),
+            // Authentication that waits (a token to check): the whole admission boxed.
+            None => Answering::Admitting(Box::pin(admit(gateway.clone(), request, op, service, open, started))),
+        }
     }
 }
 
-/// `response` with `open` and its bytes' share of the namespace's budget held until its
-/// body has been sent (or dropped).
-fn held_until_end(mut response: http::Response<Body>, open: Option<OpenCall>) -> http::Response<Body> {
-    let bytes = response.extensions_mut().remove::<ResponseBytes>();
-    if open.is_none() && bytes.is_none() {
-        return response;
-    }
-    response.map(|body| {
-        Body::new(Holding {
+impl Gateway {
+    /// `request`, admitted as `call`, served by `service` with its body capped.
+    fn serve(
+        &self,
+        call: Call,
+        request: http::Request<Incoming>,
+        op: Operation,
+        service: Prism,
+        open: OpenCall,
+    ) -> Answering {
+        let request = request.map(|body| Capped {
             body,
-            _open: open,
-            _bytes: bytes,
-        })
+            call: call.clone(),
+            op,
+            deadline: None,
+            partial: BytesMut::new(),
+            done: false,
+        });
+        Answering::Served {
+            answer: self.routes.prism(service, request),
+            call,
+            open: Some(open),
+        }
+    }
+}
+
+/// What a connection's service answers a request with. A concrete future rather than a
+/// boxed `async` block: admission without waiting (`auth: none`) is done by the time
+/// the request's future exists, and the one left to wait for is the service's answer.
+pub(crate) enum Answering {
+    /// A service's answer to a request that was not admitted (health, reflection, ...).
+    Plain { answer: Answer, open: Option<OpenCall> },
+    /// The answer to an admitted call; its response's share of the byte budget is taken
+    /// from the call when it comes.
+    Served {
+        answer: Answer,
+        call: Call,
+        open: Option<OpenCall>,
+    },
+    /// An answer already known (a refusal).
+    Ready(Option<http::Response<Holding>>),
+    /// Admission that waits for authentication, then the answer.
+    Admitting(BoxFuture<'static, http::Response<Holding>>),
+}
+
+impl Future for Answering {
+    type Output = Result<http::Response<Holding>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let response = match self.get_mut() {
+            Answering::Plain { answer, open } => {
+                let Ok(response) = ready!(answer.as_mut().poll(cx));
+                open.take().map(|open| held_until_end(response, open, None))
+            }
+            Answering::Served { answer, call, open } => {
+                let Ok(response) = ready!(super::namespace::serving(call, || answer.as_mut().poll(cx)));
+                open.take()
+                    .map(|open| held_until_end(response, open, call.take_response_bytes()))
+            }
+            Answering::Ready(response) => response.take(),
+            Answering::Admitting(admitting) => Some(ready!(admitting.as_mut().poll(cx))),
+        };
+        // Polled again after it answered: a bug in the caller, answered as one.
+        Poll::Ready(Ok(response.unwrap_or_else(|| {
+            http::Response::new(Holding {
+                body: Status::internal("an answer was polled twice")
+                    .into_http::<Body>()
+                    .into_body(),
+                _open: None,
+                _bytes: None,
+            })
+        })))
+    }
+}
+
+/// `response` with `open` and its `bytes`' share of the namespace's budget held until
+/// its body has been sent (or dropped).
+fn held_until_end(
+    response: http::Response<Body>,
+    open: OpenCall,
+    bytes: Option<ResponseBytes>,
+) -> http::Response<Holding> {
+    response.map(|body| Holding {
+        body,
+        _open: Some(open),
+        _bytes: bytes,
     })
 }
 
 /// A response body holding its call open and its bytes paid for.
-struct Holding {
+pub(crate) struct Holding {
     body: Body,
     _open: Option<OpenCall>,
     _bytes: Option<ResponseBytes>,
@@ -140,42 +193,23 @@ impl http_body::Body for Holding {
     }
 }
 
-/// Admits `request` for `op` from its headers, then hands it to `inner` with its body
-/// capped.
-async fn admit<S>(
-    inner: &mut S,
-    mut request: http::Request<Body>,
+/// Admits `request` for `op` after authentication that waits, then serves it (the
+/// boxed path of [`Answering::Admitting`]).
+async fn admit(
+    gateway: Arc<Gateway>,
+    request: http::Request<Incoming>,
     op: Operation,
-    router: Arc<Router>,
-) -> Result<http::Response<Body>, S::Error>
-where
-    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
-{
-    let started = Instant::now();
-    let metadata = MetadataMap::from_headers(std::mem::take(request.headers_mut()));
-    let admitted = router.admit(&metadata, op, started).await;
-    *request.headers_mut() = metadata.into_headers();
-    let call = match admitted {
+    service: Prism,
+    open: OpenCall,
+    started: Instant,
+) -> http::Response<Holding> {
+    let call = match gateway.router.admit(request.headers(), op, started).await {
         Ok(call) => call,
-        Err(status) => return Ok(status.into_http()),
+        Err(status) => return held_until_end(status.into_http(), open, None),
     };
-    let (parts, body) = request.into_parts();
-    let body = Body::new(Capped {
-        body,
-        ns: call.namespace().clone(),
-        budget: router.request_bytes.clone(),
-        paid: Paid::default(),
-        charge: call.buffered.clone(),
-        op,
-        started,
-        timeout: router.request_body_timeout,
-        deadline: None,
-        partial: BytesMut::new(),
-        done: false,
-    });
-    let mut request = http::Request::from_parts(parts, body);
-    request.extensions_mut().insert(call);
-    inner.call(request).await
+    match gateway.serve(call, request, op, service, open).await {
+        Ok(response) => response,
+    }
 }
 
 /// A request body read under its namespace's `max_message_bytes`, the proxy's
@@ -183,17 +217,10 @@ where
 /// message is handed on whole: the decoder, which reserves room for the length a message
 /// declares, only sees a length once that many bytes have arrived and been paid for.
 struct Capped {
-    body: Body,
-    ns: Arc<Namespace>,
-    budget: Arc<Semaphore>,
-    /// What the bytes held so far took from the namespace's and the proxy's budgets.
-    paid: Paid,
-    /// Where the message's share of the budgets is kept once whole, for as long as the
-    /// call lives.
-    charge: Arc<OnceLock<Paid>>,
+    body: Incoming,
+    /// The admitted call, which holds the message's bytes in the budgets until it is done.
+    call: Call,
     op: Operation,
-    started: Instant,
-    timeout: std::time::Duration,
     /// Armed when a message does not arrive in its first frame.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The message so far, when it came in more than one frame.
@@ -233,75 +260,47 @@ impl Capped {
         } else {
             self.partial.split().freeze()
         };
-        let _ = self.charge.set(std::mem::take(&mut self.paid));
         self.done = true;
         Ok(Some(message))
     }
 
     fn check_declared(&self, declared: usize) -> Result<(), Status> {
-        if declared > self.ns.limits.max_message_bytes as usize {
+        if declared > self.call.limits.max_message_bytes as usize {
             return Err(self.refuse(format!("the request message declares {declared} bytes")));
         }
         Ok(())
     }
 
-    /// Takes `n` more bytes from the namespace's budget (`limits.max_buffered_bytes`), so
-    /// one namespace cannot take the proxy's, then from the proxy's.
+    /// Takes `n` more bytes from the namespace's and the proxy's budgets.
     fn pay(&mut self, n: usize) -> Result<(), Status> {
-        let Ok(n) = u32::try_from(n) else {
-            return Err(self.refuse(format!("a frame of {n} bytes")));
-        };
-        let overloaded = |what: String| BackendError::Overloaded(format!("{what}; retry shortly"));
-        let Ok(ns) = self.ns.buffered.clone().try_acquire_many_owned(n) else {
-            let err = overloaded(format!(
-                "namespace {} holds its limit of request bytes (max_buffered_bytes={})",
-                self.ns.name, self.ns.limits.max_buffered_bytes
-            ));
-            return Err(self.answer(to_status(&err, Some(&self.ns.name))));
-        };
-        let Ok(proxy) = self.budget.clone().try_acquire_many_owned(n) else {
-            let err =
-                overloaded("the proxy holds its limit of request bytes (transport.max_buffered_request_bytes)".into());
-            return Err(self.answer(to_status(&err, Some(&self.ns.name))));
-        };
-        self.paid.add(ns, proxy);
-        Ok(())
+        self.call
+            .pay_request_bytes(n)
+            .map_err(|err| self.answer(to_status(&err, Some(&self.call.name))))
     }
 
     fn refuse(&self, what: String) -> Status {
-        let limit = self.ns.limits.max_message_bytes;
+        let limit = self.call.limits.max_message_bytes;
         let err = BackendError::InvalidArgument {
             field: "(message)".into(),
             message: format!("{what}, over the limit max_message_bytes={limit}"),
             limit: Some(format!("max_message_bytes={limit}")),
         };
-        self.answer(to_status(&err, Some(&self.ns.name)))
+        self.answer(to_status(&err, Some(&self.call.name)))
     }
 
     /// `status`, counted in `/metrics` (the handler never runs).
     fn answer(&self, status: Status) -> Status {
-        self.ns.metrics.record(self.op, self.started.elapsed(), status.code());
+        self.call
+            .metrics
+            .record(self.op, self.call.started().elapsed(), status.code());
         status
     }
 }
 
-/// Bytes taken from the namespace's budget and from the proxy's (permits of different
-/// semaphores cannot be merged).
-#[derive(Default)]
-pub(crate) struct Paid {
-    ns: Option<OwnedSemaphorePermit>,
-    proxy: Option<OwnedSemaphorePermit>,
-}
-
-impl Paid {
-    fn add(&mut self, ns: OwnedSemaphorePermit, proxy: OwnedSemaphorePermit) {
-        for (held, more) in [(&mut self.ns, ns), (&mut self.proxy, proxy)] {
-            match held {
-                Some(held) => held.merge(more),
-                None => *held = Some(more),
-            }
-        }
-    }
+/// A failure reading the request off the connection, as the status tonic would give it
+/// (a reset stream is CANCELLED, ...).
+fn body_error(e: hyper::Error) -> Status {
+    Status::from_error(Box::new(e))
 }
 
 /// The length a message's 5-byte prefix declares.
@@ -322,7 +321,7 @@ impl http_body::Body for Capped {
                     Some(Ok(frame)) if frame.data_ref().is_some_and(|d| !d.is_empty()) => {
                         Poll::Ready(Some(Err(this.refuse("the request holds more than one message".into()))))
                     }
-                    other => Poll::Ready(other),
+                    other => Poll::Ready(other.map(|frame| frame.map_err(body_error))),
                 };
             }
             if let Some(deadline) = &mut this.deadline
@@ -330,14 +329,15 @@ impl http_body::Body for Capped {
             {
                 let err = BackendError::DeadlineExceeded(format!(
                     "the request message did not arrive within transport.request_body_timeout ({:?})",
-                    this.timeout
+                    this.call.body_timeout()
                 ));
                 this.done = true;
-                return Poll::Ready(Some(Err(this.answer(to_status(&err, Some(&this.ns.name))))));
+                return Poll::Ready(Some(Err(this.answer(to_status(&err, Some(&this.call.name))))));
             }
             let frame = match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
-                other => return Poll::Ready(other),
+                Some(Err(e)) => return Poll::Ready(Some(Err(body_error(e)))),
+                None => return Poll::Ready(None),
             };
             let data = match frame.into_data() {
                 Ok(data) => data,
@@ -347,7 +347,7 @@ impl http_body::Body for Capped {
                 Ok(Some(message)) => return Poll::Ready(Some(Ok(Frame::data(message)))),
                 Ok(None) => {
                     if this.deadline.is_none() {
-                        this.deadline = Some(Box::pin(tokio::time::sleep(this.timeout)));
+                        this.deadline = Some(Box::pin(tokio::time::sleep(this.call.body_timeout())));
                     }
                 }
                 Err(status) => {

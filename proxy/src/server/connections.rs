@@ -6,7 +6,7 @@
 //! clients cannot keep the places forever; keepalive PINGs do not count as calls.
 //!
 //! hyper does not expose a connection's open streams, so calls are counted by the
-//! admission layer ([`Connection::call`], held until the response body ends) and the
+//! connection's service ([`Connection::call`], held until the response body ends) and the
 //! idle timer runs in the connection's reads: when it fires with no call open, the read
 //! side reports end of stream and hyper closes the connection.
 
@@ -20,16 +20,15 @@ use std::time::Duration;
 
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
-use tonic::transport::server::{Connected, TlsConnectInfo};
 
+use crate::budget::{Budget, Taken};
 use crate::metrics::Metrics;
 
 /// Accepted connections from `incoming`, at most `max` open at once.
 pub(crate) struct Bounded<I> {
     incoming: I,
-    places: Arc<Semaphore>,
+    places: Arc<Budget>,
     max: u32,
     idle: Duration,
     metrics: Metrics,
@@ -40,7 +39,7 @@ impl<I> Bounded<I> {
     pub(crate) fn new(incoming: I, max: u32, idle: Duration, metrics: Metrics) -> Bounded<I> {
         Bounded {
             incoming,
-            places: Arc::new(Semaphore::new(max as usize)),
+            places: Budget::new(max as usize),
             max,
             idle,
             metrics,
@@ -61,8 +60,8 @@ where
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => return Poll::Ready(None),
             };
-            match self.places.clone().try_acquire_owned() {
-                Ok(place) => {
+            match self.places.try_hold(1) {
+                Some(place) => {
                     self.metrics.connections.inc();
                     return Poll::Ready(Some(Ok(Counted {
                         io,
@@ -72,10 +71,11 @@ where
                         connection: Connection(Arc::new(Calls::new())),
                         idle: self.idle,
                         timer: Box::pin(tokio::time::sleep(self.idle)),
+                        timer_waker: None,
                         closed: false,
                     })));
                 }
-                Err(_) => {
+                None => {
                     self.metrics.connections_refused.inc();
                     tracing::debug!(
                         max_connections = self.max,
@@ -91,13 +91,17 @@ where
 /// A connection holding its place; the place (and the gauge) is given back on drop.
 pub(crate) struct Counted<IO> {
     io: IO,
-    _place: OwnedSemaphorePermit,
+    _place: Taken,
     open: prometheus::IntGauge,
     idle_closed: prometheus::IntCounter,
     connection: Connection,
     idle: Duration,
     /// Fires when the connection may have been idle for `idle`; checked, then re-armed.
     timer: Pin<Box<Sleep>>,
+    /// The waker `timer` was last polled with: while reads are pending with the same
+    /// waker and the timer has not fired, it need not be polled again (a read pending
+    /// on every request, polling the timer cost a few hundred instructions each time).
+    timer_waker: Option<std::task::Waker>,
     /// The idle timeout ended the connection: every later read is end of stream.
     closed: bool,
 }
@@ -106,6 +110,11 @@ impl<IO> Counted<IO> {
     /// Whether the connection has been idle for its timeout; if not, the timer is re-armed
     /// for the earliest moment it could be.
     fn poll_idle(&mut self, cx: &mut Context<'_>) -> bool {
+        let registered = self.timer_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+        if registered && !self.timer.is_elapsed() {
+            return false;
+        }
+        self.timer_waker = Some(cx.waker().clone());
         while self.timer.as_mut().poll(cx).is_ready() {
             let next = match self.connection.0.idle_since() {
                 Some(since) if since + self.idle <= Instant::now() => return true,
@@ -118,20 +127,11 @@ impl<IO> Counted<IO> {
     }
 }
 
-/// A connection's calls, as the admission layer sees them (in each request's extensions,
-/// as the connection's `ConnectInfo`).
+/// A connection's calls, as its service sees them.
 #[derive(Clone)]
 pub(crate) struct Connection(Arc<Calls>);
 
 impl Connection {
-    /// The connection of `request`, if it came through [`Bounded`] (plain or TLS).
-    pub(crate) fn of<B>(request: &http::Request<B>) -> Option<&Connection> {
-        let extensions = request.extensions();
-        extensions
-            .get::<Connection>()
-            .or_else(|| extensions.get::<TlsConnectInfo<Connection>>().map(|tls| tls.get_ref()))
-    }
-
     /// Marks a call open until the returned guard is dropped.
     pub(crate) fn call(&self) -> OpenCall {
         self.0.open.fetch_add(1, Ordering::AcqRel);
@@ -182,10 +182,9 @@ impl<IO> Drop for Counted<IO> {
     }
 }
 
-impl<IO: Connected> Connected for Counted<IO> {
-    type ConnectInfo = Connection;
-
-    fn connect_info(&self) -> Connection {
+impl<IO> Counted<IO> {
+    /// The connection's calls, for its service to count.
+    pub(crate) fn connection(&self) -> Connection {
         self.connection.clone()
     }
 }

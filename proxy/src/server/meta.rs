@@ -11,9 +11,9 @@ pub struct MetaService;
 impl meta_server::Meta for MetaService {
     async fn describe_namespace(
         &self,
-        mut request: Request<pb::DescribeNamespaceRequest>,
+        _request: Request<pb::DescribeNamespaceRequest>,
     ) -> Result<Response<pb::DescribeNamespaceResponse>, Status> {
-        let ns = super::namespace::admitted(&mut request)?;
+        let ns = super::namespace::admitted()?;
         let limits = ns.limits;
         let response = pb::DescribeNamespaceResponse {
             namespace: ns.name.clone(),

@@ -11,27 +11,21 @@ mod meta;
 mod namespace;
 mod pubsub;
 mod queue;
+mod routes;
 mod subscription;
 mod timeseries;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use prism_proto::keyvalue::v1::{
-    key_value_basic_server::KeyValueBasicServer, key_value_batch_server::KeyValueBatchServer,
-    key_value_scan_server::KeyValueScanServer, key_value_ttl_server::KeyValueTtlServer,
-};
-use prism_proto::meta::v1::meta_server::MetaServer;
-use prism_proto::pubsub::v1::pub_sub_basic_server::PubSubBasicServer;
-use prism_proto::queue::v1::queue_basic_server::QueueBasicServer;
-use prism_proto::timeseries::v1::time_series_basic_server::TimeSeriesBasicServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
-use tower::layer::util::{Identity, Stack};
+use tower::util::BoxCloneSyncService;
 
 use namespace::{Namespace, Router};
 
@@ -90,21 +84,6 @@ pub enum StartError {
     Auth(#[source] BackendError),
 }
 
-/// The server TLS settings from `config.tls`, files read now.
-fn server_tls(tls: &crate::config::TlsConfig) -> Result<tonic::transport::ServerTlsConfig, StartError> {
-    crate::tls::ensure_crypto_provider();
-    let read = |field, path: &std::path::Path| {
-        std::fs::read(path).map_err(|source| StartError::TlsFile {
-            field,
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    let identity =
-        tonic::transport::Identity::from_pem(read("cert_file", &tls.cert_file)?, read("key_file", &tls.key_file)?);
-    Ok(tonic::transport::ServerTlsConfig::new().identity(identity))
-}
-
 async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
         what,
@@ -132,7 +111,7 @@ pub struct RunningProxy {
     /// Stops the admin listener; later than `shutdown`, so `/readyz` can say "draining".
     admin_stop: CancellationToken,
     health: tonic_health::server::HealthReporter,
-    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    grpc: JoinHandle<()>,
     admin: JoinHandle<std::io::Result<()>>,
 }
 
@@ -170,18 +149,23 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
     let incoming = TcpIncoming::from(grpc_listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(transport.tcp_keepalive));
-    let grpc = grpc_server(config, &router, &shutdown)?
-        .add_service(health_service)
-        .serve_with_incoming_shutdown(
-            connections::Bounded::new(
-                incoming,
-                transport.max_connections,
-                transport.max_connection_idle,
-                metrics.clone(),
-            ),
-            shutdown.clone().cancelled_owned(),
-        );
-    let grpc = tokio::spawn(grpc);
+    let tls = config.tls.as_ref().map(transport::tls_acceptor).transpose()?;
+    let gateway = Arc::new(admission::Gateway {
+        router: router.clone(),
+        routes: routes(config, &router, &shutdown, BoxCloneSyncService::new(health_service))?,
+    });
+    let grpc = tokio::spawn(transport::serve(
+        connections::Bounded::new(
+            incoming,
+            transport.max_connections,
+            transport.max_connection_idle,
+            metrics.clone(),
+        ),
+        tls,
+        transport::http2(transport),
+        gateway,
+        shutdown.clone(),
+    ));
     warn_about_unreachable_backends(config, &router);
     let admin_stop = CancellationToken::new();
     let readiness = router
@@ -271,61 +255,46 @@ fn auth(config: &Config) -> Result<crate::auth::Auth, StartError> {
     })
 }
 
-/// The gRPC server (TLS when configured) with the transport bounds, admission, reflection
-/// and every interface's service.
-fn grpc_server(
+/// Every service of the gRPC listener: the Prism interfaces, reflection and `health`.
+fn routes(
     config: &Config,
     router: &Arc<Router>,
     shutdown: &CancellationToken,
-) -> Result<tonic::transport::server::Router<Stack<admission::AdmissionLayer, Identity>>, StartError> {
+    health: routes::PlainService,
+) -> Result<routes::Routes, StartError> {
     let reflection_v1 = reflection()
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let reflection_v1alpha = reflection()
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let transport = &config.transport;
+    let plain = vec![
+        (tonic_health::pb::health_server::SERVICE_NAME, health),
+        (
+            tonic_reflection::pb::v1::server_reflection_server::SERVICE_NAME,
+            BoxCloneSyncService::new(reflection_v1),
+        ),
+        (
+            tonic_reflection::pb::v1alpha::server_reflection_server::SERVICE_NAME,
+            BoxCloneSyncService::new(reflection_v1alpha),
+        ),
+    ];
     // Admission refuses a message over its namespace's limit from its prefix; the decoder's
     // own bound is the largest any namespace allows.
-    let max_message = config
+    let max_message_bytes = config
         .namespaces
         .values()
         .map(|ns| ns.limits.max_message_bytes as usize)
         .max()
         .unwrap_or_default();
-    let mut builder = tonic::transport::Server::builder()
-        .max_concurrent_streams(transport.max_concurrent_streams)
-        .initial_stream_window_size(transport.stream_window_bytes)
-        .initial_connection_window_size(transport.connection_window_bytes)
-        .http2_max_header_list_size(transport.max_header_list_bytes)
-        .http2_keepalive_interval(Some(transport.keepalive_interval))
-        .http2_keepalive_timeout(Some(transport.keepalive_timeout))
-        .layer(admission::AdmissionLayer::new(router.clone()));
-    if let Some(tls) = &config.tls {
-        builder = builder
-            .tls_config(server_tls(tls)?)
-            .map_err(|e| StartError::Tls(e.to_string()))?;
-    }
-    let kv = Arc::new(keyvalue::KeyValueService::new(router.clone()));
-    Ok(builder
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(KeyValueBasicServer::from_arc(kv.clone()).max_decoding_message_size(max_message))
-        .add_service(KeyValueTtlServer::from_arc(kv.clone()).max_decoding_message_size(max_message))
-        .add_service(KeyValueScanServer::from_arc(kv.clone()).max_decoding_message_size(max_message))
-        .add_service(KeyValueBatchServer::from_arc(kv).max_decoding_message_size(max_message))
-        .add_service(
-            PubSubBasicServer::new(pubsub::PubSubService::new(router.clone(), shutdown.clone()))
-                .max_decoding_message_size(max_message),
-        )
-        .add_service(
-            QueueBasicServer::new(queue::QueueService::new(router.clone())).max_decoding_message_size(max_message),
-        )
-        .add_service(
-            TimeSeriesBasicServer::new(timeseries::TimeSeriesService::new(router.clone()))
-                .max_decoding_message_size(max_message),
-        )
-        .add_service(MetaServer::new(meta::MetaService).max_decoding_message_size(max_message)))
+    let handlers = routes::Handlers {
+        keyvalue: Arc::new(keyvalue::KeyValueService::new(router.clone())),
+        pubsub: pubsub::PubSubService::new(router.clone(), shutdown.clone()),
+        queue: queue::QueueService::new(router.clone()),
+        timeseries: timeseries::TimeSeriesService::new(router.clone()),
+        max_message_bytes,
+    };
+    Ok(routes::Routes::new(handlers, plain))
 }
 
 fn reflection() -> tonic_reflection::server::Builder<'static> {
@@ -370,10 +339,6 @@ impl RunningProxy {
             namespace.backend.health.draining();
         }
         let outcome = match tokio::time::timeout(timeout, self.grpc).await {
-            Ok(Ok(Err(e))) => {
-                tracing::warn!(error = %e, "gRPC server ended with an error");
-                DrainOutcome::Clean
-            }
             Ok(_) => DrainOutcome::Clean,
             Err(_) => DrainOutcome::TimedOut,
         };

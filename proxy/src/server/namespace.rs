@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tonic::metadata::MetadataMap;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tonic::{Code, Status};
 
 use prism_proto::NAMESPACE_HEADER;
@@ -19,6 +19,7 @@ use tonic::{Request, Response};
 
 use crate::auth::Auth;
 use crate::backends::Backend;
+use crate::budget::{Budget, Taken};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, NamespaceMetrics};
 use crate::status::{to_status, to_status_with_reason};
@@ -33,20 +34,20 @@ pub(crate) struct Namespace {
     /// Token groups allowed to use it (`auth: oidc`); `None`: any authenticated caller.
     pub(crate) groups: Option<Vec<String>>,
     /// Requests in flight (`max_in_flight`).
-    permits: Arc<Semaphore>,
+    permits: Arc<Budget>,
     /// Subscriptions open (`max_subscriptions`).
-    subscriptions: Arc<Semaphore>,
+    subscriptions: Arc<Budget>,
     /// Request message bytes held (`max_buffered_bytes`).
-    pub(crate) buffered: Arc<Semaphore>,
+    pub(crate) buffered: Arc<Budget>,
     pub(crate) metrics: NamespaceMetrics,
 }
 
-/// A unary response's share of its namespace's `max_buffered_bytes`, in the response's
-/// extensions; the admission layer holds it until the response body has been sent, so
-/// a client that does not read (an HTTP/2 window of 0) holds at most that budget.
-#[derive(Clone)]
+/// A unary response's share of its namespace's `max_buffered_bytes`, left in its
+/// [`Call`] by the handler; the admission layer holds it until the response body has been
+/// sent, so a client that does not read (an HTTP/2 window of 0) holds at most that
+/// budget.
 pub(crate) struct ResponseBytes {
-    _permit: Arc<OwnedSemaphorePermit>,
+    _taken: Taken,
 }
 
 /// The request field that asks for a smaller answer to `op`, for the error naming
@@ -73,9 +74,9 @@ impl Drop for InFlight<'_> {
 impl Namespace {
     pub(crate) fn new(name: String, backend: Backend, limits: Limits, metrics: NamespaceMetrics) -> Namespace {
         Namespace {
-            permits: Arc::new(Semaphore::new(limits.max_in_flight as usize)),
-            subscriptions: Arc::new(Semaphore::new(limits.max_subscriptions as usize)),
-            buffered: Arc::new(Semaphore::new(limits.max_buffered_bytes as usize)),
+            permits: Budget::new(limits.max_in_flight as usize),
+            subscriptions: Budget::new(limits.max_subscriptions as usize),
+            buffered: Budget::new(limits.max_buffered_bytes as usize),
             name,
             backend,
             limits,
@@ -88,18 +89,13 @@ impl Namespace {
     /// bytes from the namespace's budget, so responses clients do not read cannot pile up.
     fn hold_response(&self, op: Operation, bytes: usize) -> BackendResult<ResponseBytes> {
         self.limits.check_response(response_field(op), bytes)?;
-        let permit = u32::try_from(bytes)
-            .ok()
-            .and_then(|n| self.buffered.clone().try_acquire_many_owned(n).ok())
-            .ok_or_else(|| {
-                BackendError::Overloaded(format!(
-                    "namespace {} holds its limit of message bytes (max_buffered_bytes={}) in requests and unread responses; retry shortly",
-                    self.name, self.limits.max_buffered_bytes
-                ))
-            })?;
-        Ok(ResponseBytes {
-            _permit: Arc::new(permit),
-        })
+        let taken = self.buffered.try_hold(bytes).ok_or_else(|| {
+            BackendError::Overloaded(format!(
+                "namespace {} holds its limit of message bytes (max_buffered_bytes={}) in requests and unread responses; retry shortly",
+                self.name, self.limits.max_buffered_bytes
+            ))
+        })?;
+        Ok(ResponseBytes { _taken: taken })
     }
 
     pub(crate) fn with_groups(mut self, groups: Option<Vec<String>>) -> Namespace {
@@ -126,54 +122,54 @@ impl Namespace {
         })
     }
 
-    /// A place for `op`: a subscription's among `max_subscriptions`, any other request's
-    /// among `max_in_flight`; RESOURCE_EXHAUSTED when all are taken.
-    fn place(&self, op: Operation) -> Result<OwnedSemaphorePermit, Status> {
-        let (permits, what, limit) = match op {
-            Operation::PubsubSubscribe => (
-                &self.subscriptions,
-                "subscriptions open (max_subscriptions)",
-                self.limits.max_subscriptions,
-            ),
-            _ => (&self.permits, "requests (max_in_flight)", self.limits.max_in_flight),
-        };
-        permits.clone().try_acquire_owned().map_err(|_| {
-            let err = BackendError::Overloaded(format!(
-                "namespace {} is at its limit of {limit} {what}; retry shortly",
-                self.name
-            ));
-            to_status(&err, Some(&self.name))
-        })
+    /// The budget of places `op` takes one of: `max_subscriptions` for a subscription,
+    /// `max_in_flight` for any other request.
+    fn places(&self, op: Operation) -> &Budget {
+        match op {
+            Operation::PubsubSubscribe => &self.subscriptions,
+            _ => &self.permits,
+        }
     }
 
-    /// Runs one admitted request: metrics, error mapping.
-    async fn run<R>(
-        &self,
-        op: Operation,
-        work: impl Future<Output = BackendResult<R>>,
-    ) -> Result<tonic::Response<R>, Status> {
-        let start = Instant::now();
-        self.metrics.in_flight.inc();
-        let _in_flight = InFlight(&self.metrics.in_flight);
-        let result = work.await;
-        let code = result.as_ref().map_or_else(crate::status::code_of, |_| Code::Ok);
-        self.metrics.record(op, start.elapsed(), code);
-        result
-            .map(tonic::Response::new)
-            .map_err(|e| to_status(&e, Some(&self.name)))
+    /// Takes a place for `op` (see [`Namespace::places`]); RESOURCE_EXHAUSTED when all are
+    /// taken. The caller gives it back.
+    fn take_place(&self, op: Operation) -> Result<(), Status> {
+        if self.places(op).try_take(1) {
+            return Ok(());
+        }
+        let (what, limit) = match op {
+            Operation::PubsubSubscribe => ("subscriptions open (max_subscriptions)", self.limits.max_subscriptions),
+            _ => ("requests (max_in_flight)", self.limits.max_in_flight),
+        };
+        let err = BackendError::Overloaded(format!(
+            "namespace {} is at its limit of {limit} {what}; retry shortly",
+            self.name
+        ));
+        Err(to_status(&err, Some(&self.name)))
     }
 }
 
 /// An admitted request: its namespace, its place there (released when the last clone is
 /// dropped; a subscription's stream keeps one) and its deadline (from `grpc-timeout`).
-/// Derefs to the namespace.
+/// Derefs to the namespace. One allocation per request, shared by the admission layer,
+/// the request body and the handler.
 #[derive(Clone)]
-pub(crate) struct Call {
+pub(crate) struct Call(Arc<CallState>);
+
+struct CallState {
     ns: Arc<Namespace>,
-    _place: Arc<OwnedSemaphorePermit>,
-    /// The request message's share of the namespace's and the proxy's request-byte
-    /// budgets, taken as its bytes arrive, given back when the request is done.
-    pub(crate) buffered: Arc<std::sync::OnceLock<super::admission::Paid>>,
+    op: Operation,
+    /// When its headers were admitted: request latency counts from here.
+    started: Instant,
+    /// The proxy's budget of request bytes (`transport.max_buffered_request_bytes`).
+    proxy_bytes: Arc<Budget>,
+    /// Request message bytes taken from the namespace's and the proxy's budgets as they
+    /// arrived, given back when the call is done.
+    request_bytes: AtomicUsize,
+    /// How long the request message may take to arrive (`transport.request_body_timeout`).
+    body_timeout: Duration,
+    /// The response's share of the byte budget, from the handler to the admission layer.
+    response: parking_lot::Mutex<Option<ResponseBytes>>,
     deadline: Option<Duration>,
     /// The caller's trace context (W3C `traceparent`), when traces are exported.
     parent: Option<crate::telemetry::ParentContext>,
@@ -182,7 +178,19 @@ pub(crate) struct Call {
 impl std::ops::Deref for Call {
     type Target = Namespace;
     fn deref(&self) -> &Namespace {
-        &self.ns
+        &self.0.ns
+    }
+}
+
+/// The call is done: its place and its request bytes go back.
+impl Drop for CallState {
+    fn drop(&mut self) {
+        self.ns.places(self.op).give_back(1);
+        let bytes = *self.request_bytes.get_mut();
+        if bytes > 0 {
+            self.ns.buffered.give_back(bytes);
+            self.proxy_bytes.give_back(bytes);
+        }
     }
 }
 
@@ -196,15 +204,61 @@ fn deadline_margin(deadline: Duration) -> Duration {
 impl Call {
     /// The namespace, shared.
     pub(crate) fn namespace(&self) -> &Arc<Namespace> {
-        &self.ns
+        &self.0.ns
     }
 
-    /// [`Namespace::run`] within the request's deadline, in a `prism.request` span.
+    /// Takes `n` more request bytes from the namespace's budget (`max_buffered_bytes`), so
+    /// one namespace cannot take the proxy's, then from the proxy's; they are held until
+    /// the call is done. On a refusal nothing is taken; the error says whose budget is
+    /// full.
+    pub(crate) fn pay_request_bytes(&self, n: usize) -> BackendResult<()> {
+        let state = &self.0;
+        let overloaded = |what: String| BackendError::Overloaded(format!("{what}; retry shortly"));
+        if !state.ns.buffered.try_take(n) {
+            return Err(overloaded(format!(
+                "namespace {} holds its limit of request bytes (max_buffered_bytes={})",
+                state.ns.name, state.ns.limits.max_buffered_bytes
+            )));
+        }
+        if !state.proxy_bytes.try_take(n) {
+            state.ns.buffered.give_back(n);
+            return Err(overloaded(
+                "the proxy holds its limit of request bytes (transport.max_buffered_request_bytes)".into(),
+            ));
+        }
+        state.request_bytes.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// When the call was admitted.
+    pub(crate) fn started(&self) -> Instant {
+        self.0.started
+    }
+
+    /// How long its request message may take to arrive.
+    pub(crate) fn body_timeout(&self) -> Duration {
+        self.0.body_timeout
+    }
+
+    /// The response's share of the byte budget, held until the admission layer takes it.
+    fn hold_response_bytes(&self, bytes: ResponseBytes) {
+        *self.0.response.lock() = Some(bytes);
+    }
+
+    /// What [`Call::hold_response_bytes`] left, once the handler has answered.
+    pub(crate) fn take_response_bytes(&self) -> Option<ResponseBytes> {
+        self.0.response.lock().take()
+    }
+
+    /// Runs `work` for this call: the in-flight gauge, metrics (latency from admission)
+    /// and error mapping, within the request's deadline and in a `prism.request` span
+    /// when traces are exported.
     pub(crate) async fn run<R>(
         &self,
         op: Operation,
         work: impl Future<Output = BackendResult<R>>,
     ) -> Result<tonic::Response<R>, Status> {
+        let ns = &self.0.ns;
         let span = tracing::trace_span!(
             target: crate::telemetry::REQUEST_TARGET,
             "prism.request",
@@ -212,51 +266,89 @@ impl Call {
             otel.kind = "server",
             rpc.system = "grpc",
             rpc.method = op.as_str(),
-            prism.namespace = %self.ns.name,
-            prism.backend = self.ns.backend.kind,
+            prism.namespace = %ns.name,
+            prism.backend = ns.backend.kind,
             rpc.grpc.status_code = tracing::field::Empty,
         );
+        ns.metrics.in_flight.inc();
+        let _in_flight = InFlight(&ns.metrics.in_flight);
+        let result = if self.0.deadline.is_none() && span.is_disabled() {
+            drop(span);
+            work.await
+        } else {
+            // Boxed, so that the usual request's future (the handler's, moved at each
+            // await) does not carry a timer and an instrumented copy of `work`.
+            Box::pin(self.guarded(op, span, work)).await
+        };
+        let code = result.as_ref().map_or_else(crate::status::code_of, |_| Code::Ok);
+        ns.metrics.record(op, self.0.started.elapsed(), code);
+        result
+            .map(tonic::Response::new)
+            .map_err(|e| to_status(&e, Some(&ns.name)))
+    }
+
+    /// `work` within the request's deadline, in `span` unless it is disabled.
+    async fn guarded<R>(
+        &self,
+        op: Operation,
+        span: tracing::Span,
+        work: impl Future<Output = BackendResult<R>>,
+    ) -> BackendResult<R> {
+        let within = async {
+            let Some(deadline) = self.0.deadline else {
+                return work.await;
+            };
+            // The deadline counts from when the request arrived, as the client's does.
+            let left = deadline.saturating_sub(deadline_margin(deadline));
+            tokio::time::timeout_at((self.0.started + left).into(), work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(BackendError::DeadlineExceeded(format!(
+                        "{} did not finish within the request's deadline of {deadline:?}",
+                        op.as_str()
+                    )))
+                })
+        };
         if span.is_disabled() {
-            return self.run_within_deadline(op, work).await;
+            return within.await;
         }
-        crate::telemetry::set_parent(&span, self.parent.as_ref());
-        let result = tracing::Instrument::instrument(self.run_within_deadline(op, work), span.clone()).await;
-        let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+        crate::telemetry::set_parent(&span, self.0.parent.as_ref());
+        let result = tracing::Instrument::instrument(within, span.clone()).await;
+        let code = result.as_ref().map_or_else(crate::status::code_of, |_| Code::Ok);
         span.record("rpc.grpc.status_code", code as i32);
         result
     }
+}
 
-    async fn run_within_deadline<R>(
-        &self,
-        op: Operation,
-        work: impl Future<Output = BackendResult<R>>,
-    ) -> Result<tonic::Response<R>, Status> {
-        let Some(deadline) = self.deadline else {
-            return self.ns.run(op, work).await;
-        };
-        let start = Instant::now();
-        match tokio::time::timeout(
-            deadline.saturating_sub(deadline_margin(deadline)),
-            self.ns.run(op, work),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => {
-                self.ns.metrics.record(op, start.elapsed(), Code::DeadlineExceeded);
-                let err = BackendError::DeadlineExceeded(format!(
-                    "{} did not finish within the request's deadline of {deadline:?}",
-                    op.as_str()
-                ));
-                Err(to_status(&err, Some(&self.ns.name)))
+/// The headers every request is admitted by.
+#[derive(Default)]
+struct Routing<'a> {
+    namespace: Option<&'a HeaderValue>,
+    timeout: Option<&'a HeaderValue>,
+}
+
+impl<'a> Routing<'a> {
+    /// Both found in one pass over the few headers a request has: a lookup by name hashes
+    /// the name, which cost more than the pass (reports/baseline/proxy.md). The first
+    /// value of a repeated header counts, as with a lookup.
+    fn of(headers: &'a HeaderMap) -> Routing<'a> {
+        static NAMESPACE: HeaderName = HeaderName::from_static(NAMESPACE_HEADER);
+        static GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+        let mut found = Routing::default();
+        for (name, value) in headers {
+            if *name == NAMESPACE {
+                found.namespace.get_or_insert(value);
+            } else if *name == GRPC_TIMEOUT {
+                found.timeout.get_or_insert(value);
             }
         }
+        found
     }
 }
 
 /// Parses a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
-fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
+fn grpc_timeout(value: Option<&HeaderValue>) -> Option<Duration> {
+    let value = value?.to_str().ok()?;
     if value.len() < 2 || value.len() > 9 {
         return None;
     }
@@ -273,19 +365,31 @@ fn grpc_timeout(metadata: &MetadataMap) -> Option<Duration> {
     })
 }
 
-/// The call `admission` admitted `request` as.
-pub(crate) fn admitted<Req>(request: &mut Request<Req>) -> Result<Call, Status> {
-    request
-        .extensions_mut()
-        .remove::<Call>()
-        .ok_or_else(|| Status::internal("the request was not admitted (the admission layer is missing)"))
+tokio::task_local! {
+    /// The call being served, from the admission layer to its handler: a task-local costs
+    /// less per request than the request's extensions, whose first entry allocates a map.
+    static ADMITTED: Call;
+}
+
+/// Runs `poll` (a step of the call's handler) with `call` as the call [`admitted`]
+/// gives it.
+pub(crate) fn serving<R>(call: &Call, poll: impl FnOnce() -> R) -> R {
+    ADMITTED.sync_scope(call.clone(), poll)
+}
+
+/// The call `admission` admitted the request being handled as.
+pub(crate) fn admitted() -> Result<Call, Status> {
+    ADMITTED
+        .try_with(Call::clone)
+        .map_err(|_| Status::internal("the request was not admitted (the admission layer is missing)"))
 }
 
 /// All namespaces, by name, and the authentication in front of them.
 pub(crate) struct Router {
-    namespaces: HashMap<String, Arc<Namespace>>,
+    /// By name as bytes: the header's bytes are looked up as they came.
+    namespaces: HashMap<Box<[u8]>, Arc<Namespace>, foldhash::fast::RandomState>,
     /// Request message bytes held at once (`transport.max_buffered_request_bytes`).
-    pub(crate) request_bytes: Arc<Semaphore>,
+    pub(crate) request_bytes: Arc<Budget>,
     /// How long a request's message may take to arrive (`transport.request_body_timeout`).
     pub(crate) request_body_timeout: Duration,
     auth: Auth,
@@ -303,8 +407,11 @@ impl Router {
     ) -> Router {
         Router {
             request_body_timeout: transport.request_body_timeout,
-            namespaces: namespaces.into_iter().map(|n| (n.name.clone(), Arc::new(n))).collect(),
-            request_bytes: Arc::new(Semaphore::new(transport.max_buffered_request_bytes as usize)),
+            namespaces: namespaces
+                .into_iter()
+                .map(|n| (n.name.as_bytes().into(), Arc::new(n)))
+                .collect(),
+            request_bytes: Budget::new(transport.max_buffered_request_bytes as usize),
             auth,
             metrics,
         }
@@ -332,33 +439,27 @@ impl Router {
         Res: prost::Message,
         Fut: Future<Output = BackendResult<Res>>,
     {
-        let (call, handle, body) = self.route(request, op, pick).await?;
+        let (call, handle, body) = self.route(request, op, pick)?;
         let limits = call.limits;
-        let ns = call.namespace().clone();
-        let response = call
-            .run(op, async move {
-                let response = work(handle, limits, body).await?;
-                let held = ns.hold_response(op, response.encoded_len())?;
-                Ok((response, held))
-            })
-            .await?;
-        let (metadata, (response, held), mut extensions) = response.into_parts();
-        extensions.insert(held);
-        Ok(Response::from_parts(metadata, response, extensions))
+        call.run(op, async {
+            let response = work(handle, limits, body).await?;
+            call.hold_response_bytes(call.hold_response(op, response.encoded_len())?);
+            Ok(response)
+        })
+        .await
     }
 
     /// The first half of [`Router::unary`], for handlers that go on after the call (a
     /// subscription's stream): the call, the handle and the request body.
-    pub(crate) async fn route<Req, T: ?Sized>(
+    pub(crate) fn route<Req, T: ?Sized>(
         &self,
-        mut request: Request<Req>,
+        request: Request<Req>,
         op: Operation,
         pick: impl FnOnce(&Backend) -> &Option<Arc<T>>,
     ) -> Result<(Call, Arc<T>, Req), Status> {
-        let started = Instant::now();
-        let call = admitted(&mut request)?;
+        let call = admitted()?;
         let handle = call.serve(pick(&call.backend), op).inspect_err(|status| {
-            call.metrics.record(op, started.elapsed(), status.code());
+            call.metrics.record(op, call.0.started.elapsed(), status.code());
         })?;
         Ok((call, handle, request.into_inner()))
     }
@@ -366,7 +467,33 @@ impl Router {
     /// Admits a request from its headers: the caller authenticated, the namespace it
     /// names and allows it, a place there taken, the deadline read. Refusals count in
     /// `/metrics` like any other answer to `op`, timed from `started`.
-    pub(crate) async fn admit(&self, metadata: &MetadataMap, op: Operation, started: Instant) -> Result<Call, Status> {
+    pub(crate) async fn admit(&self, headers: &HeaderMap, op: Operation, started: Instant) -> Result<Call, Status> {
+        // Authentication comes first: a caller without a valid token learns nothing about
+        // the configuration, not even whether a namespace exists.
+        let caller = self.auth.authenticate(headers).await;
+        self.admit_caller(caller, headers, op, started)
+    }
+
+    /// [`Router::admit`] when authentication needs no waiting (`auth: none`), at once;
+    /// `None` when it does.
+    pub(crate) fn admit_now(
+        &self,
+        headers: &HeaderMap,
+        op: Operation,
+        started: Instant,
+    ) -> Option<Result<Call, Status>> {
+        let caller = self.auth.authenticate_now()?;
+        Some(self.admit_caller(caller, headers, op, started))
+    }
+
+    /// The rest of [`Router::admit`] once the caller is known (or refused).
+    fn admit_caller(
+        &self,
+        caller: Result<crate::auth::Caller, BackendError>,
+        headers: &HeaderMap,
+        op: Operation,
+        started: Instant,
+    ) -> Result<Call, Status> {
         let refused = |ns: Option<&Namespace>, status: Status| {
             match ns {
                 Some(ns) => ns.metrics.record(op, started.elapsed(), status.code()),
@@ -374,39 +501,40 @@ impl Router {
             }
             status
         };
-        // Authentication comes first: a caller without a valid token learns nothing about
-        // the configuration, not even whether a namespace exists.
-        let caller = self
-            .auth
-            .authenticate(metadata)
-            .await
-            .map_err(|e| refused(None, to_status(&e, None)))?;
-        let ns = self.lookup(metadata, &caller).map_err(|status| refused(None, status))?;
+        let caller = caller.map_err(|e| refused(None, to_status(&e, None)))?;
+        let routing = Routing::of(headers);
+        let ns = self
+            .lookup(routing.namespace, &caller)
+            .map_err(|status| refused(None, status))?;
         self.auth
             .permit(&caller, &ns.name, ns.groups.as_deref())
             .map_err(|e| refused(Some(&ns), to_status(&e, Some(&ns.name))))?;
-        let place = ns.place(op).map_err(|status| refused(Some(&ns), status))?;
-        Ok(Call {
+        ns.take_place(op).map_err(|status| refused(Some(&ns), status))?;
+        Ok(Call(Arc::new(CallState {
             ns,
-            _place: Arc::new(place),
-            buffered: Arc::default(),
-            deadline: grpc_timeout(metadata),
-            parent: crate::telemetry::parent_context(metadata),
-        })
+            op,
+            started,
+            proxy_bytes: self.request_bytes.clone(),
+            request_bytes: AtomicUsize::new(0),
+            body_timeout: self.request_body_timeout,
+            response: parking_lot::Mutex::new(None),
+            deadline: grpc_timeout(routing.timeout),
+            parent: crate::telemetry::parent_context(headers),
+        })))
     }
 
     /// The namespace the request names; NOT_FOUND lists only the namespaces `caller` may
     /// use.
-    fn lookup(&self, metadata: &MetadataMap, caller: &crate::auth::Caller) -> Result<Arc<Namespace>, Status> {
-        let Some(value) = metadata.get(NAMESPACE_HEADER) else {
+    fn lookup(&self, value: Option<&HeaderValue>, caller: &crate::auth::Caller) -> Result<Arc<Namespace>, Status> {
+        let Some(value) = value else {
             let err = BackendError::invalid(
                 NAMESPACE_HEADER,
                 format!("metadata {NAMESPACE_HEADER} is required to choose a namespace"),
             );
             return Err(to_status_with_reason(&err, ErrorReason::UnknownNamespace, None));
         };
-        let name = value.to_str().unwrap_or_default();
-        self.namespaces.get(name).cloned().ok_or_else(|| {
+        self.namespaces.get(value.as_bytes()).cloned().ok_or_else(|| {
+            let name = String::from_utf8_lossy(value.as_bytes());
             let mut usable: Vec<&str> = self
                 .namespaces
                 .values()

@@ -50,8 +50,7 @@ impl pub_sub_basic_server::PubSubBasic for PubSubService {
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         let (ns, pubsub, req) = self
             .router
-            .route(request, Operation::PubsubSubscribe, |b| &b.pubsub_basic)
-            .await?;
+            .route(request, Operation::PubsubSubscribe, |b| &b.pubsub_basic)?;
         let limits = ns.limits;
         let subscription = ns
             .run(Operation::PubsubSubscribe, async move {

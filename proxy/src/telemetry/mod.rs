@@ -128,7 +128,7 @@ pub fn init_embedded_traces() -> Result<Option<Telemetry>, TelemetryError> {
 pub(crate) enum ParentContext {}
 
 #[cfg(not(feature = "otlp"))]
-pub(crate) fn parent_context(_: &tonic::metadata::MetadataMap) -> Option<ParentContext> {
+pub(crate) fn parent_context(_: &http::HeaderMap) -> Option<ParentContext> {
     None
 }
 

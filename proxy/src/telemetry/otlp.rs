@@ -7,7 +7,6 @@ use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tonic::metadata::MetadataMap;
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 
@@ -197,26 +196,20 @@ where
 
 /// The caller's trace context from W3C `traceparent`/`tracestate` metadata, when traces
 /// are exported.
-pub(crate) fn parent_context(metadata: &MetadataMap) -> Option<ParentContext> {
-    if !TRACING.load(Ordering::Relaxed) || metadata.get("traceparent").is_none() {
+pub(crate) fn parent_context(headers: &http::HeaderMap) -> Option<ParentContext> {
+    if !TRACING.load(Ordering::Relaxed) || !headers.contains_key("traceparent") {
         return None;
     }
-    struct Metadata<'a>(&'a MetadataMap);
-    impl Extractor for Metadata<'_> {
+    struct Headers<'a>(&'a http::HeaderMap);
+    impl Extractor for Headers<'_> {
         fn get(&self, key: &str) -> Option<&str> {
             self.0.get(key).and_then(|v| v.to_str().ok())
         }
         fn keys(&self) -> Vec<&str> {
-            self.0
-                .keys()
-                .filter_map(|k| match k {
-                    tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
-                    tonic::metadata::KeyRef::Binary(_) => None,
-                })
-                .collect()
+            self.0.keys().map(http::HeaderName::as_str).collect()
         }
     }
-    Some(opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Metadata(metadata)))
+    Some(opentelemetry_sdk::propagation::TraceContextPropagator::new().extract(&Headers(headers)))
 }
 
 /// Makes `parent` (if any) the parent of `span`.
