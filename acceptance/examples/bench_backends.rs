@@ -10,10 +10,12 @@
 //!
 //! memstore is the floor: the proxy's own cost (gRPC hop, routing) with no backend.
 //!
-//! For clickhouse: ingestion of `--events` events, direct batched inserts with the
-//! `clickhouse` crate versus appends through the proxy (which batches them again).
+//! ClickHouse ingestion has its own benchmark, `bench_ingest`.
 //!
 //! Servers are started as processes on free ports (binaries from ci/install-servers.sh).
+
+#[path = "common/mod.rs"]
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,9 +30,9 @@ use prism_proxy::backends::Backend;
 use prism_proxy::backends::nats::NatsConfig;
 use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::backends::redis::RedisConfig;
-use prism_proxy::client::PrismClient;
 use prism_proxy::config::BackendConfig;
-use prism_proxy::interfaces::Event;
+
+use common::{ProxyRuntime, proxy_for};
 
 #[derive(Parser)]
 #[command(about = "Proxy overhead per backend: direct client vs through the proxy, same run")]
@@ -45,21 +47,10 @@ struct Args {
     /// Concurrent closed-loop workers of the throughput phase (saturates this machine).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Events ingested into ClickHouse per path.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: usize,
-    /// Events per append call through the proxy / per INSERT direct.
-    #[arg(long, default_value_t = 1_000)]
-    append_batch: usize,
-    /// The proxy's runtime worker threads (0: its default, one per CPU).
-    #[arg(long, default_value_t = 1)]
-    proxy_workers: usize,
+    #[command(flatten)]
+    proxy: ProxyRuntime,
     /// Backends to measure.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "memstore,redis,postgres,nats,clickhouse"
-    )]
+    #[arg(long, value_delimiter = ',', default_value = "memstore,redis,postgres,nats")]
     backends: Vec<String>,
 }
 
@@ -198,66 +189,6 @@ fn kv_set(backend: &Backend) -> Op {
     })
 }
 
-/// A `prism-proxy` process (the release binary next to this example) serving `config` as
-/// namespace `bench`, and a client for it. A separate process, as deployed: the proxy
-/// does not share this generator's threads.
-struct ProxyProcess {
-    _child: process::KillOnDrop,
-    _dir: tempfile::TempDir,
-}
-
-async fn proxy_for(
-    args: &Args,
-    config_yaml: &str,
-    interfaces: &[Interface],
-) -> anyhow::Result<(ProxyProcess, Backend)> {
-    let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .map(|release| release.join("prism-proxy"))
-        .context("locating prism-proxy")?;
-    anyhow::ensure!(
-        bin.is_file(),
-        "{} not found: cargo build --release -p prism-proxy",
-        bin.display()
-    );
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("proxy.yaml");
-    let port = acceptance::provision::free_port()?;
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:0\nnamespaces:\n  bench:\n    backend: {config_yaml}\n"
-        ),
-    )?;
-    let mut command = std::process::Command::new(&bin);
-    command.arg("--config").arg(&path);
-    if args.proxy_workers > 0 {
-        command.arg("--worker-threads").arg(args.proxy_workers.to_string());
-    }
-    let child = command
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let proxy = ProxyProcess {
-        _child: process::KillOnDrop(child),
-        _dir: dir,
-    };
-    let endpoint = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if let Ok(client) = PrismClient::connect(&endpoint, "bench").await
-            && client.describe().await.is_ok()
-        {
-            return Ok((proxy, client.backend(interfaces)));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("prism-proxy did not answer on {endpoint}")
-}
-
 async fn kv_overhead(
     args: &Args,
     name: &str,
@@ -272,7 +203,7 @@ async fn kv_overhead(
     };
     let url = instance.as_ref().and_then(|i| i.url.clone()).unwrap_or_default();
     let direct = config(&url).connect().await?;
-    let (proxy, through) = proxy_for(args, &proxy_yaml(&url), &[Interface::KeyvalueBasic]).await?;
+    let (proxy, through) = proxy_for(&args.proxy, &proxy_yaml(&url), None, &[Interface::KeyvalueBasic]).await?;
     // Every key exists before the gets.
     for i in 0..KEYS {
         direct
@@ -349,107 +280,6 @@ async fn kv_overhead(
     Ok(())
 }
 
-#[derive(clickhouse::Row, serde::Serialize)]
-struct DirectRow {
-    stream: String,
-    ts: i64,
-    seq: u64,
-    tag_keys: Vec<String>,
-    tag_values: Vec<String>,
-    field_keys: Vec<String>,
-    field_values: Vec<f64>,
-}
-
-fn event(i: usize) -> Event {
-    Event {
-        timestamp_ms: 1_700_000_000_000 + i as i64,
-        tags: [
-            ("host".to_string(), format!("h{}", i % 16)),
-            ("region".to_string(), "eu".to_string()),
-        ]
-        .into(),
-        fields: [("v".to_string(), (i % 1000) as f64)].into(),
-    }
-}
-
-async fn clickhouse_ingest(args: &Args, rows: &mut Vec<String>) -> anyhow::Result<()> {
-    let instance = process::start(&specs::CLICKHOUSE)
-        .await
-        .context("starting clickhouse")?;
-    let url = instance.url.clone().context("url")?;
-    // The proxy creates the table; direct inserts go to the same table, another stream.
-    let (proxy, through) = proxy_for(
-        args,
-        &format!("{{ type: clickhouse, url: '{url}' }}"),
-        &[Interface::TimeseriesBasic],
-    )
-    .await?;
-    let series = through.timeseries_basic.clone().context("timeseries")?;
-    series.append("warmup".into(), vec![event(0)]).await?;
-
-    eprintln!("bench: clickhouse: {} events direct", args.events);
-    let client = clickhouse::Client::default().with_url(&url).with_validation(false);
-    let start = Instant::now();
-    for chunk in (0..args.events).collect::<Vec<_>>().chunks(10_000) {
-        let mut insert = client.insert::<DirectRow>("prism_events").await?;
-        for &i in chunk {
-            let e = event(i);
-            let (tag_keys, tag_values) = e.tags.into_iter().unzip();
-            let (field_keys, field_values) = e.fields.into_iter().unzip();
-            insert
-                .write(&DirectRow {
-                    stream: "direct".into(),
-                    ts: e.timestamp_ms,
-                    seq: i as u64,
-                    tag_keys,
-                    tag_values,
-                    field_keys,
-                    field_values,
-                })
-                .await?;
-        }
-        insert.end().await?;
-    }
-    let direct = args.events as f64 / start.elapsed().as_secs_f64();
-
-    eprintln!("bench: clickhouse: {} events through the proxy", args.events);
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    let calls = args.events / args.append_batch;
-    for w in 0..args.concurrency {
-        let series = series.clone();
-        let batch = args.append_batch;
-        let concurrency = args.concurrency;
-        tasks.push(tokio::spawn(async move {
-            let mut c = w;
-            while c < calls {
-                let events = (c * batch..(c + 1) * batch).map(event).collect();
-                series.append("proxy".into(), events).await?;
-                c += concurrency;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let through = (calls * args.append_batch) as f64 / start.elapsed().as_secs_f64();
-    rows.push(format!(
-        "| clickhouse | append | direct (clickhouse crate, 10k-row INSERTs) | {direct:.0} events/s | | | | | |"
-    ));
-    rows.push(format!(
-        "| clickhouse | append | proxy ({} events per call, {} callers) | {through:.0} events/s | | | | | |",
-        args.append_batch, args.concurrency
-    ));
-    rows.push(format!(
-        "| clickhouse | append | **proxy / direct** | ratio {:.2} | | | | | |",
-        through / direct
-    ));
-    drop(proxy);
-    drop(instance);
-    Ok(())
-}
-
 // One thread: the generator adds no cross-thread wakeups of its own to what it measures.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -458,8 +288,7 @@ async fn main() -> anyhow::Result<()> {
         "| backend | op | path | ops/s | p50 us | p90 us | p99 us | max us | errors |".to_string(),
         "|---|---|---|---|---|---|---|---|---|".to_string(),
     ];
-    let (mut moderate, mut sequential, mut saturated, mut rows) =
-        (header.to_vec(), header.to_vec(), header.to_vec(), header.to_vec());
+    let (mut moderate, mut sequential, mut saturated) = (header.to_vec(), header.to_vec(), header.to_vec());
     for backend in &args.backends {
         match backend.as_str() {
             "memstore" => {
@@ -525,10 +354,7 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?
             }
-            "clickhouse" => clickhouse_ingest(&args, &mut rows).await?,
-            other => {
-                anyhow::bail!("--backends: unknown backend {other:?} (memstore, redis, postgres, nats, clickhouse)")
-            }
+            other => anyhow::bail!("--backends: unknown backend {other:?} (memstore, redis, postgres, nats)"),
         }
     }
     println!(
@@ -545,6 +371,5 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency,
         saturated.join("\n")
     );
-    println!("### ClickHouse ingestion\n\n{}", rows.join("\n"));
     Ok(())
 }

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use prism_proxy::client::PrismClient;
 use prism_proxy::interfaces::{
-    AggregateFunction, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, PubSubBasic, Query, QueueBasic,
-    TimeSeriesBasic,
+    AggregateFunction, Aggregation, Event, EventColumns, FieldColumn, KeyValueBasic, KeyValueBatch, KeyValueScan,
+    PubSubBasic, Query, QueueBasic, TagColumn, TimeSeriesBasic,
 };
 use prism_proxy::status::{code_name, code_of};
 use tokio::sync::Semaphore;
@@ -159,11 +159,29 @@ async fn send(client: &PrismClient, plan: &OpPlan, request: Request, sink: Sink<
             let events = (0..plan.batch)
                 .map(|i| Event {
                     timestamp_ms: now,
-                    tags: [("source".to_string(), format!("loadtest-{}", i % 4))].into(),
+                    tags: [("source".to_string(), format!("loadtest-{}", i as usize % SOURCES))].into(),
                     fields: [("bytes".to_string(), request.value.len() as f64)].into(),
                 })
                 .collect();
             client.append(target(), events).await.map(drop)
+        }
+        OpKind::AppendColumns => {
+            // The same events as `Append`'s, built as columns.
+            let n = plan.batch as usize;
+            let columns = EventColumns {
+                timestamps_ms: vec![now_ms(); n],
+                tags: vec![TagColumn {
+                    name: "source".into(),
+                    dictionary: (0..SOURCES.min(n)).map(|i| format!("loadtest-{i}")).collect(),
+                    values: (0..n).map(|i| (i % SOURCES) as u32 + 1).collect(),
+                }],
+                fields: vec![FieldColumn {
+                    name: "bytes".into(),
+                    values: vec![request.value.len() as f64; n],
+                    present: Vec::new(),
+                }],
+            };
+            client.append_columns(target(), columns).await.map(drop)
         }
         OpKind::Query => {
             let now = now_ms();
@@ -206,6 +224,9 @@ async fn send(client: &PrismClient, plan: &OpPlan, request: Request, sink: Sink<
         Err(e) => code_name(code_of(&e)),
     }
 }
+
+/// Values of the `source` tag of appended events.
+const SOURCES: usize = 4;
 
 /// The status counted for a request whose template did not render: it is not sent.
 pub const TEMPLATE_ERROR: &str = "TEMPLATE_ERROR";

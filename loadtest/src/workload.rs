@@ -38,6 +38,7 @@ pub enum OpKind {
     Enqueue,
     ReceiveAck,
     Append,
+    AppendColumns,
     Query,
     Aggregate,
     /// HTTP operations run on goose (crate::http), not on the gRPC engine.
@@ -61,6 +62,7 @@ pub const OPERATIONS: &[(&str, OpKind)] = &[
     ("queue.enqueue", OpKind::Enqueue),
     ("queue.receive_ack", OpKind::ReceiveAck),
     ("timeseries.append", OpKind::Append),
+    ("timeseries.append_columns", OpKind::AppendColumns),
     ("timeseries.query", OpKind::Query),
     ("timeseries.aggregate", OpKind::Aggregate),
     ("http.get", OpKind::HttpGet),
@@ -99,7 +101,7 @@ impl OpKind {
             BatchGet | BatchSet => I::KeyvalueBatch,
             Publish => I::PubsubBasic,
             Enqueue | ReceiveAck => I::QueueBasic,
-            Append | Query | Aggregate => I::TimeseriesBasic,
+            Append | AppendColumns | Query | Aggregate => I::TimeseriesBasic,
             HttpGet | HttpPost | GrpcUnary | GrpcServerStream => return None,
         })
     }

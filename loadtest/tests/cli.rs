@@ -1037,7 +1037,8 @@ fn every_interface_runs_and_pubsub_delivery_is_measured() {
          \x20 - {op: keyvalue.set, keys: k}\n  - {op: keyvalue.exists, keys: k}\n  - {op: keyvalue.scan, keys: k, batch: 10}\n\
          \x20 - {op: keyvalue.batch_get, keys: k, batch: 5}\n  - {op: keyvalue.batch_set, keys: k, batch: 5}\n\
          \x20 - {op: pubsub.publish, keys: t, subscribers: 2}\n  - {op: queue.enqueue, keys: q}\n  - {op: queue.receive_ack, keys: q}\n\
-         \x20 - {op: timeseries.append, keys: m, batch: 3}\n  - {op: timeseries.query, keys: m}\n  - {op: timeseries.aggregate, keys: m}\n\
+         \x20 - {op: timeseries.append, keys: m, batch: 3}\n  - {op: timeseries.append_columns, keys: m, batch: 5}\n\
+         \x20 - {op: timeseries.query, keys: m}\n  - {op: timeseries.aggregate, keys: m}\n\
          thresholds: ['error_rate < 0.1%']\n",
     );
     let out_dir = dir.path().join("out");
@@ -1045,7 +1046,7 @@ fn every_interface_runs_and_pubsub_delivery_is_measured() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out_dir.join("run.json")).unwrap()).unwrap();
     let ops = run["operations"].as_array().unwrap();
-    assert_eq!(ops.len(), 12, "11 operations + pubsub.delivery");
+    assert_eq!(ops.len(), 13, "12 operations + pubsub.delivery");
     for o in ops {
         assert!(o["count"].as_u64().unwrap() > 0, "{} never ran", o["operation"]);
         assert_eq!(o["errors"].as_u64(), Some(0), "{}: {}", o["operation"], o["codes"]);

@@ -6,7 +6,8 @@ use std::time::Duration;
 use prism_proto::{keyvalue::v1 as kv, pubsub::v1 as ps, queue::v1 as q, timeseries::v1 as ts};
 
 use crate::interfaces::{
-    AggregateFunction, AggregateRow, Aggregation, Event, Message, Query, ReceivedMessage, TtlState,
+    AggregateFunction, AggregateRow, Aggregation, Event, EventColumns, FieldColumn, Message, Query, ReceivedMessage,
+    TagColumn, TtlState,
 };
 use crate::{BackendError, BackendResult};
 
@@ -86,6 +87,56 @@ pub fn event_from_proto(e: ts::Event) -> Event {
         timestamp_ms: e.timestamp_ms,
         tags: e.tags.into_iter().collect(),
         fields: e.fields.into_iter().collect(),
+    }
+}
+
+/// The columns of an `AppendColumns` request, moved (not copied) out of it.
+pub fn columns_from_proto(r: ts::AppendColumnsRequest) -> EventColumns {
+    EventColumns {
+        timestamps_ms: r.timestamps_ms,
+        tags: r
+            .tags
+            .into_iter()
+            .map(|t| TagColumn {
+                name: t.name,
+                dictionary: t.dictionary,
+                values: t.values,
+            })
+            .collect(),
+        fields: r
+            .fields
+            .into_iter()
+            .map(|f| FieldColumn {
+                name: f.name,
+                values: f.values,
+                present: f.present.into(),
+            })
+            .collect(),
+    }
+}
+
+pub fn columns_to_proto(stream: String, c: EventColumns) -> ts::AppendColumnsRequest {
+    ts::AppendColumnsRequest {
+        stream,
+        timestamps_ms: c.timestamps_ms,
+        tags: c
+            .tags
+            .into_iter()
+            .map(|t| ts::TagColumn {
+                name: t.name,
+                dictionary: t.dictionary,
+                values: t.values,
+            })
+            .collect(),
+        fields: c
+            .fields
+            .into_iter()
+            .map(|f| ts::FieldColumn {
+                name: f.name,
+                values: f.values,
+                present: f.present.into(),
+            })
+            .collect(),
     }
 }
 

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::ensure;
+use prism_proxy::BackendError;
 use prism_proxy::Interface;
-use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, Query};
+use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, EventColumns, FieldColumn, Query, TagColumn};
 
 use super::{Case, CaseResult, Subject};
 use crate::case;
@@ -17,6 +18,9 @@ pub fn cases() -> Vec<Case> {
         case!(i, filters_match_tags_exactly),
         case!(i, limit_caps_the_result),
         case!(i, aggregates_match_reference),
+        case!(i, columns_append_the_same_events),
+        case!(i, columns_and_events_share_one_append_order),
+        case!(i, malformed_columns_are_refused_naming_the_field),
         case!(i, model_random_sequences),
     ]
 }
@@ -201,6 +205,98 @@ async fn aggregates_match_reference(s: Subject) -> CaseResult {
             }
         }
     }
+    Ok(())
+}
+
+/// Columns written by hand as a client in another language would: a dictionary with a
+/// value no event uses and values in another order than first use, events lacking a tag
+/// or a field (presence bitmap over two bytes), tag columns out of name order, two events
+/// at one time. They read back as the events they describe.
+async fn columns_append_the_same_events(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("cols");
+    let n = 11;
+    let columns = EventColumns {
+        timestamps_ms: (0..n).map(|i| BASE + (i as i64 % 7) * 10).collect(),
+        tags: vec![
+            TagColumn {
+                name: "region".into(),
+                dictionary: vec!["unused".into(), "us".into(), "eu".into()],
+                // 0: no region tag.
+                values: (0..n).map(|i| [3, 2, 0][i % 3]).collect(),
+            },
+            TagColumn {
+                name: "host".into(),
+                dictionary: vec!["b".into(), "a".into()],
+                values: (0..n).map(|i| 1 + (i % 2) as u32).collect(),
+            },
+        ],
+        fields: vec![FieldColumn {
+            name: "v".into(),
+            values: (0..n).map(|i| i as f64 / 2.0).collect(),
+            // Events 3 and 9 lack `v`.
+            present: vec![0b1111_0111, 0b0000_0101],
+        }],
+    };
+    let want = columns.clone().into_events();
+    ensure!(
+        want[3].fields.is_empty() && want[2].tags.len() == 1 && want[0].tags["region"] == "eu",
+        "the test's own columns describe what it means: {want:?}"
+    );
+    let stored = ts.append_columns(stream.clone(), columns).await?;
+    ensure!(stored == n as u64, "append_columns of {n} events reported {stored}");
+    let got = ts.query(stream, range(BASE, BASE + 100)).await?;
+    let mut want = want;
+    want.sort_by_key(|e| e.timestamp_ms);
+    ensure!(got == want, "read back {got:?}\nexpected {want:?}");
+    Ok(())
+}
+
+/// Appends of events and of columns interleave in one order: ties of time come back in
+/// append order whichever form carried them.
+async fn columns_and_events_share_one_append_order(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("mixed");
+    let at = |v: f64| event(BASE + 5, "a", "eu", v);
+    ts.append(stream.clone(), vec![at(1.0)]).await?;
+    ts.append_columns(stream.clone(), EventColumns::from_events(&[at(2.0), at(3.0)]))
+        .await?;
+    ts.append(stream.clone(), vec![at(4.0)]).await?;
+    ts.append_columns(stream.clone(), EventColumns::from_events(&[at(5.0)]))
+        .await?;
+    let got = ts.query(stream, range(BASE, BASE + 10)).await?;
+    let order: Vec<f64> = got.iter().map(|e| e.fields["v"]).collect();
+    ensure!(order == [1.0, 2.0, 3.0, 4.0, 5.0], "append order {order:?}");
+    Ok(())
+}
+
+/// A value number past its dictionary, a column of another length and a presence bitmap
+/// of the wrong size are INVALID_ARGUMENT naming the field, and nothing of them is
+/// stored.
+async fn malformed_columns_are_refused_naming_the_field(s: Subject) -> CaseResult {
+    let ts = s.series()?;
+    let stream = s.name("bad");
+    let good = EventColumns::from_events(&[event(BASE, "a", "eu", 1.0), event(BASE + 1, "b", "eu", 2.0)]);
+    let mut past = good.clone();
+    past.tags[0].values[1] = 3;
+    let mut short = good.clone();
+    short.fields[0].values.pop();
+    let mut bitmap = good.clone();
+    bitmap.fields[0].present = vec![0b11, 0];
+    for (columns, field) in [
+        (past, "tags[0].values[1]"),
+        (short, "fields[0].values"),
+        (bitmap, "fields[0].present"),
+    ] {
+        match ts.append_columns(stream.clone(), columns).await {
+            Err(BackendError::InvalidArgument { field: named, .. }) => {
+                ensure!(named == field, "the error must name {field}, named {named:?}")
+            }
+            other => anyhow::bail!("malformed columns ({field}) must be INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+    let got = ts.query(stream, range(BASE, BASE + 10)).await?;
+    ensure!(got.is_empty(), "refused columns stored {got:?}");
     Ok(())
 }
 

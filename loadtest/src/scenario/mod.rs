@@ -284,7 +284,8 @@ pub struct Operation {
     #[serde(default)]
     pub value_size: Option<ValueSize>,
     /// Keys per call for `keyvalue.batch_*`, keys per page for `keyvalue.scan`, messages
-    /// per receive for `queue.receive_ack`, events per append for `timeseries.append`.
+    /// per receive for `queue.receive_ack`, events per append for `timeseries.append` and
+    /// `timeseries.append_columns`.
     #[serde(default)]
     pub batch: Option<u32>,
     /// `pubsub.publish`: subscribers started before the run; each delivery's

@@ -29,8 +29,8 @@ pub use encoded::MethodPath;
 
 use crate::backends::{Backend, HealthCheck};
 use crate::interfaces::{
-    AggregateRow, Aggregation, Event, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, PubSubBasic, Query,
-    QueueBasic, ReceivedMessage, ScanPage, Subscription, TimeSeriesBasic, TtlState,
+    AggregateRow, Aggregation, Event, EventColumns, KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl,
+    PubSubBasic, Query, QueueBasic, ReceivedMessage, ScanPage, Subscription, TimeSeriesBasic, TtlState,
 };
 use crate::status::from_status;
 use crate::{BackendError, BackendResult, Interface, NAMESPACE_HEADER, Operation, wire};
@@ -422,6 +422,12 @@ impl TimeSeriesBasic for PrismClient {
         let r: ts::AppendResponse = self
             .unary(Operation::TsAppend, ts::AppendRequest { stream, events }, None)
             .await?;
+        Ok(r.appended)
+    }
+
+    async fn append_columns(&self, stream: String, columns: EventColumns) -> BackendResult<u64> {
+        let request = wire::columns_to_proto(stream, columns);
+        let r: ts::AppendResponse = self.unary(Operation::TsAppendColumns, request, None).await?;
         Ok(r.appended)
     }
 

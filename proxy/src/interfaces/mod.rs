@@ -4,6 +4,7 @@
 //! names). Traits take owned [`bytes::Bytes`] so a request's buffers move to the backend
 //! without copying.
 
+mod columns;
 mod keyvalue;
 mod operation;
 mod pubsub;
@@ -14,6 +15,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use columns::{EventColumns, FieldColumn, TagColumn};
 pub use keyvalue::{KeyValueBasic, KeyValueBatch, KeyValueScan, KeyValueTtl, ScanPage, TtlState};
 pub use operation::Operation;
 pub use pubsub::{Message, PubSubBasic, Subscription};

@@ -27,6 +27,7 @@ pub enum Operation {
     QueueAck,
     QueueNack,
     TsAppend,
+    TsAppendColumns,
     TsQuery,
     TsAggregate,
     MetaDescribe,
@@ -34,7 +35,7 @@ pub enum Operation {
 
 impl Operation {
     /// In declaration order, so `op as usize` indexes it.
-    pub const ALL: [Operation; 24] = [
+    pub const ALL: [Operation; 25] = [
         Operation::KvSet,
         Operation::KvGet,
         Operation::KvDelete,
@@ -56,6 +57,7 @@ impl Operation {
         Operation::QueueAck,
         Operation::QueueNack,
         Operation::TsAppend,
+        Operation::TsAppendColumns,
         Operation::TsQuery,
         Operation::TsAggregate,
         Operation::MetaDescribe,
@@ -85,6 +87,7 @@ impl Operation {
             Operation::QueueAck => "queue.ack",
             Operation::QueueNack => "queue.nack",
             Operation::TsAppend => "timeseries.append",
+            Operation::TsAppendColumns => "timeseries.append_columns",
             Operation::TsQuery => "timeseries.query",
             Operation::TsAggregate => "timeseries.aggregate",
             Operation::MetaDescribe => "meta.describe_namespace",
@@ -102,7 +105,7 @@ impl Operation {
             KvBatchSet | KvBatchGet | KvBatchDelete => Interface::KeyvalueBatch,
             PubsubPublish | PubsubSubscribe | PubsubUnsubscribe => Interface::PubsubBasic,
             QueueEnqueue | QueueReceive | QueueAck | QueueNack => Interface::QueueBasic,
-            TsAppend | TsQuery | TsAggregate => Interface::TimeseriesBasic,
+            TsAppend | TsAppendColumns | TsQuery | TsAggregate => Interface::TimeseriesBasic,
             MetaDescribe => return None,
         })
     }
@@ -135,6 +138,7 @@ impl Operation {
             QueueAck => (q::queue_basic_server::SERVICE_NAME, "Ack"),
             QueueNack => (q::queue_basic_server::SERVICE_NAME, "Nack"),
             TsAppend => (ts::time_series_basic_server::SERVICE_NAME, "Append"),
+            TsAppendColumns => (ts::time_series_basic_server::SERVICE_NAME, "AppendColumns"),
             TsQuery => (ts::time_series_basic_server::SERVICE_NAME, "Query"),
             TsAggregate => (ts::time_series_basic_server::SERVICE_NAME, "Aggregate"),
             MetaDescribe => (meta::meta_server::SERVICE_NAME, "DescribeNamespace"),

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+use super::EventColumns;
 use crate::{BackendError, BackendResult};
 
 /// One event: a time, string tags and numeric fields.
@@ -87,6 +88,13 @@ pub struct AggregateRow {
 pub trait TimeSeriesBasic: Send + Sync {
     /// Returns how many events were stored.
     async fn append(&self, stream: String, events: Vec<Event>) -> BackendResult<u64>;
+    /// Appends the events of `columns`, exactly as [`TimeSeriesBasic::append`] would
+    /// append [`EventColumns::into_events`]; INVALID_ARGUMENT for malformed columns. The
+    /// default converts; a backend that can store columns directly overrides it.
+    async fn append_columns(&self, stream: String, columns: EventColumns) -> BackendResult<u64> {
+        columns.validate()?;
+        self.append(stream, columns.into_events()).await
+    }
     /// Ordered by time; ties in append order.
     async fn query(&self, stream: String, query: Query) -> BackendResult<Vec<Event>>;
     /// One row per (bucket, group) having at least one value of `metric`, ordered by

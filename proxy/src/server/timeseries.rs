@@ -39,6 +39,29 @@ impl time_series_basic_server::TimeSeriesBasic for TimeSeriesService {
             .await
     }
 
+    async fn append_columns(
+        &self,
+        request: Request<pb::AppendColumnsRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        self.router
+            .unary(
+                request,
+                Operation::TsAppendColumns,
+                |b| &b.timeseries_basic,
+                |series, limits, mut req| async move {
+                    limits.check_name("stream", &req.stream)?;
+                    limits.check_batch("timestamps_ms", req.timestamps_ms.len())?;
+                    let stream = std::mem::take(&mut req.stream);
+                    let columns = wire::columns_from_proto(req);
+                    columns.validate()?;
+                    Ok(pb::AppendResponse {
+                        appended: series.append_columns(stream, columns).await?,
+                    })
+                },
+            )
+            .await
+    }
+
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<pb::QueryResponse>, Status> {
         self.router
             .unary(

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::ensure;
-use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, Query};
+use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, EventColumns, Query};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +39,8 @@ pub(super) struct Ev {
 #[serde(rename_all = "snake_case")]
 pub(super) enum TimeSeriesOp {
     Append(Vec<Ev>),
+    /// The same events appended as columns.
+    AppendColumns(Vec<Ev>),
     /// Events in [start, start + len) after BASE, of one host if given, at most `limit`
     /// (0: no limit).
     Query {
@@ -74,7 +76,8 @@ fn op() -> impl Strategy<Value = TimeSeriesOp> {
     let range = (0..SPAN, 1..SPAN + 100);
     let host = prop::option::of(0..HOSTS.len() as u8);
     prop_oneof![
-        3 => prop::collection::vec(ev(), 1..40).prop_map(TimeSeriesOp::Append),
+        2 => prop::collection::vec(ev(), 1..40).prop_map(TimeSeriesOp::Append),
+        2 => prop::collection::vec(ev(), 1..40).prop_map(TimeSeriesOp::AppendColumns),
         2 => (range.clone(), host.clone(), 0u8..20)
             .prop_map(|((start, len), host, limit)| TimeSeriesOp::Query { start, len, host, limit }),
         3 => (range, host, 0..AggregateFunction::ALL.len() as u8, 0..BUCKETS.len() as u8, 0u8..3).prop_map(
@@ -119,9 +122,15 @@ pub(super) async fn check(s: Subject, ops: Vec<TimeSeriesOp>) -> CaseResult {
     let mut model: Vec<Event> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         match op {
-            TimeSeriesOp::Append(evs) => {
+            TimeSeriesOp::Append(evs) | TimeSeriesOp::AppendColumns(evs) => {
                 let events = evs.iter().map(event).collect::<anyhow::Result<Vec<_>>>()?;
-                let stored = ts.append(stream.clone(), events.clone()).await?;
+                let stored = match op {
+                    TimeSeriesOp::AppendColumns(_) => {
+                        ts.append_columns(stream.clone(), EventColumns::from_events(&events))
+                            .await?
+                    }
+                    _ => ts.append(stream.clone(), events.clone()).await?,
+                };
                 ensure!(
                     stored == events.len() as u64,
                     "step {step}: append of {} events reported {stored}",

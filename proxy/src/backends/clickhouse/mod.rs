@@ -6,6 +6,7 @@
 //! Appends go through a [`batcher`]: many callers' events become one INSERT.
 
 mod batcher;
+mod rows;
 mod timeseries;
 
 use std::sync::Arc;
@@ -49,6 +50,10 @@ pub struct ClickhouseConfig {
     /// Events accepted but not yet written, at most; appends beyond wait for room.
     #[serde(default = "default_buffer_rows")]
     pub buffer_rows: usize,
+    /// INSERTs in flight at once: the next batch is sent while ClickHouse still writes
+    /// the one before.
+    #[serde(default = "default_concurrent_inserts")]
+    pub concurrent_inserts: usize,
 }
 
 fn default_database() -> String {
@@ -59,6 +64,9 @@ fn default_batch_rows() -> usize {
 }
 fn default_flush_interval() -> Duration {
     Duration::from_millis(20)
+}
+fn default_concurrent_inserts() -> usize {
+    2
 }
 fn default_buffer_rows() -> usize {
     100_000
@@ -77,6 +85,7 @@ impl ClickhouseConfig {
             batch_rows: default_batch_rows(),
             flush_interval: default_flush_interval(),
             buffer_rows: default_buffer_rows(),
+            concurrent_inserts: default_concurrent_inserts(),
         }
     }
 }
@@ -134,6 +143,12 @@ impl Clickhouse {
             return Err(BackendError::invalid(
                 "backend.buffer_rows",
                 "batch_rows must be at least 1 and buffer_rows at least batch_rows",
+            ));
+        }
+        if config.concurrent_inserts == 0 {
+            return Err(BackendError::invalid(
+                "backend.concurrent_inserts",
+                "must be at least 1",
             ));
         }
         let mut client = clickhouse::Client::default()

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::batcher::EventRow;
+use super::rows::Batch;
 use super::{Clickhouse, error};
 use crate::BackendError;
 use crate::backends::driver::bounded;
-use crate::interfaces::{AggregateFunction, AggregateRow, Aggregation, Event, Query, TimeSeriesBasic};
+use crate::interfaces::{AggregateFunction, AggregateRow, Aggregation, Event, EventColumns, Query, TimeSeriesBasic};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct StoredEvent {
@@ -89,25 +89,16 @@ fn aggregate_sql(function: AggregateFunction) -> &'static str {
 #[async_trait]
 impl TimeSeriesBasic for Clickhouse {
     async fn append(&self, stream: String, events: Vec<Event>) -> Result<u64, BackendError> {
-        let stream = format!("{}{stream}", self.prefix);
-        let n = events.len() as u64;
-        let rows = events
-            .into_iter()
-            .map(|e| {
-                let (tag_keys, tag_values) = e.tags.into_iter().unzip();
-                let (field_keys, field_values) = e.fields.into_iter().unzip();
-                EventRow {
-                    stream: stream.clone(),
-                    ts: e.timestamp_ms,
-                    seq: SEQ.fetch_add(1, Ordering::Relaxed),
-                    tag_keys,
-                    tag_values,
-                    field_keys,
-                    field_values,
-                }
-            })
-            .collect();
-        self.batcher.write(rows).await?;
+        self.append_columns(stream, EventColumns::from_events(&events)).await
+    }
+
+    async fn append_columns(&self, stream: String, columns: EventColumns) -> Result<u64, BackendError> {
+        columns.validate()?;
+        let n = columns.len() as u64;
+        let first_seq = SEQ.fetch_add(n, Ordering::Relaxed);
+        self.batcher
+            .write(Batch::new(format!("{}{stream}", self.prefix), first_seq, columns))
+            .await?;
         Ok(n)
     }
 
