@@ -32,7 +32,7 @@ use prism_proxy::backends::postgres::PostgresConfig;
 use prism_proxy::backends::redis::RedisConfig;
 use prism_proxy::config::BackendConfig;
 
-use common::{ProxyRuntime, proxy_for};
+use common::{ProxyRuntime, Usage, pid_of, proxy_for, usage};
 
 #[derive(Parser)]
 #[command(about = "Proxy overhead per backend: direct client vs through the proxy, same run")]
@@ -44,8 +44,9 @@ struct Args {
     /// each request's intended send time).
     #[arg(long, default_value_t = 2_000)]
     rate: u64,
-    /// Concurrent closed-loop workers of the throughput phase (saturates this machine).
-    #[arg(long, default_value_t = 8)]
+    /// Concurrent closed-loop workers of the throughput phase: enough that the CPUs, not
+    /// round trips, bound it (8 left both processes waiting on each other).
+    #[arg(long, default_value_t = 64)]
     concurrency: usize,
     #[command(flatten)]
     proxy: ProxyRuntime,
@@ -54,14 +55,58 @@ struct Args {
     backends: Vec<String>,
 }
 
-/// Latency (us) and count of one phase.
+/// Latency (us) and count of one phase, and what the processes used meanwhile.
 struct Phase {
     hist: Histogram<u64>,
     elapsed: Duration,
     errors: u64,
+    /// The generator's, the proxy's and the backend server's.
+    usage: [Usage; 3],
+}
+
+/// The processes whose usage each phase records.
+struct Pids {
+    proxy: u32,
+    server: Option<u32>,
+}
+
+impl Pids {
+    fn usage(&self) -> [Usage; 3] {
+        [
+            usage(std::process::id(), false),
+            usage(self.proxy, false),
+            self.server.map(|pid| usage(pid, true)).unwrap_or_default(),
+        ]
+    }
+
+    /// `phase` run, with the usage of the processes while it ran.
+    async fn measure(&self, phase: impl std::future::Future<Output = Phase>) -> Phase {
+        let before = self.usage();
+        let mut phase = phase.await;
+        let after = self.usage();
+        phase.usage = [0, 1, 2].map(|i| after[i] - before[i]);
+        phase
+    }
 }
 
 impl Phase {
+    /// Where each request's CPU and wake-ups went: per process, CPU microseconds and
+    /// times a thread waited (`voluntary_ctxt_switches`: each is a wake-up) per request.
+    fn usage_row(&self, backend: &str, op: &str, path: &str) -> String {
+        let n = (self.hist.len() + self.errors).max(1) as f64;
+        let [g, p, s] = self.usage;
+        format!(
+            "| {backend} | {op} | {path} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            g.cpu * 1e6 / n,
+            p.cpu * 1e6 / n,
+            s.cpu * 1e6 / n,
+            g.waits as f64 / n,
+            p.waits as f64 / n,
+            s.waits as f64 / n,
+            (g.preempted + p.preempted + s.preempted) as f64 / n,
+        )
+    }
+
     fn row(&self, backend: &str, op: &str, path: &str) -> String {
         let ops = self.hist.len() as f64 / self.elapsed.as_secs_f64();
         format!(
@@ -110,6 +155,7 @@ async fn closed_loop(op: Op, concurrency: usize, duration: Duration) -> Phase {
         hist,
         elapsed: start.elapsed(),
         errors,
+        usage: Default::default(),
     }
 }
 
@@ -145,11 +191,15 @@ async fn open_loop(op: Op, rate: u64, duration: Duration) -> Phase {
         hist,
         elapsed: start.elapsed(),
         errors,
+        usage: Default::default(),
     }
 }
 
-/// The two rows of one comparison plus the difference.
-fn compare(rows: &mut Vec<String>, name: &str, op: &str, direct_label: &str, d: &Phase, p: &Phase) {
+/// The two rows of one comparison plus the difference, and their usage rows.
+fn compare(tables: &mut Tables, name: &str, op: &str, direct_label: &str, d: &Phase, p: &Phase) {
+    tables.usage.push(d.usage_row(name, op, direct_label));
+    tables.usage.push(p.usage_row(name, op, "proxy"));
+    let rows = &mut tables.latency;
     let rate = |x: &Phase| x.hist.len() as f64 / x.elapsed.as_secs_f64();
     let q = |x: &Phase, q: f64| x.hist.value_at_quantile(q) as i64;
     rows.push(d.row(name, op, direct_label));
@@ -195,7 +245,7 @@ async fn kv_overhead(
     spec: Option<&'static ServerSpec>,
     config: fn(&str) -> BackendConfig,
     proxy_yaml: fn(&str) -> String,
-    (moderate, sequential, saturated): (&mut Vec<String>, &mut Vec<String>, &mut Vec<String>),
+    [moderate, sequential, saturated]: &mut [Tables; 3],
 ) -> anyhow::Result<()> {
     let instance = match spec {
         Some(spec) => Some(process::start(spec).await.with_context(|| format!("starting {name}"))?),
@@ -204,6 +254,16 @@ async fn kv_overhead(
     let url = instance.as_ref().and_then(|i| i.url.clone()).unwrap_or_default();
     let direct = config(&url).connect().await?;
     let (proxy, through) = proxy_for(&args.proxy, &proxy_yaml(&url), None, &[Interface::KeyvalueBasic]).await?;
+    let pids = Pids {
+        proxy: proxy.pid(),
+        server: match instance.as_ref().and_then(|i| i.addr) {
+            Some(addr) => Some(
+                pid_of(&[spec.map_or("", |s| s.binary), &addr.port().to_string()])
+                    .with_context(|| format!("finding {name}'s pid"))?,
+            ),
+            None => None,
+        },
+    };
     // Every key exists before the gets.
     for i in 0..KEYS {
         direct
@@ -253,19 +313,27 @@ async fn kv_overhead(
             "bench: {name} {op}: {}/s open model, direct then proxy ({:?} each)",
             args.rate, args.duration
         );
-        let d = open_loop(direct_op.clone(), args.rate, args.duration).await;
-        let p = open_loop(proxy_op.clone(), args.rate, args.duration).await;
+        let d = pids
+            .measure(open_loop(direct_op.clone(), args.rate, args.duration))
+            .await;
+        let p = pids
+            .measure(open_loop(proxy_op.clone(), args.rate, args.duration))
+            .await;
         compare(moderate, name, &format!("{op} @ {}/s", args.rate), direct_label, &d, &p);
         eprintln!("bench: {name} {op}: one request at a time, direct then proxy");
-        let d = closed_loop(direct_op.clone(), 1, args.duration).await;
-        let p = closed_loop(proxy_op.clone(), 1, args.duration).await;
+        let d = pids.measure(closed_loop(direct_op.clone(), 1, args.duration)).await;
+        let p = pids.measure(closed_loop(proxy_op.clone(), 1, args.duration)).await;
         compare(sequential, name, &format!("{op} x1"), direct_label, &d, &p);
         eprintln!(
             "bench: {name} {op}: {} closed-loop workers, direct then proxy",
             args.concurrency
         );
-        let d = closed_loop(direct_op, args.concurrency, args.duration).await;
-        let p = closed_loop(proxy_op, args.concurrency, args.duration).await;
+        let d = pids
+            .measure(closed_loop(direct_op, args.concurrency, args.duration))
+            .await;
+        let p = pids
+            .measure(closed_loop(proxy_op, args.concurrency, args.duration))
+            .await;
         compare(
             saturated,
             name,
@@ -280,15 +348,40 @@ async fn kv_overhead(
     Ok(())
 }
 
+/// The rows of one load shape: latency, and where the CPU and wake-ups went.
+struct Tables {
+    latency: Vec<String>,
+    usage: Vec<String>,
+}
+
+impl Tables {
+    fn new() -> Tables {
+        Tables {
+            latency: vec![
+                "| backend | op | path | ops/s | p50 us | p90 us | p99 us | max us | errors |".into(),
+                "|---|---|---|---|---|---|---|---|---|".into(),
+            ],
+            usage: vec![
+                "| backend | op | path | CPU us/req generator | proxy | server | waits/req generator | proxy | server | preempted/req |".into(),
+                "|---|---|---|---|---|---|---|---|---|---|".into(),
+            ],
+        }
+    }
+
+    fn print(&self, title: &str) {
+        println!("### {title}\n\n{}\n", self.latency.join("\n"));
+        println!(
+            "CPU and waits (each a wake-up) per request, per process:\n\n{}\n",
+            self.usage.join("\n")
+        );
+    }
+}
+
 // One thread: the generator adds no cross-thread wakeups of its own to what it measures.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let header = [
-        "| backend | op | path | ops/s | p50 us | p90 us | p99 us | max us | errors |".to_string(),
-        "|---|---|---|---|---|---|---|---|---|".to_string(),
-    ];
-    let (mut moderate, mut sequential, mut saturated) = (header.to_vec(), header.to_vec(), header.to_vec());
+    let mut tables = [Tables::new(), Tables::new(), Tables::new()];
     for backend in &args.backends {
         match backend.as_str() {
             "memstore" => {
@@ -298,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
                     None,
                     |_| BackendConfig::memstore(),
                     |_| "{ type: memstore }".into(),
-                    (&mut moderate, &mut sequential, &mut saturated),
+                    &mut tables,
                 )
                 .await?
             }
@@ -315,7 +408,7 @@ async fn main() -> anyhow::Result<()> {
                         })
                     },
                     |url| format!("{{ type: redis, url: '{url}', prefix: 'bench:' }}"),
-                    (&mut moderate, &mut sequential, &mut saturated),
+                    &mut tables,
                 )
                 .await?
             }
@@ -333,7 +426,7 @@ async fn main() -> anyhow::Result<()> {
                         })
                     },
                     |url| format!("{{ type: postgres, url: '{url}', prefix: 'bench:' }}"),
-                    (&mut moderate, &mut sequential, &mut saturated),
+                    &mut tables,
                 )
                 .await?
             }
@@ -350,26 +443,17 @@ async fn main() -> anyhow::Result<()> {
                         })
                     },
                     |url| format!("{{ type: nats, url: '{url}', prefix: bench }}"),
-                    (&mut moderate, &mut sequential, &mut saturated),
+                    &mut tables,
                 )
                 .await?
             }
             other => anyhow::bail!("--backends: unknown backend {other:?} (memstore, redis, postgres, nats)"),
         }
     }
-    println!(
-        "### Moderate load (open model, {}/s)\n\n{}\n",
-        args.rate,
-        moderate.join("\n")
-    );
-    println!(
-        "### One request at a time (closed loop, 1 worker)\n\n{}\n",
-        sequential.join("\n")
-    );
-    println!(
-        "### Saturated ({} closed-loop workers)\n\n{}\n",
-        args.concurrency,
-        saturated.join("\n")
-    );
+    let [moderate, sequential, saturated] = &tables;
+    println!("# proxy runtime: {}\n", args.proxy.describe());
+    moderate.print(&format!("Moderate load (open model, {}/s)", args.rate));
+    sequential.print("One request at a time (closed loop, 1 worker)");
+    saturated.print(&format!("Saturated ({} closed-loop workers)", args.concurrency));
     Ok(())
 }

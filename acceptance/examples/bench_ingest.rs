@@ -240,7 +240,8 @@ async fn main() -> anyhow::Result<()> {
         .context("starting clickhouse")?;
     let addr = instance.addr.context("clickhouse address")?;
     let url = instance.url.clone().context("url")?;
-    let clickhouse_pid = pid_of(&format!("--http_port={}", addr.port())).context("finding clickhouse-server's pid")?;
+    let clickhouse_pid =
+        pid_of(&[&format!("--http_port={}", addr.port())]).context("finding clickhouse-server's pid")?;
     let backend = format!(
         "{{ type: clickhouse, url: '{url}', batch_rows: {}, buffer_rows: {}, concurrent_inserts: {} }}",
         args.insert_rows,

@@ -17,14 +17,18 @@ pub enum Capability {
     /// Requests over the documented size limits are refused with INVALID_ARGUMENT
     /// (the proxy's edge does this for every backend behind it).
     EnforcesLimits,
+    /// timeseries_basic's `AppendColumns`, the compact form of an append (added to v1
+    /// after `Append`: an endpoint written before it does not serve it).
+    TimeseriesColumns,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 4] = [
+    pub const ALL: [Capability; 5] = [
         Capability::PubsubDeliveredCount,
         Capability::QueueDeliveryCount,
         Capability::TtlRemaining,
         Capability::EnforcesLimits,
+        Capability::TimeseriesColumns,
     ];
 
     /// The capability named `name` (as in registry files), or what the names are.
@@ -41,6 +45,7 @@ impl Capability {
             Capability::QueueDeliveryCount => "queue_delivery_count",
             Capability::TtlRemaining => "ttl_remaining",
             Capability::EnforcesLimits => "enforces_limits",
+            Capability::TimeseriesColumns => "timeseries_columns",
         }
     }
 }

@@ -272,6 +272,7 @@ async fn failing_cases(sabotage: fn(&MemStore, &mut Backend)) -> BTreeSet<String
             backend: broken(sabotage),
             prefix: format!("c{n}:"),
             history: None,
+            capabilities: acceptance::Capability::ALL.to_vec(),
         };
         if let Err(e) = (case.run)(subject).await {
             eprintln!(
@@ -449,6 +450,7 @@ async fn a_failing_history_replays_to_the_same_divergence() {
         backend,
         prefix: "replay:".into(),
         history,
+        capabilities: acceptance::Capability::ALL.to_vec(),
     };
     let failure = model::keyvalue(subject(forgetful(), Some(file.clone())))
         .await

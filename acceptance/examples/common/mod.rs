@@ -100,7 +100,9 @@ pub async fn proxy_for(
     };
     let endpoint = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
-        if let Ok(client) = PrismClient::connect(&endpoint, "bench").await
+        // Direct: one HTTP/2 connection driven by this task's runtime, without tonic's
+        // Channel and its buffer task (as loadtest sends): the cheapest gRPC client here.
+        if let Ok(client) = PrismClient::connect_direct(&endpoint, "bench").await
             && client.describe().await.is_ok()
         {
             return Ok((proxy, client.backend(interfaces)));
@@ -138,14 +140,113 @@ fn clock_ticks() -> f64 {
     })
 }
 
-/// The pid of the running process whose command line contains `needle`.
-pub fn pid_of(needle: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
-        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-        String::from_utf8_lossy(&cmdline)
-            .replace('\0', " ")
-            .contains(needle)
-            .then_some(pid)
-    })
+/// The pid of a running process (not this one) whose command line contains each of
+/// `needles`, the lowest if several do (a parent before its children).
+pub fn pid_of(needles: &[&str]) -> Option<u32> {
+    let me = std::process::id();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            (pid != me && needles.iter().all(|n| cmdline.contains(n))).then_some(pid)
+        })
+        .collect();
+    pids.sort_unstable();
+    pids.first().copied()
+}
+
+/// What a process (with its threads and child processes) has used so far.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// CPU seconds, user + system.
+    pub cpu: f64,
+    /// Times a thread gave up the CPU to wait (each is a wake-up later): `voluntary_ctxt_switches`.
+    pub waits: u64,
+    /// Times a thread was preempted: `nonvoluntary_ctxt_switches`.
+    pub preempted: u64,
+}
+
+impl std::ops::Sub for Usage {
+    type Output = Usage;
+    fn sub(self, before: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu - before.cpu,
+            waits: self.waits.saturating_sub(before.waits),
+            preempted: self.preempted.saturating_sub(before.preempted),
+        }
+    }
+}
+
+/// The usage of process `pid` and its threads, and with `tree` of its children too (live
+/// ones, and the ones it has reaped, whose CPU counts in its `cutime`: PostgreSQL's
+/// backends); zero when it cannot be read.
+pub fn usage(pid: u32, tree: bool) -> Usage {
+    let mut total = Usage::default();
+    let children = if tree { descendants(pid) } else { Vec::new() };
+    for pid in std::iter::once(pid).chain(children) {
+        total.cpu += cpu_seconds(pid) + if tree { reaped_children_cpu(pid) } else { 0.0 };
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            let field = |name: &str| -> u64 {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0)
+            };
+            total.waits += field("voluntary_ctxt_switches:");
+            total.preempted += field("nonvoluntary_ctxt_switches:");
+        }
+    }
+    total
+}
+
+fn stat_fields(pid: u32) -> Vec<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after.split_whitespace().map(str::to_string).collect()
+}
+
+fn reaped_children_cpu(pid: u32) -> f64 {
+    let fields = stat_fields(pid);
+    let ticks: f64 = [13, 14]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / clock_ticks()
+}
+
+/// Every live descendant of `pid`.
+fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| {
+                    let child: u32 = e.file_name().to_str()?.parse().ok()?;
+                    let parent: u32 = stat_fields(child).get(1)?.parse().ok()?;
+                    Some((child, parent))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let p = found[i];
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, parent)| *parent == p)
+                .map(|(child, _)| *child),
+        );
+        i += 1;
+    }
+    found.remove(0);
+    found
 }

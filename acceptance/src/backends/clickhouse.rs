@@ -10,12 +10,13 @@ use prism_proxy::backends::clickhouse::ClickhouseConfig;
 use prism_proxy::config::BackendConfig;
 
 use super::ServerBackend;
+use crate::Capability;
 use crate::provision::ServerSpec;
 use crate::provision::specs::{answers, strings};
 
 pub const CLICKHOUSE: ServerBackend = ServerBackend {
     spec: &SERVER,
-    capabilities: &[],
+    capabilities: &[Capability::TimeseriesColumns],
     config: |url, prefix| {
         BackendConfig::Clickhouse(ClickhouseConfig {
             prefix: prefix.to_string(),

@@ -25,6 +25,7 @@ impl BackendDecl for Memstore {
             Capability::PubsubDeliveredCount,
             Capability::QueueDeliveryCount,
             Capability::TtlRemaining,
+            Capability::TimeseriesColumns,
         ]
     }
 

@@ -62,7 +62,8 @@ struct Args {
     #[arg(long, value_name = "FILE", requires = "endpoint")]
     registry: Option<PathBuf>,
     /// Capabilities the endpoint claims, besides its registry file's (comma-separated:
-    /// pubsub_delivered_count, queue_delivery_count, ttl_remaining, enforces_limits).
+    /// pubsub_delivered_count, queue_delivery_count, ttl_remaining, enforces_limits,
+    /// timeseries_columns).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = Capability::parse, requires = "endpoint")]
     capabilities: Vec<Capability>,
 

@@ -185,6 +185,7 @@ pub fn replay(decl: &dyn BackendDecl, file: &Path) -> anyhow::Result<Result<(), 
             backend,
             prefix: format!("replay-{}:", run_folder_name()),
             history: None,
+            capabilities: decl.capabilities(),
         };
         let outcome = crate::suites::model::replay(subject, &history).await;
         drop(instance);

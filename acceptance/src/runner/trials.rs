@@ -154,6 +154,7 @@ impl Context<'_> {
                     backend,
                     prefix: format!("{}#{n}:", case.name),
                     history: Some(history),
+                    capabilities,
                 };
                 tokio::time::timeout(CASE_TIMEOUT, (case.run)(subject))
                     .await

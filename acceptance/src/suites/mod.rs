@@ -76,6 +76,8 @@ pub struct Subject {
     pub prefix: String,
     /// Where a failing model check writes its operation history, if anywhere.
     pub history: Option<std::path::PathBuf>,
+    /// What the subject claims beyond its interfaces (model checks use only what it has).
+    pub capabilities: Vec<crate::Capability>,
 }
 
 fn missing(interface: Interface) -> anyhow::Error {

@@ -8,7 +8,7 @@ use prism_proxy::Interface;
 use prism_proxy::interfaces::{AggregateFunction, Aggregation, Event, EventColumns, FieldColumn, Query, TagColumn};
 
 use super::{Case, CaseResult, Subject};
-use crate::case;
+use crate::{Capability, case};
 
 pub fn cases() -> Vec<Case> {
     let i = Interface::TimeseriesBasic;
@@ -18,9 +18,9 @@ pub fn cases() -> Vec<Case> {
         case!(i, filters_match_tags_exactly),
         case!(i, limit_caps_the_result),
         case!(i, aggregates_match_reference),
-        case!(i, columns_append_the_same_events),
-        case!(i, columns_and_events_share_one_append_order),
-        case!(i, malformed_columns_are_refused_naming_the_field),
+        case!(i, columns_append_the_same_events, needs: [Capability::TimeseriesColumns]),
+        case!(i, columns_and_events_share_one_append_order, needs: [Capability::TimeseriesColumns]),
+        case!(i, malformed_columns_are_refused_naming_the_field, needs: [Capability::TimeseriesColumns]),
         case!(i, model_random_sequences),
     ]
 }

@@ -124,8 +124,10 @@ pub(super) async fn check(s: Subject, ops: Vec<TimeSeriesOp>) -> CaseResult {
         match op {
             TimeSeriesOp::Append(evs) | TimeSeriesOp::AppendColumns(evs) => {
                 let events = evs.iter().map(event).collect::<anyhow::Result<Vec<_>>>()?;
+                // A subject without `AppendColumns` appends those events as events.
+                let columns = s.capabilities.contains(&crate::Capability::TimeseriesColumns);
                 let stored = match op {
-                    TimeSeriesOp::AppendColumns(_) => {
+                    TimeSeriesOp::AppendColumns(_) if columns => {
                         ts.append_columns(stream.clone(), EventColumns::from_events(&events))
                             .await?
                     }
