@@ -434,6 +434,12 @@ pub struct TransportConfig {
     /// among `max_connections`; gRPC clients reconnect on their next call.
     #[serde(with = "humantime_serde")]
     pub max_connection_idle: Duration,
+    /// Bind the gRPC listener with `SO_REUSEPORT`, so several proxy processes on one host
+    /// share its port and the kernel spreads new connections over them: one
+    /// `--runtime current-thread` process per core serves more than one process with a
+    /// worker per core (reports/baseline/scaling.md). Each process keeps its own memstore
+    /// data and needs its own `admin_listen`.
+    pub reuse_port: bool,
 }
 
 impl Default for TransportConfig {
@@ -450,6 +456,7 @@ impl Default for TransportConfig {
             keepalive_timeout: Duration::from_secs(10),
             tcp_keepalive: Duration::from_secs(60),
             max_connection_idle: Duration::from_secs(300),
+            reuse_port: false,
         }
     }
 }

@@ -602,6 +602,37 @@ fn port_in_use_is_named() {
     assert!(stderr.contains("in use"), "{stderr}");
 }
 
+/// `--reuse-port` processes share one gRPC port and the kernel spreads connections over
+/// them: with 32 connections, each process's own /metrics counts some of the Gets. A
+/// process without the flag cannot take the port and is told why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuse_port_processes_share_the_grpc_port() {
+    let first = Proxy::start_with_args(CONFIG, &["--reuse-port"]);
+    let port = first.grpc.to_string();
+    let second = Proxy::start_with_args(CONFIG, &["--reuse-port", "--listen", &port]);
+    assert_eq!(second.grpc, first.grpc);
+    for _ in 0..32 {
+        let client = first.client("default").await;
+        client.get(Bytes::from_static(b"k")).await.expect("get");
+    }
+    for proxy in [&first, &second] {
+        let metrics = http_get(proxy.admin, "/metrics").await.1;
+        let gets: u64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("prism_requests_total{") && l.contains("operation=\"keyvalue.get\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(
+            gets > 0 && gets < 32,
+            "one process served {gets} of 32 Gets:\n{metrics}"
+        );
+    }
+
+    let (code, stderr) = run_binary(&["--listen", &port, "--admin-listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("in use") && stderr.contains("reuse_port"), "{stderr}");
+}
+
 #[test]
 fn config_errors_name_file_line_and_field() {
     let dir = tempfile::tempdir().unwrap();

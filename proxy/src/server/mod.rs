@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -84,13 +84,30 @@ pub enum StartError {
     Auth(#[source] BackendError),
 }
 
-async fn bind(addr: SocketAddr, what: &'static str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+fn bind(addr: SocketAddr, what: &'static str, reuse_port: bool) -> Result<TcpListener, StartError> {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }?;
+        // As TcpListener::bind does on unix: a restarted proxy rebinds at once.
+        socket.set_reuseaddr(true)?;
+        if reuse_port {
+            socket.set_reuseport(true)?;
+        }
+        socket.bind(addr)?;
+        socket.listen(1024)
+    };
+    listen().map_err(|source| StartError::Bind {
         what,
         addr,
         hint: match source.kind() {
+            std::io::ErrorKind::AddrInUse if reuse_port => {
+                " (another process holds this port without reuse_port, or as another user)"
+            }
             std::io::ErrorKind::AddrInUse => {
-                " (another process holds this port; choose another with the flag or the config)"
+                " (another process holds this port; choose another with the flag or the config, or set transport.reuse_port in every process that shares it)"
             }
             std::io::ErrorKind::AddrNotAvailable => " (this machine has no such address)",
             std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
@@ -134,8 +151,9 @@ pub async fn start(config: &Config) -> Result<RunningProxy, StartError> {
         &config.transport,
     ));
 
-    let grpc_listener = bind(config.listen, "gRPC listener (listen)").await?;
-    let admin_listener = bind(config.admin_listen, "admin HTTP listener (admin_listen)").await?;
+    let grpc_listener = bind(config.listen, "gRPC listener (listen)", config.transport.reuse_port)?;
+    // Never shared: each process's /metrics and /readyz must be its own.
+    let admin_listener = bind(config.admin_listen, "admin HTTP listener (admin_listen)", false)?;
     let grpc_addr = local_addr(&grpc_listener, config.listen);
     let admin_addr = local_addr(&admin_listener, config.admin_listen);
 

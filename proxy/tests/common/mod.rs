@@ -39,6 +39,7 @@ impl Proxy {
         Proxy::start_with_args(config, &[])
     }
 
+    /// With extra command-line arguments; `--listen` among them replaces the free port.
     pub fn start_with_args(config: &str, extra: &[&str]) -> Proxy {
         Proxy::start_with_env(config, extra, &[])
     }
@@ -66,7 +67,12 @@ impl Proxy {
         let mut child = command
             .arg("--config")
             .arg(&path)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(if extra.contains(&"--listen") {
+                &[][..]
+            } else {
+                &["--listen", "127.0.0.1:0"]
+            })
+            .args(["--admin-listen", "127.0.0.1:0"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied())
