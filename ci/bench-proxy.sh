@@ -6,7 +6,8 @@
 #      server's CPU per request from /proc; median ratio proxy / bare;
 #   2. tails: `loadtest run` in the open model at half the proxy's best rate (and at a
 #      quarter and an eighth), against the proxy and the bare server in turn, with the
-#      generator's own send lag beside the latency.
+#      generator's own send lag beside the latency, and how busy the server and the
+#      generator were (CPU seconds over the run's 12 s).
 # Writes reports/baseline/proxy-latest.txt; reports/baseline/proxy.md explains it.
 # Instruction counts per request: ci/bench-instructions.sh.
 # Usage: bash ci/bench-proxy.sh [ROUNDS]   (default 5)
@@ -88,13 +89,20 @@ load: { model: open, warmup: 2s, max_in_flight: 20000, stages: [{ duration: 12s,
 keyspaces: { k: { prefix: "bench:key", count: 1 } }
 operations: [{ op: keyvalue.get, keys: k }]
 YAML
-    taskset -c 1 "$BIN/loadtest" run "$WORK/tail.yaml" --out "$WORK/tail" --quiet >/dev/null 2>&1 || true
-    python3 - "$WORK/tail/run.json" "$target" "$RATE" "$div" <<'PY'
+    # How busy each side was over the 12 s: a server near 1.0 was at its limit at this
+    # rate; the generator's fraction counts its pacing spin too.
+    before="$(cpu_s "$SERVER")"
+    measured "$BIN/loadtest" run "$WORK/tail.yaml" --out "$WORK/tail" --quiet >/dev/null 2>&1
+    after="$(cpu_s "$SERVER")"
+    python3 - "$WORK/tail/run.json" "$target" "$RATE" "$div" "$before" "$after" "$(cat "$WORK/cpu")" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); t = r['total']; lat, svc, lag = t['latency'], t['service_time'], r['send_lag']
+server_cpu, generator_cpu = float(sys.argv[6]) - float(sys.argv[5]), float(sys.argv[7])
+served = t['rate_per_s'] * 12
 print(f"rate=1/{sys.argv[4]} target={sys.argv[2]} scheduled={sys.argv[3]}/s achieved={t['rate_per_s']:.0f}/s errors={t['errors']} dropped={r['dropped']} "
       f"p50={lat['p50_us']}us p90={lat['p90_us']}us p99={lat['p99_us']}us p99.9={lat['p99_9_us']}us max={lat['max_us']}us "
-      f"service_p99={svc['p99_us']}us send_lag_p50={lag['p50_us']}us send_lag_p99={lag['p99_us']}us")
+      f"service_p99={svc['p99_us']}us send_lag_p50={lag['p50_us']}us send_lag_p99={lag['p99_us']}us "
+      f"server_busy={server_cpu / 12:.2f} server_cpu_us_per_request={server_cpu * 1e6 / max(served, 1):.1f} generator_busy={generator_cpu / 12:.2f}")
 PY
     stop_server
   done
