@@ -3,7 +3,7 @@
 //! once per batch (a dictionary) and each event refers to its value by number. Appending
 //! columns stores exactly the events [`EventColumns::into_events`] gives, in that order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::{BackendError, BackendResult};
 
@@ -75,20 +75,15 @@ impl EventColumns {
     /// of the wrong size, a name used twice.
     pub fn validate(&self) -> BackendResult<()> {
         let n = self.len();
-        let mut names = HashMap::new();
+        let mut names = HashSet::new();
         for (i, tag) in self.tags.iter().enumerate() {
-            if names.insert(("tag", tag.name.as_str()), i).is_some() {
+            if !names.insert(("tag", tag.name.as_str())) {
                 return Err(BackendError::invalid(
                     format!("tags[{i}].name"),
                     format!("tag {:?} has two columns", tag.name),
                 ));
             }
-            if tag.values.len() != n {
-                return Err(BackendError::invalid(
-                    format!("tags[{i}].values"),
-                    format!("has {} entries for {n} timestamps", tag.values.len()),
-                ));
-            }
+            one_per_event(|| format!("tags[{i}].values"), tag.values.len(), n)?;
             let size = tag.dictionary.len();
             if let Some(at) = tag.values.iter().position(|&v| v as usize > size) {
                 return Err(BackendError::invalid(
@@ -101,18 +96,13 @@ impl EventColumns {
             }
         }
         for (i, field) in self.fields.iter().enumerate() {
-            if names.insert(("field", field.name.as_str()), i).is_some() {
+            if !names.insert(("field", field.name.as_str())) {
                 return Err(BackendError::invalid(
                     format!("fields[{i}].name"),
                     format!("field {:?} has two columns", field.name),
                 ));
             }
-            if field.values.len() != n {
-                return Err(BackendError::invalid(
-                    format!("fields[{i}].values"),
-                    format!("has {} entries for {n} timestamps", field.values.len()),
-                ));
-            }
+            one_per_event(|| format!("fields[{i}].values"), field.values.len(), n)?;
             if !field.present.is_empty() && field.present.len() != n.div_ceil(8) {
                 return Err(BackendError::invalid(
                     format!("fields[{i}].present"),
@@ -183,14 +173,13 @@ impl EventColumns {
                 column.present[i / 8] |= 1 << (i % 8);
             }
         }
-        let full = |present: &[u8]| (0..n).all(|i| present[i / 8] & (1 << (i % 8)) != 0);
         EventColumns {
             timestamps_ms: events.iter().map(|e| e.timestamp_ms).collect(),
             tags: tags.into_values().map(|(column, _)| column).collect(),
             fields: fields
                 .into_values()
                 .map(|mut column| {
-                    if full(&column.present) {
+                    if (0..n).all(|i| column.has(i)) {
                         column.present.clear();
                     }
                     column
@@ -198,6 +187,17 @@ impl EventColumns {
                 .collect(),
         }
     }
+}
+
+/// INVALID_ARGUMENT naming `field` unless its column has one entry per event.
+fn one_per_event(field: impl FnOnce() -> String, len: usize, events: usize) -> BackendResult<()> {
+    if len == events {
+        return Ok(());
+    }
+    Err(BackendError::invalid(
+        field(),
+        format!("has {len} entries for {events} timestamps"),
+    ))
 }
 
 #[cfg(test)]

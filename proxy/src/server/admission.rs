@@ -72,7 +72,7 @@ impl hyper::service::Service<http::Request<Incoming>> for Admission {
         };
         let started = Instant::now();
         match gateway.router.admit_now(request.headers(), op, started) {
-            Some(Ok(call)) => gateway.serve(call, request, op, service, open),
+            Some(Ok(call)) => gateway.serve(call, request, service, open),
             Some(Err(status)) => Answering::Ready(Some(held_until_end(status.into_http(), open, None))),
             // Authentication that waits (a token to check): the whole admission boxed.
             None => Answering::Admitting(Box::pin(admit(gateway.clone(), request, op, service, open, started))),
@@ -82,18 +82,10 @@ impl hyper::service::Service<http::Request<Incoming>> for Admission {
 
 impl Gateway {
     /// `request`, admitted as `call`, served by `service` with its body capped.
-    fn serve(
-        &self,
-        call: Call,
-        request: http::Request<Incoming>,
-        op: Operation,
-        service: Prism,
-        open: OpenCall,
-    ) -> Answering {
+    fn serve(&self, call: Call, request: http::Request<Incoming>, service: Prism, open: OpenCall) -> Answering {
         let request = request.map(|body| Capped {
             body,
             call: call.clone(),
-            op,
             deadline: None,
             partial: BytesMut::new(),
             done: false,
@@ -207,7 +199,7 @@ async fn admit(
         Ok(call) => call,
         Err(status) => return held_until_end(status.into_http(), open, None),
     };
-    match gateway.serve(call, request, op, service, open).await {
+    match gateway.serve(call, request, service, open).await {
         Ok(response) => response,
     }
 }
@@ -220,7 +212,6 @@ struct Capped {
     body: Incoming,
     /// The admitted call, which holds the message's bytes in the budgets until it is done.
     call: Call,
-    op: Operation,
     /// Armed when a message does not arrive in its first frame.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
     /// The message so far, when it came in more than one frame.
@@ -292,7 +283,7 @@ impl Capped {
     fn answer(&self, status: Status) -> Status {
         self.call
             .metrics
-            .record(self.op, self.call.started().elapsed(), status.code());
+            .record(self.call.op(), self.call.started().elapsed(), status.code());
         status
     }
 }

@@ -230,6 +230,11 @@ impl Call {
         Ok(())
     }
 
+    /// The operation the call was admitted for.
+    pub(crate) fn op(&self) -> Operation {
+        self.0.op
+    }
+
     /// When the call was admitted.
     pub(crate) fn started(&self) -> Instant {
         self.0.started
@@ -389,9 +394,9 @@ pub(crate) struct Router {
     /// By name as bytes: the header's bytes are looked up as they came.
     namespaces: HashMap<Box<[u8]>, Arc<Namespace>, foldhash::fast::RandomState>,
     /// Request message bytes held at once (`transport.max_buffered_request_bytes`).
-    pub(crate) request_bytes: Arc<Budget>,
+    request_bytes: Arc<Budget>,
     /// How long a request's message may take to arrive (`transport.request_body_timeout`).
-    pub(crate) request_body_timeout: Duration,
+    request_body_timeout: Duration,
     auth: Auth,
     /// Where requests refused before a namespace is known (unauthenticated, unknown or
     /// missing namespace) are counted, under `namespace=""`.
@@ -459,7 +464,7 @@ impl Router {
     ) -> Result<(Call, Arc<T>, Req), Status> {
         let call = admitted()?;
         let handle = call.serve(pick(&call.backend), op).inspect_err(|status| {
-            call.metrics.record(op, call.0.started.elapsed(), status.code());
+            call.metrics.record(op, call.started().elapsed(), status.code());
         })?;
         Ok((call, handle, request.into_inner()))
     }
